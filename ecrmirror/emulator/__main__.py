@@ -1,0 +1,42 @@
+"""`python -m ecrmirror.emulator --port N`: serve the ECR API and registry on one local port."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from types import FrameType
+
+from ecrmirror.emulator.server import Emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ecrmirror.emulator",
+                                     description="Serve an offline ECR (API and registry) locally")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on")
+    parser.add_argument("--port", type=int, default=5000, help="Port for the API and the registry")
+    parser.add_argument("--quiet", action="store_true", help="Do not log each request to stderr")
+    args = parser.parse_args(argv)
+
+    emulator = Emulator(host=args.host, port=args.port, access_log=not args.quiet).start()
+    print(f"# ECR emulator listening on {emulator.url}; point ecrmirror at it with:")
+    for name, value in emulator.environ().items():
+        print(f"export {name}={shlex.quote(value)}")
+    print("# requests served: GET /_emulator/requests; stop with Ctrl-C", flush=True)
+
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    stopped.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

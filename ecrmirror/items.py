@@ -1,0 +1,99 @@
+"""Spec files as pytest collectors, chart versions as pytest items, outcomes as pytest reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ecrmirror.errors import EcrMirrorError, SpecError
+from ecrmirror.mirror import Mirror, Outcome, PlannedVersion, Result
+from ecrmirror.spec import ChartEntry, Spec, load_spec
+
+MIRROR_KEY = pytest.StashKey[Mirror]()
+SYNC_KEY = pytest.StashKey[bool]()
+OUTCOME_PROPERTY = "outcome"
+BYTES_PROPERTY = "bytes_uploaded"
+
+
+class OutcomeFailure(Exception):
+    """A version that is MISSING or DIFFERS: an audit finding, not a crash."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(f"{result.outcome.value}: {result.message}")
+        self.result = result
+
+
+class SpecFile(pytest.File):
+    """A mirror spec: collects one node per chart, each holding one item per version."""
+
+    def collect(self) -> Iterator[ChartNode]:
+        try:
+            spec = load_spec(self.path)
+        except SpecError as exc:
+            raise self.CollectError(str(exc)) from None
+        for chart in spec.charts:
+            yield ChartNode.from_parent(self, name=chart.name, spec=spec, chart=chart)
+
+
+class ChartNode(pytest.Collector):
+    def __init__(self, *, spec: Spec, chart: ChartEntry, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.chart = chart
+
+    def collect(self) -> Iterator[ChartVersionItem]:
+        for version in self.chart.versions:
+            planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version)
+            yield ChartVersionItem.from_parent(self, name=version.version, planned=planned)
+
+
+class ChartVersionItem(pytest.Item):
+    """One chart version: audited by default, pushed when missing under --sync."""
+
+    def __init__(self, *, planned: PlannedVersion, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.planned = planned
+        self.user_properties.extend([
+            ("registry", planned.target.registry.host),
+            ("repository", planned.repository),
+            ("tag", planned.tag),
+        ])
+
+    def runtest(self) -> None:
+        mirror = self.config.stash[MIRROR_KEY]
+        sync = self.config.stash[SYNC_KEY]
+        result = mirror.sync(self.planned) if sync else mirror.check(self.planned)
+        self.user_properties.extend([
+            ("upstream_digest", result.release.digest),
+            (OUTCOME_PROPERTY, result.outcome.value),
+            (BYTES_PROPERTY, str(result.bytes_uploaded)),
+        ])
+        if not result.outcome.ok:
+            raise OutcomeFailure(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, OutcomeFailure | EcrMirrorError):
+            return f"{self.planned.chart.name} {self.planned.version.version}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        version = self.planned.version
+        return self.path, version.line - 1, f"{self.planned.chart.name}@{version.version}"
+
+
+def report_outcome(report: pytest.TestReport) -> Outcome | None:
+    for name, value in report.user_properties:
+        if name == OUTCOME_PROPERTY:
+            return Outcome(value)
+    return None
+
+
+def report_bytes(report: pytest.TestReport) -> int:
+    for name, value in report.user_properties:
+        if name == BYTES_PROPERTY:
+            return int(value)
+    return 0
+

@@ -1,0 +1,180 @@
+"""The pytest entry point: options, spec collection, outcome words and the run's totals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from ecrmirror.ecr import require_credentials
+from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
+from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
+from ecrmirror.errors import CredentialsMissing
+from ecrmirror.items import (
+    MIRROR_KEY,
+    SYNC_KEY,
+    ChartVersionItem,
+    SpecFile,
+    report_bytes,
+    report_outcome,
+)
+from ecrmirror.mirror import Endpoints, Mirror, Outcome
+from ecrmirror.spec import looks_like_spec
+
+REGISTRY_ENDPOINT_ENV = "ECRMIRROR_REGISTRY_ENDPOINT"
+_WORKER_EMULATOR = "ecrmirror_emulator_url"
+
+
+@dataclass(eq=False)  # a plugin object must stay hashable
+class _Totals:
+    """Counts chart-version outcomes from reports, so it also works on an xdist controller."""
+
+    versions: int = 0
+    pushed: int = 0
+    present: int = 0
+    failed: int = 0
+    bytes_uploaded: int = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not any(name == "tag" for name, _ in report.user_properties):
+            return  # not a chart version
+        # One count per version: its call report, or the setup report if setup already failed.
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.versions += 1
+            outcome = report_outcome(report)
+            if outcome is Outcome.PUSHED:
+                self.pushed += 1
+            elif outcome is Outcome.PRESENT:
+                self.present += 1
+            elif report.failed:
+                self.failed += 1
+            self.bytes_uploaded += report_bytes(report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.versions:
+            terminalreporter.write_sep("-", "ecrmirror")
+            terminalreporter.write_line(
+                f"{self.versions} versions: {self.pushed} pushed, {self.present} present, "
+                f"{self.failed} failed; {self.bytes_uploaded} bytes uploaded")
+
+
+_STATE = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ecrmirror", "mirror Helm charts into Amazon ECR")
+    group.addoption("--sync", action="store_true", default=False,
+                    help="Push every chart version that ECR lacks; never overwrite or delete")
+    group.addoption("--check-only", action="store_true", default=False,
+                    help="Audit only (the default for spec files): fail versions that are "
+                         "missing from ECR or differ from upstream")
+    group.addoption("--offline", action="store_true", default=False,
+                    help="Use a local ECR emulator instead of AWS; needs no credentials")
+    parser.addini("ecrmirror_specs", default="specs",
+                  help="Directory of mirror specs used by --sync/--check-only when no path is given")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sync, check_only = config.getoption("sync"), config.getoption("check_only")
+    if sync and check_only:
+        raise pytest.UsageError("--sync and --check-only exclude each other: --sync pushes what "
+                                "is missing, --check-only only audits. Pick one.")
+    config.stash[SYNC_KEY] = bool(sync)
+    config.pluginmanager.register(_Totals(), "ecrmirror-totals")
+    if (sync or check_only) and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(_specs_dir(config))]
+
+    state: dict[str, Any] = {}
+    config.stash[_STATE] = state
+    endpoints = Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
+    if config.getoption("offline"):
+        url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
+        if url is None:  # the main process (or the xdist controller) owns the emulator
+            emulator = Emulator().start()
+            state["emulator"] = emulator
+            url = emulator.url
+        state["emulator_url"] = url
+        endpoints = Endpoints(ecr_api=url, registry=url, aws_access_key_id=FAKE_ACCESS_KEY,
+                              aws_secret_access_key=FAKE_SECRET_KEY)
+    workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
+    state["workdir"] = workdir
+    config.stash[MIRROR_KEY] = Mirror(endpoints, workdir)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")
+
+
+def _specs_dir(config: pytest.Config) -> Path:
+    value = str(config.getini("ecrmirror_specs"))
+    directory = Path(value) if Path(value).is_absolute() else config.rootpath / value
+    if not directory.is_dir():
+        raise pytest.UsageError(
+            f"the specs directory {directory} does not exist. Pass spec paths "
+            "(pytest path/to/specs --sync), or set ecrmirror_specs in your pytest configuration.")
+    return directory
+
+
+class _XdistHooks:
+    """Hands the controller's emulator to each xdist worker, so all workers share one ECR."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if "emulator_url" in self.state:
+            node.workerinput[_WORKER_EMULATOR] = self.state["emulator_url"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, {})
+    if "emulator" in state:
+        state["emulator"].stop()
+    if "workdir" in state:
+        shutil.rmtree(state["workdir"], ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    state = config.stash.get(_STATE, {})
+    mode = "sync" if config.stash.get(SYNC_KEY, False) else "audit (read-only)"
+    where = f"offline emulator at {state['emulator_url']}" if "emulator_url" in state else "AWS"
+    return f"ecrmirror: spec files run as {mode} against {where}"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    if file_path.suffix in (".yaml", ".yml") and looks_like_spec(file_path):
+        return SpecFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+    return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    items = [item for item in session.items if isinstance(item, ChartVersionItem)]
+    if not items or session.config.option.collectonly:
+        return
+    config = session.config
+    config.stash[MIRROR_KEY].plan(item.planned for item in items)
+    if "emulator_url" not in config.stash[_STATE]:
+        try:
+            require_credentials(boto3.session.Session())
+        except CredentialsMissing as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_teststatus(report: pytest.TestReport,
+                             config: pytest.Config) -> tuple[str, str, Any] | None:
+    if report.when != "call":
+        return None
+    outcome = report_outcome(report)
+    if outcome is None:
+        return None
+    if outcome.ok:
+        letter = "P" if outcome is Outcome.PUSHED else "."
+        return "passed", letter, (outcome.value, {"green": True})
+    return "failed", "F", (outcome.value, {"red": True})
+
+

@@ -1,0 +1,170 @@
+"""The OCI data plane through oras-py: authenticated pushes of blobs and a manifest, manifest last."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import oras.provider
+import oras.utils
+import requests
+
+from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
+from ecrmirror.ecr import RegistryToken
+from ecrmirror.errors import RegistryError, RepositoryMissing, TagConflict
+from ecrmirror.transport import TIMEOUT, new_session
+
+# Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
+TOKEN_RENEWAL_MARGIN = 15 * 60
+
+
+@dataclass
+class PushReport:
+    bytes_uploaded: int = 0
+    blobs_uploaded: int = 0
+
+
+class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
+    """oras-py's Registry with the three things ECR needs that it lacks (see the facts file).
+
+    - credentials go with every request: oras' "ecr" backend waits for a 401 each time;
+    - the ECR token is renewed before it expires, and once on ECR's expired-token 403;
+    - no oras retry decorator: it sleeps 2 + 3^n seconds on any exception and retries
+      non-idempotent uploads. Idempotent retries live in the session (transport.new_session).
+    """
+
+    def __init__(self, endpoint: str, token: Callable[[bool], RegistryToken]) -> None:
+        parts = urlsplit(endpoint)
+        super().__init__(hostname=parts.netloc, insecure=parts.scheme == "http")
+        self.session = new_session()
+        self._token = token
+
+    def _authorization(self, refresh: bool = False) -> str:
+        token = self._token(refresh)
+        basic = base64.b64encode(f"{token.username}:{token.password}".encode()).decode()
+        return f"Basic {basic}"
+
+    def do_request(  # type: ignore[override]
+        self,
+        url: str,
+        method: str = "GET",
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        request_headers = dict(headers or {})
+        for attempt in (0, 1):
+            request_headers["Authorization"] = self._authorization(refresh=attempt == 1)
+            if hasattr(data, "seek"):
+                data.seek(0)
+            response = self.session.request(method, url, data=data, json=json,
+                                            headers=request_headers, stream=stream,
+                                            timeout=TIMEOUT, allow_redirects=False)
+            # ECR answers an expired token with 403 and no WWW-Authenticate: renew once.
+            if response.status_code == 403 and "expired" in response.text.lower() and attempt == 0:
+                continue
+            return response
+        return response  # pragma: no cover - the loop always returns
+
+
+class RegistryClient:
+    """Pushes Helm artifacts into one registry endpoint, with the registry's ECR token."""
+
+    def __init__(self, endpoint: str, fetch_token: Callable[[], RegistryToken]) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._fetch_token = fetch_token
+        self._token: RegistryToken | None = None
+        self._oras = _OrasRegistry(self.endpoint, self._current_token)
+
+    def _current_token(self, refresh: bool) -> RegistryToken:
+        if refresh or self._token is None or time.time() > self._token.expires_at - TOKEN_RENEWAL_MARGIN:
+            self._token = self._fetch_token()
+        return self._token
+
+    def push(self, repository: str, artifact: HelmArtifact, archive: Path) -> PushReport:
+        """Push the blobs, then the manifest: an interrupted push leaves no tag behind."""
+        container = self._oras.get_container(f"{self._oras.hostname}/{repository}:{artifact.tag}")
+        report = PushReport()
+        with tempfile.TemporaryDirectory(prefix="ecrmirror-") as tmp:
+            config_path = Path(tmp) / "config.json"
+            config_path.write_bytes(artifact.config)
+            for path, descriptor in ((config_path, artifact.config_descriptor),
+                                     (archive, artifact.chart_descriptor)):
+                if self._upload_blob(container, repository, path, descriptor):
+                    report.bytes_uploaded += descriptor.size
+                    report.blobs_uploaded += 1
+        self._put_manifest(container, repository, artifact)
+        return report
+
+    def _upload_blob(self, container: Any, repository: str, path: Path,
+                     descriptor: Descriptor) -> bool:
+        """HEAD, then a monolithic POST + PUT (the upload ECR handles as the spec says).
+
+        oras' put_upload reads the whole file into memory and hides the POST's status; this
+        streams the file and keeps the registry's error code for the message.
+        """
+        prefix = self._oras.prefix
+        try:
+            if self._oras.blob_exists(descriptor.as_json(), container):
+                return False
+            start = self._oras.do_request(f"{prefix}://{container.upload_blob_url()}", "POST",
+                                          headers={"Content-Length": "0"})
+            if start.status_code != 202 or not start.headers.get("Location"):
+                raise self._error(start, repository, f"upload of {descriptor.digest}")
+            location = urljoin(f"{prefix}://{container.registry}/", start.headers["Location"])
+            with open(path, "rb") as body:
+                done = self._oras.do_request(
+                    oras.utils.append_url_params(location, {"digest": descriptor.digest}), "PUT",
+                    data=body, headers={"Content-Type": "application/octet-stream",
+                                        "Content-Length": str(descriptor.size)})
+        except requests.RequestException as exc:
+            raise RegistryError(f"upload of {descriptor.digest} to {self.endpoint}/{repository} "
+                                f"failed: {exc}") from None
+        if done.status_code != 201:
+            raise self._error(done, repository, f"upload of {descriptor.digest}")
+        return True
+
+    def _put_manifest(self, container: Any, repository: str, artifact: HelmArtifact) -> None:
+        url = f"{self._oras.prefix}://{container.manifest_url(artifact.tag)}"
+        try:
+            # Our exact bytes, not oras' upload_manifest (it re-serializes with requests' json).
+            response = self._oras.do_request(url, "PUT", data=artifact.manifest,
+                                             headers={"Content-Type": MANIFEST_MEDIA_TYPE})
+        except requests.RequestException as exc:
+            raise RegistryError(f"manifest PUT for {repository}:{artifact.tag} failed: "
+                                f"{exc}") from None
+        if response.status_code != 201:
+            raise self._error(response, repository, f"manifest PUT for tag {artifact.tag}")
+        echoed = response.headers.get("Docker-Content-Digest")
+        if echoed and echoed != sha256_digest(artifact.manifest):
+            raise RegistryError(f"{self.endpoint}/{repository}:{artifact.tag}: the registry stored "
+                                f"manifest {echoed}, not the {artifact.manifest_digest} we sent")
+
+    def _error(self, response: requests.Response, repository: str, what: str) -> RegistryError:
+        code, message = _oci_error(response)
+        where = f"{self.endpoint}/{repository}"
+        if code == "NAME_UNKNOWN":
+            return RepositoryMissing(f"{where}: {what} failed: repository does not exist ({message})")
+        if code == "TAG_INVALID" or "already exists" in message:
+            return TagConflict(f"{where}: {what} refused: {message}. ecrmirror never overwrites a tag.")
+        if response.status_code in (401, 403):
+            return RegistryError(f"{where}: {what} was refused (HTTP {response.status_code} "
+                                 f"{code}): {message}. Check the IAM permissions for ECR pushes.")
+        return RegistryError(f"{where}: {what} failed: HTTP {response.status_code} {code} {message}")
+
+
+def _oci_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        errors = json.loads(response.text).get("errors") or []
+        first = errors[0]
+        return str(first.get("code", "")), str(first.get("message", ""))
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return "", response.text[:200].strip()

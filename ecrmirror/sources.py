@@ -1,0 +1,302 @@
+"""Upstream chart repositories: list a chart's versions and hand over archives verified by digest."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+import yaml
+
+from ecrmirror.chart import normalize_created, read_chart_metadata
+from ecrmirror.errors import DigestMismatch, EcrMirrorError, UpstreamError, VersionNotFound
+from ecrmirror.transport import TIMEOUT
+
+try:
+    from yaml import CSafeLoader as _IndexLoader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _IndexLoader  # type: ignore[assignment]
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ChartRelease:
+    """One chart version as its upstream lists it."""
+
+    name: str
+    version: str
+    digest: str  # "sha256:<hex>" of the .tgz
+    url: str  # an http(s) URL, or a local file path
+    created: str | None  # RFC 3339 UTC, from the index; None when the upstream gives none
+    source: str  # where it was listed, for messages
+
+
+class Source(Protocol):
+    location: str
+
+    def release(self, name: str, version: str) -> ChartRelease: ...
+
+    def fetch(self, release: ChartRelease, workdir: Path) -> Path: ...
+
+
+class Sources:
+    """Every upstream of one run, each opened once: one index download per source per run."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = session
+        self._sources: dict[str, Source] = {}
+
+    def get(self, location: str) -> Source:
+        if location not in self._sources:
+            if re.match(r"^https?://", location):
+                self._sources[location] = HttpRepository(location, self._session)
+            elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
+                raise UpstreamError(f"{location}: unsupported repository scheme; "
+                                    "use an http(s):// Helm repository or a local directory")
+            else:
+                self._sources[location] = LocalRepository(Path(location), self._session)
+        return self._sources[location]
+
+
+class _Index:
+    """A parsed index.yaml: chart name -> version -> entry."""
+
+    def __init__(self, location: str, document: Any) -> None:
+        if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
+            raise UpstreamError(f"{location} is not a Helm repository index (no `entries` mapping)")
+        self.location = location
+        self.entries: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, versions in document["entries"].items():
+            by_version: dict[str, dict[str, Any]] = {}
+            for entry in versions or []:
+                if isinstance(entry, dict) and entry.get("version") is not None:
+                    by_version[str(entry["version"])] = entry
+            self.entries[str(name)] = by_version
+
+    def entry(self, name: str, version: str) -> dict[str, Any]:
+        versions = self.entries.get(name)
+        if versions is None:
+            raise VersionNotFound(
+                f"chart {name!r} is not in {self.location}; it lists "
+                f"{_summarize(sorted(self.entries), near=name)}. Check the chart name and repo."
+            )
+        entry = versions.get(version)
+        if entry is None:
+            raise VersionNotFound(
+                f"{name} {version} is not in {self.location}; nearest versions there: "
+                f"{', '.join(nearest_versions(version, versions)) or 'none'}. "
+                "Fix the version in the spec."
+            )
+        return entry
+
+
+def parse_index(location: str, text: str | bytes) -> _Index:
+    try:
+        document = yaml.load(text, Loader=_IndexLoader)
+    except yaml.YAMLError as exc:
+        raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
+    return _Index(location, document)
+
+
+def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
+    entry = index.entry(name, version)
+    digest = entry.get("digest")
+    if not isinstance(digest, str) or not re.fullmatch(r"(sha256:)?[0-9a-f]{64}", digest):
+        raise UpstreamError(f"{name} {version} in {index.location} has no valid sha256 digest, so "
+                            "its archive cannot be verified; ask the publisher to regenerate the "
+                            "index with `helm repo index`")
+    return ChartRelease(
+        name=name,
+        version=version,
+        digest=digest if digest.startswith("sha256:") else f"sha256:{digest}",
+        url=url,
+        created=normalize_created(entry.get("created")),
+        source=index.location,
+    )
+
+
+class HttpRepository:
+    """A Helm repository served over HTTP(S): index.yaml plus archives."""
+
+    def __init__(self, url: str, session: requests.Session) -> None:
+        self.location = url
+        self._session = session
+        self._index: _Index | None = None
+        parts = urlsplit(url)
+        # helm forces a trailing slash on the path and keeps the query string.
+        self._base = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/", query=""))
+        self._query = parts.query
+
+    def _with_query(self, url: str) -> str:
+        parts = urlsplit(url)
+        if self._query and not parts.query:
+            return urlunsplit(parts._replace(query=self._query))
+        return url
+
+    @property
+    def index_url(self) -> str:
+        return self._with_query(urljoin(self._base, "index.yaml"))
+
+    def index(self) -> _Index:
+        if self._index is None:
+            url = self.index_url
+            try:
+                response = self._session.get(url, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                raise UpstreamError(f"cannot download {url}: {_reason(exc)}") from None
+            if response.status_code != 200:
+                raise UpstreamError(f"cannot download {url}: HTTP {response.status_code} "
+                                    f"{response.reason}. Check the repo URL in the spec.")
+            self._index = parse_index(url, response.content)
+        return self._index
+
+    def release(self, name: str, version: str) -> ChartRelease:
+        index = self.index()
+        urls = index.entry(name, version).get("urls") or []
+        if not urls or not isinstance(urls[0], str):
+            raise UpstreamError(f"{name} {version} in {index.location} lists no download URL")
+        return _release(index, name, version, self._with_query(urljoin(self._base, urls[0])))
+
+    def fetch(self, release: ChartRelease, workdir: Path) -> Path:
+        return _download(self._session, release, workdir)
+
+
+class LocalRepository:
+    """A directory holding an index.yaml, packaged .tgz charts, or both."""
+
+    def __init__(self, directory: Path, session: requests.Session) -> None:
+        self.location = str(directory)
+        self._directory = directory
+        self._session = session
+        self._releases: dict[str, dict[str, ChartRelease]] | None = None
+
+    def _scan(self) -> dict[str, dict[str, ChartRelease]]:
+        if self._releases is not None:
+            return self._releases
+        if not self._directory.is_dir():
+            raise UpstreamError(f"{self._directory} is not a directory; repo must be an http(s) "
+                                "URL or a directory (relative to the spec) of charts")
+        releases: dict[str, dict[str, ChartRelease]] = {}
+        index_path = self._directory / "index.yaml"
+        if index_path.is_file():
+            index = parse_index(str(index_path), index_path.read_bytes())
+            for name, versions in index.entries.items():
+                for version, entry in versions.items():
+                    url = (entry.get("urls") or [""])[0]
+                    target = url if re.match(r"^https?://", url) else str(self._directory / url)
+                    releases.setdefault(name, {})[version] = _release(index, name, version, target)
+        for archive in sorted(self._directory.glob("*.tgz")):
+            if any(r.url == str(archive) for v in releases.values() for r in v.values()):
+                continue
+            metadata = read_chart_metadata(archive)
+            name, version = str(metadata.get("name")), str(metadata.get("version"))
+            releases.setdefault(name, {}).setdefault(version, ChartRelease(
+                name=name, version=version, digest=_file_digest(archive), url=str(archive),
+                created=None, source=str(self._directory)))
+        self._releases = releases
+        return releases
+
+    def release(self, name: str, version: str) -> ChartRelease:
+        releases = self._scan()
+        if name not in releases:
+            raise VersionNotFound(f"chart {name!r} is not in {self._directory}; it holds "
+                                  f"{_summarize(sorted(releases), near=name)}")
+        if version not in releases[name]:
+            raise VersionNotFound(
+                f"{name} {version} is not in {self._directory}; nearest versions there: "
+                f"{', '.join(nearest_versions(version, releases[name])) or 'none'}. "
+                "Fix the version in the spec."
+            )
+        return releases[name][version]
+
+    def fetch(self, release: ChartRelease, workdir: Path) -> Path:
+        if re.match(r"^https?://", release.url):
+            return _download(self._session, release, workdir)
+        source = Path(release.url)
+        if not source.is_file():
+            raise UpstreamError(f"{source} is listed in {release.source} but does not exist")
+        target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
+        shutil.copyfile(source, target)  # the copy is what gets verified and pushed
+        _verify(target, release)
+        return target
+
+
+def _download(session: requests.Session, release: ChartRelease, workdir: Path) -> Path:
+    fd, name = tempfile.mkstemp(dir=workdir, suffix=".tgz")
+    target = Path(name)
+    try:
+        with open(fd, "wb") as out, session.get(release.url, stream=True, timeout=TIMEOUT) as resp:
+            if resp.status_code != 200:
+                raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} "
+                                    f"{resp.reason}")
+            for chunk in resp.iter_content(_CHUNK):
+                out.write(chunk)
+        _verify(target, release)
+    except requests.RequestException as exc:
+        target.unlink(missing_ok=True)
+        raise UpstreamError(f"cannot download {release.url}: {_reason(exc)}") from None
+    except EcrMirrorError:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _verify(path: Path, release: ChartRelease) -> None:
+    actual = _file_digest(path)
+    if actual != release.digest:
+        path.unlink(missing_ok=True)
+        raise DigestMismatch(
+            f"{release.name} {release.version}: the archive from {release.url} has digest {actual}, "
+            f"but {release.source} says {release.digest}. Nothing was pushed. The upstream may have "
+            "republished this version or the download was corrupted; investigate before mirroring."
+        )
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
+
+
+def _reason(exc: requests.RequestException) -> str:
+    # requests' messages embed urllib3 object reprs; the innermost reason reads better.
+    reason: BaseException = exc
+    while reason.__context__ is not None and not isinstance(reason, OSError):
+        reason = reason.__context__
+    return str(getattr(reason, "reason", None) or reason).split(": ")[-1] or type(exc).__name__
+
+
+def version_key(version: str) -> tuple[Any, ...]:
+    """An ordering close to semver's: numbers numerically, a prerelease before its release."""
+    core, _, _build = version.partition("+")
+    release, dash, pre = core.partition("-")
+    numbers = tuple(int(p) if p.isdigit() else 0 for p in release.lstrip("v").split("."))
+    return (numbers, 0 if dash else 1, pre)
+
+
+def nearest_versions(version: str, available: Iterable[str], count: int = 2) -> list[str]:
+    ordered = sorted(set(available), key=version_key)
+    key = version_key(version)
+    position = sum(1 for v in ordered if version_key(v) < key)
+    return ordered[max(0, position - count):position + count]
+
+
+def _summarize(names: list[str], near: str) -> str:
+    import difflib
+
+    if not names:
+        return "no charts"
+    close = difflib.get_close_matches(near, names, n=3)
+    shown = close or names[:10]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" (and {more} more)" if more > 0 else "")
