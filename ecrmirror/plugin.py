@@ -65,6 +65,7 @@ class _Totals:
 
 
 _STATE = pytest.StashKey[dict[str, Any]]()
+_COLLECT_SPECS = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,8 +88,11 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "is missing, --check-only only audits. Pick one.")
     config.stash[SYNC_KEY] = bool(sync)
     config.pluginmanager.register(_Totals(), "ecrmirror-totals")
-    if (sync or check_only) and config.args_source != pytest.Config.ArgsSource.ARGS:
+    paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
+    if (sync or check_only) and not paths_given:
         config.args[:] = [str(_specs_dir(config))]
+    # Plain `pytest` runs the project's own tests: spec files count only when named or asked for.
+    config.stash[_COLLECT_SPECS] = paths_given or sync or check_only
 
     state: dict[str, Any] = {}
     config.stash[_STATE] = state
@@ -142,12 +146,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(_STATE, {})
     mode = "sync" if config.stash.get(SYNC_KEY, False) else "audit (read-only)"
-    where = f"offline emulator at {state['emulator_url']}" if "emulator_url" in state else "AWS"
+    if "emulator_url" in state:
+        where = f"the offline emulator at {state['emulator_url']}"
+    else:
+        where = os.environ.get("AWS_ENDPOINT_URL_ECR") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
     return f"ecrmirror: spec files run as {mode} against {where}"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
-    if file_path.suffix in (".yaml", ".yml") and looks_like_spec(file_path):
+    if (file_path.suffix in (".yaml", ".yml") and parent.config.stash.get(_COLLECT_SPECS, False)
+            and looks_like_spec(file_path)):
         return SpecFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
     return None
 

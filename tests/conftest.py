@@ -1,0 +1,150 @@
+"""Shared fixtures: a real chart repository over HTTP, the ECR emulator, and a pytester runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chartfactory import ChartFile, package_chart, write_index
+from ecrmirror.emulator import Emulator
+
+REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+# Anything the project's own runs could inherit from a developer's shell that would reach AWS.
+_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR",
+                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECRMIRROR_REGISTRY_ENDPOINT",
+                  "ECR")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may reach AWS: no credentials, no config files, no instance metadata."""
+    for name in _AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+class _RecordingHandler(SimpleHTTPRequestHandler):
+    server: _ChartHTTPServer
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ChartHTTPServer(ThreadingHTTPServer):
+    requests: list[str]
+
+
+@dataclass
+class ChartServer:
+    """A Helm repository served from a directory on 127.0.0.1, recording every GET."""
+
+    directory: Path
+    url: str
+    server: _ChartHTTPServer
+    charts: list[ChartFile] = field(default_factory=list)
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests
+
+    def archive_downloads(self) -> list[str]:
+        return [path for path in self.requests if path.split("?")[0].endswith(".tgz")]
+
+    def add(self, name: str, version: str, **metadata: Any) -> ChartFile:
+        chart = package_chart(self.directory, name, version, **metadata)
+        self.charts.append(chart)
+        return chart
+
+    def publish(self, **kwargs: Any) -> Path:
+        return write_index(self.directory, self.charts, **kwargs)
+
+
+@pytest.fixture
+def chart_server(tmp_path: Path) -> Iterator[ChartServer]:
+    directory = tmp_path / "upstream"
+    directory.mkdir()
+
+    def handler(*args: Any, **kwargs: Any) -> _RecordingHandler:
+        return _RecordingHandler(*args, directory=str(directory), **kwargs)
+
+    server = _ChartHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield ChartServer(directory, f"http://127.0.0.1:{server.server_port}/", server)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """An empty standalone emulator; runs reach it through the environment, as users' would."""
+    emulator_server.reset()
+    for name, value in emulator_server.environ().items():
+        monkeypatch.setenv(name, value)
+    return emulator_server
+
+
+@pytest.fixture
+def write_spec(pytester: pytest.Pytester) -> Any:
+    """Write a spec file into the pytester directory from an indented YAML string."""
+
+    def write(text: str, name: str = "mirror") -> Path:
+        path: Path = pytester.makefile(".yaml", **{name: textwrap.dedent(text)})
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester) -> Any:
+    """Run pytest with ecrmirror in-process, as `pytest ARGS` in the pytester directory."""
+
+    def run_pytest(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "-p", "no:cacheprovider",
+                                            *args)
+
+    return run_pytest
+
+
+@pytest.fixture
+def run_subprocess(pytester: pytest.Pytester) -> Any:
+    """Run pytest with ecrmirror in a child process: for --offline, which starts its own emulator."""
+
+    def run_pytest(*args: str, timeout: float = 120) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("-p", "ecrmirror.plugin", *args, timeout=timeout)
+
+    return run_pytest
+
+
+def copy_examples(destination: Path) -> Path:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    shutil.copytree(examples, destination, dirs_exist_ok=True)
+    return destination
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
