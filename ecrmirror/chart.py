@@ -67,14 +67,18 @@ class HelmArtifact:
         return sha256_digest(self.manifest)
 
 
-def read_chart_metadata(archive: Path) -> dict[str, Any]:
-    """Chart.yaml of a packaged chart, checked the way helm's loader checks it."""
+def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, Any]:
+    """Chart.yaml of a packaged chart, checked the way helm's loader checks it.
+
+    `origin` names the archive in messages (its URL), since `archive` may be a temporary file.
+    """
+    shown = origin or str(archive)
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
                 parts = member.name.lstrip("./").split("/")
                 if parts == ["Chart.yaml"]:
-                    raise InvalidChart(f"{archive.name}: Chart.yaml is at the archive root; "
+                    raise InvalidChart(f"{shown}: Chart.yaml is at the archive root; "
                                        "a chart archive holds <name>/Chart.yaml")
                 if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
                     handle = tar.extractfile(member)
@@ -82,13 +86,13 @@ def read_chart_metadata(archive: Path) -> dict[str, Any]:
                         break
                     metadata = yaml.safe_load(handle.read())
                     if not isinstance(metadata, dict):
-                        raise InvalidChart(f"{archive.name}: {member.name} is not a YAML mapping")
+                        raise InvalidChart(f"{shown}: {member.name} is not a YAML mapping")
                     return metadata
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise InvalidChart(f"{archive.name} is not a gzipped tar archive: {exc}") from None
+        raise InvalidChart(f"{shown} is not a gzipped tar archive: {exc}") from None
     except yaml.YAMLError as exc:
-        raise InvalidChart(f"{archive.name}: Chart.yaml is not valid YAML: {exc}") from None
-    raise InvalidChart(f"{archive.name} holds no <name>/Chart.yaml: it is not a Helm chart")
+        raise InvalidChart(f"{shown}: Chart.yaml is not valid YAML: {exc}") from None
+    raise InvalidChart(f"{shown} holds no <name>/Chart.yaml: it is not a Helm chart")
 
 
 def helm_config(metadata: dict[str, Any]) -> bytes:
@@ -162,15 +166,17 @@ def normalize_created(created: Any) -> str | None:
 
 
 def build_artifact(
-    archive: Path, archive_digest: str, *, name: str, version: str, created: str | None
+    archive: Path, archive_digest: str, *, name: str, version: str, created: str | None,
+    origin: str | None = None,
 ) -> HelmArtifact:
     """Build helm's artifact for a verified archive, refusing one that is not `name` at `version`."""
-    metadata = read_chart_metadata(archive)
+    metadata = read_chart_metadata(archive, origin)
+    shown = origin or str(archive)
     if str(metadata.get("name", "")) != name:
-        raise InvalidChart(f"{archive.name}: Chart.yaml names the chart {metadata.get('name')!r}, "
+        raise InvalidChart(f"{shown}: Chart.yaml names the chart {metadata.get('name')!r}, "
                            f"but the spec and the index say {name!r}")
     if str(metadata.get("version", "")) != version:
-        raise InvalidChart(f"{archive.name}: Chart.yaml has version {metadata.get('version')!r}, "
+        raise InvalidChart(f"{shown}: Chart.yaml has version {metadata.get('version')!r}, "
                            f"but the index lists it as {version!r}")
     config = helm_config(metadata)
     config_descriptor = Descriptor(CONFIG_MEDIA_TYPE, sha256_digest(config), len(config))

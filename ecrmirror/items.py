@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,11 +31,17 @@ class SpecFile(pytest.File):
 
     def collect(self) -> Iterator[ChartNode]:
         try:
-            spec = load_spec(self.path)
+            spec = load_spec(self.path, display_path=_display_path(self))
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
         for chart in spec.charts:
             yield ChartNode.from_parent(self, name=chart.name, spec=spec, chart=chart)
+
+
+def _display_path(node: pytest.File) -> str:
+    """The spec's path as the user would type it: relative to where pytest was invoked."""
+    relative = os.path.relpath(node.path, node.config.invocation_params.dir)
+    return str(node.path) if relative.startswith("..") else relative
 
 
 class ChartNode(pytest.Collector):

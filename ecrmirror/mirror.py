@@ -166,7 +166,8 @@ class Mirror:
             archive = self.sources.get(planned.chart.source_location(planned.spec_path)).fetch(
                 release, Path(tmp))
             artifact = build_artifact(archive, release.digest, name=planned.chart.name,
-                                      version=planned.version.version, created=release.created)
+                                      version=planned.version.version, created=release.created,
+                                      origin=release.url)
             try:
                 report = self.registry_client(target.registry).push(
                     planned.repository, artifact, archive)

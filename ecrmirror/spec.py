@@ -104,34 +104,40 @@ def looks_like_spec(path: Path) -> bool:
     )
 
 
-def load_spec(path: Path, environ: Mapping[str, str] | None = None) -> Spec:
-    """Parse and validate one spec file; raises SpecError naming the file, line and fix."""
+def load_spec(path: Path, environ: Mapping[str, str] | None = None,
+              display_path: str | None = None) -> Spec:
+    """Parse and validate one spec file; raises SpecError naming the file, line and fix.
+
+    `display_path` is how messages name the file (pytest passes it relative to the invocation).
+    """
     env = os.environ if environ is None else environ
+    shown = display_path or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), f"cannot read the spec: {exc}") from None
+        raise SpecError(shown, f"cannot read the spec: {exc}") from None
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise SpecError(f"{path}:{line}", f"invalid YAML: {exc.problem}",
+        raise SpecError(f"{shown}:{line}", f"invalid YAML: {exc.problem}",
                         "fix the YAML syntax at that line") from None
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), f"invalid YAML: {exc}") from None
-    return _SpecReader(path, env).spec(root)
+        raise SpecError(shown, f"invalid YAML: {exc}") from None
+    return _SpecReader(path, shown, env).spec(root)
 
 
 class _SpecReader:
     """Walks the YAML node tree so that every error can name the line it comes from."""
 
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, shown: str, env: Mapping[str, str]) -> None:
         self.path = path
+        self.shown = shown
         self.env = env
 
     def where(self, node: yaml.Node | None) -> str:
         line = node.start_mark.line + 1 if node is not None else 1
-        return f"{self.path}:{line}"
+        return f"{self.shown}:{line}"
 
     def fail(self, node: yaml.Node | None, problem: str, fix: str = "") -> SpecError:
         return SpecError(self.where(node), problem, fix)

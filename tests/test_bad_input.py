@@ -1,0 +1,329 @@
+"""Bad input gets one plain message saying what, where and what to do; no traceback, no push."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import responses
+
+from chartfactory import ChartFile, package_chart
+from conftest import REGISTRY, ChartServer
+from ecrmirror.emulator import Emulator
+from ecrmirror.errors import SpecError
+from ecrmirror.spec import load_spec
+
+GOOD_TARGET = f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+
+
+def spec_error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> SpecError:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, environ=env or {})
+    return caught.value
+
+
+# -- spec files: (spec text, line, message fragment, fix fragment) -----------------------------
+SPEC_CASES = {
+    "typo in a chart key": (
+        GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./c\n    verions: ['1.0.0']\n",
+        7, "unknown key 'verions' in a chart entry", "did you mean 'versions'?"),
+    "typo in a target key": (
+        f"target:\n  registry: {REGISTRY}\n  prefx: helm\n"
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        3, "unknown key 'prefx' in target", "did you mean 'prefix'?"),
+    "unset variable": (
+        "target:\n  registry: ${ECR}\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        2, "environment variable ECR is not set", "export ECR=..., or give a default: ${ECR:-value}"),
+    "versions is a string": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: 1.0.0\n",
+        7, "versions must be a non-empty list", 'versions: ["1.2.3", "1.2.4"]'),
+    "not an ECR registry": (
+        "target:\n  registry: ghcr.io/me\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        2, "is not an ECR registry host", "<account>.dkr.ecr.<region>.amazonaws.com"),
+    "charts missing": (
+        f"target:\n  registry: {REGISTRY}\ncharts:\n", 3, "charts must be a non-empty list", ""),
+    "target missing": (
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n", 1, "the spec has no 'target'",
+        "add `target:`"),
+    "duplicate version": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0.0', '1.0.0']\n",
+        7, "version 1.0.0 of a is listed twice", "remove the duplicate"),
+    "uppercase chart name": (
+        GOOD_TARGET + "charts:\n  - name: MyChart\n    repo: ./c\n    versions: ['1']\n",
+        5, "chart name 'MyChart' cannot be an ECR repository name", "lowercase"),
+    "boolean that is not": (
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: sometimes\n"
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        3, "create_repositories must be true or false, not 'sometimes'", ""),
+    "bad tag mutability": (
+        f"target:\n  registry: {REGISTRY}\n  repository:\n    image_tag_mutability: LOCKED\n"
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        4, "image_tag_mutability must be one of IMMUTABLE, MUTABLE, not 'LOCKED'", ""),
+    "chart listed twice": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
+        "  - name: a\n    repo: ./c\n    versions: ['2']\n",
+        8, "chart 'a' from ./c is listed twice (first at", "merge the two entries"),
+    "invalid YAML": (
+        GOOD_TARGET + "charts:\n  - name: [a\n", 6, "invalid YAML", "fix the YAML syntax"),
+    "a chart entry is a string": (
+        GOOD_TARGET + "charts:\n  - gitlab\n", 5, "a chart entry must be a mapping", ""),
+}
+
+
+@pytest.mark.parametrize("case", SPEC_CASES)
+def test_spec_error_names_file_line_problem_and_fix(tmp_path: Path, case: str) -> None:
+    text, line, problem, fix = SPEC_CASES[case]
+
+    error = spec_error(tmp_path, text)
+
+    assert error.where == f"{tmp_path / 'spec.yaml'}:{line}"
+    assert problem in error.problem
+    assert fix in error.fix
+
+
+def test_variables_expand_with_defaults_and_dollar_escapes(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("target:\n  registry: oci://${ECR:-" + REGISTRY + "}/\n  prefix: ${PREFIX}\n"
+                    "charts:\n  - name: a\n    repo: ./c$$d\n    versions: ['1.10']\n")
+
+    spec = load_spec(path, environ={"PREFIX": "mirror/helm"})
+
+    assert spec.target.registry.host == REGISTRY
+    assert (spec.target.registry.account, spec.target.registry.region) == (
+        "123456789012", "eu-west-1")
+    assert spec.target.repository_for("a") == "mirror/helm/a"
+    assert spec.charts[0].repo == "./c$d"
+    assert spec.charts[0].versions[0].version == "1.10"  # not the float 1.1
+
+
+def test_registry_path_becomes_the_prefix_as_with_helm_push(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"target:\n  registry: oci://{REGISTRY}/helm/\n"
+                    "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n")
+
+    assert load_spec(path, environ={}).target.repository_for("a") == "helm/a"
+
+
+def test_a_spec_error_is_a_collection_error_without_traceback(write_spec, run) -> None:
+    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./c\n    verions: ['1.0.0']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "mirror.yaml:7: unknown key 'verions' in a chart entry",
+        "*fix: did you mean 'versions'? (allowed: name, repo, versions)",
+    ])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*spec.py*")
+
+
+def test_sync_and_check_only_together_is_a_usage_error(run) -> None:
+    result = run("--sync", "--check-only")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --sync and --check-only exclude each other*"])
+
+
+def test_missing_specs_directory_is_a_usage_error(run) -> None:
+    result = run("--check-only")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: the specs directory * does not exist*ecrmirror_specs*"])
+
+
+def test_missing_credentials_is_one_message_for_the_whole_run(
+    chart_server: ChartServer, write_spec, run
+) -> None:
+    chart_server.add("gitlab", "7.1.1")
+    chart_server.add("gitlab", "7.1.2")
+    chart_server.publish()
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+               "    versions: ['7.1.1', '7.1.2']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: ecrmirror found no AWS credentials*AWS_ACCESS_KEY_ID*AWS_PROFILE*"
+        "web identity*--offline*"])
+    assert len([line for line in result.stderr.lines if "credentials" in line]) == 1
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert chart_server.requests == []
+
+
+# -- upstream and archive problems: fail the item, push nothing -----------------------------------
+@pytest.fixture
+def spec_for_gitlab(chart_server: ChartServer, write_spec):  # type: ignore[no-untyped-def]
+    def write(*versions: str) -> None:
+        write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+                   f"    versions: {list(versions)}\n")
+    return write
+
+
+def test_version_missing_upstream_names_the_nearest_versions(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    for version in ("7.0.0", "7.1.1", "7.1.2", "7.3.0", "8.0.0"):
+        chart_server.add("gitlab", version)
+    chart_server.publish()
+    spec_for_gitlab("7.2.0")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*gitlab 7.2.0 is not in {chart_server.url}index.yaml; nearest "
+                                 "versions there: 7.1.1, 7.1.2, 7.3.0, 8.0.0. Fix the version*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert emulator.writes() == []
+
+
+def test_chart_missing_upstream_suggests_close_names(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    chart_server.add("gitlab-runner", "0.1.0")
+    chart_server.publish()
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab-runer\n    repo: {chart_server.url}\n"
+               "    versions: ['0.1.0']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*chart 'gitlab-runer' is not in *; it lists gitlab-runner*"])
+
+
+def test_digest_mismatch_fails_and_pushes_nothing(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    chart_server.add("gitlab", "7.1.1")
+    chart_server.publish(overrides={("gitlab", "7.1.1"): {"digest": "ab" * 32}})
+    spec_for_gitlab("7.1.1")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*the archive from {chart_server.url}gitlab-7.1.1.tgz has digest "
+                                 f"sha256:{chart_server.charts[0].digest}, but * says sha256:"
+                                 f"{'ab' * 32}. Nothing was pushed.*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_an_archive_that_is_not_a_chart_is_refused(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    bogus = chart_server.directory / "gitlab-7.1.1.tgz"
+    bogus.write_bytes(b"<html>login required</html>")
+    chart_server.charts.append(ChartFile(bogus, "gitlab", "7.1.1", {"name": "gitlab",
+                                                                      "version": "7.1.1"}))
+    chart_server.publish()
+    spec_for_gitlab("7.1.1")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*gitlab-7.1.1.tgz is not a gzipped tar archive*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_an_archive_of_another_chart_is_refused(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    other = package_chart(chart_server.directory, "gitlab-runner", "7.1.1")
+    renamed = other.path.rename(chart_server.directory / "gitlab-7.1.1.tgz")
+    chart_server.charts.append(ChartFile(renamed, "gitlab", "7.1.1", {"name": "gitlab",
+                                                                        "version": "7.1.1"}))
+    chart_server.publish()
+    spec_for_gitlab("7.1.1")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Chart.yaml names the chart 'gitlab-runner', but the spec and "
+                                 "the index say 'gitlab'*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_a_chart_yaml_at_the_archive_root_is_refused(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    chart = package_chart(chart_server.directory, "gitlab", "7.1.1", chart_dir="")
+    chart_server.charts.append(chart)
+    chart_server.publish()
+    spec_for_gitlab("7.1.1")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Chart.yaml is at the archive root*"])
+
+
+def test_unreachable_upstream_is_a_plain_error(emulator: Emulator, write_spec, run) -> None:
+    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: http://127.0.0.1:9/charts\n"
+               "    versions: ['7.1.1']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot download http://127.0.0.1:9/charts/index.yaml: *"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_missing_local_directory_is_a_plain_error(emulator: Emulator, write_spec, run) -> None:
+    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./nowhere\n"
+               "    versions: ['7.1.1']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*nowhere is not a directory; repo must be an http(s) URL or a "
+                                 "directory (relative to the spec) of charts"])
+
+
+UPSTREAM = "https://charts.example.test/stable"
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (500, "boom", "*cannot download https://charts.example.test/stable/index.yaml: HTTP 500*"),
+    (404, "not found", "*index.yaml: HTTP 404 Not Found. Check the repo URL in the spec.*"),
+    (200, "<html><body>captive portal</body></html>", "*is not a Helm repository index*"),
+    (200, "entries: [unclosed", "*the index is not valid YAML or JSON*"),
+])
+def test_broken_upstream_index_fails_the_item(
+    emulator: Emulator, write_spec, run, status: int, body: str, expected: str
+) -> None:
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n"
+               "    versions: ['7.1.1']\n")
+    with responses.RequestsMock() as mocked:
+        mocked.add_passthru(emulator.url)
+        mocked.get(f"{UPSTREAM}/index.yaml", status=status, body=body)
+
+        result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([expected])
+    assert emulator.writes() == []
+
+
+def test_archive_download_failure_fails_the_item(
+    emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    chart = package_chart(tmp_path, "gitlab", "7.1.1")
+    digest = hashlib.sha256(chart.path.read_bytes()).hexdigest()
+    index = (f"apiVersion: v1\nentries:\n  gitlab:\n  - name: gitlab\n    version: 7.1.1\n"
+             f"    digest: {digest}\n    urls: [https://cdn.example.test/gitlab-7.1.1.tgz]\n")
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n"
+               "    versions: ['7.1.1']\n")
+    with responses.RequestsMock() as mocked:
+        mocked.add_passthru(emulator.url)
+        mocked.get(f"{UPSTREAM}/index.yaml", body=index)
+        mocked.get("https://cdn.example.test/gitlab-7.1.1.tgz", status=403, body="denied")
+
+        result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot download https://cdn.example.test/gitlab-7.1.1.tgz: "
+                                 "HTTP 403*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
