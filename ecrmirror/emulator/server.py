@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -206,25 +206,25 @@ class EmulatorApp:
         key = (grant.account, grant.region, name)
         method = request.method
         if kind == "blobs" and method in ("GET", "HEAD"):
-            return self._get_blob(key, rest, head=method == "HEAD")
+            return self._get_blob(key, rest)
         if kind == "blobs/uploads":
             return self._upload(request, key, rest)
         if kind == "manifests" and method in ("GET", "HEAD"):
-            return self._get_manifest(repository, name, rest, head=method == "HEAD")
+            return self._get_manifest(repository, name, rest)
         if kind == "manifests" and method == "PUT":
             return self._put_manifest(request, backend, repository, key, rest)
         if kind == "tags" and method == "GET" and rest == "list":
             return self._tags(request, repository, name)
         return _oci_error(405, "UNSUPPORTED", f"{method} {kind} is not supported")
 
-    def _get_blob(self, key: tuple[str, str, str], digest: str, head: bool) -> Response:
+    def _get_blob(self, key: tuple[str, str, str], digest: str) -> Response:
         if digest not in self._repo_blobs.get(key, set()):
             return _oci_error(404, "BLOB_UNKNOWN", f"blob {digest} is unknown to this repository")
         path = self._blob_path(digest)
         headers = {"Docker-Content-Digest": digest, "Content-Length": str(path.stat().st_size)}
-        if head:
-            return Response(status=200, headers=headers, content_type="application/octet-stream")
-        return Response(path.read_bytes(), headers=headers, content_type="application/octet-stream")
+        # A streamed body keeps our Content-Length; werkzeug drops the body itself for HEAD.
+        return Response(_stream(path), headers=headers, content_type="application/octet-stream",
+                        direct_passthrough=True)
 
     def _upload(self, request: Request, key: tuple[str, str, str], session_id: str) -> Response:
         name = key[2]
@@ -298,16 +298,15 @@ class EmulatorApp:
                 return image
         return None
 
-    def _get_manifest(self, repository: Any, name: str, reference: str, head: bool) -> Response:
+    def _get_manifest(self, repository: Any, name: str, reference: str) -> Response:
         image = self._find_image(repository, reference)
         if image is None:
             return _oci_error(404, "MANIFEST_UNKNOWN",
                               f"Requested image not found: {name}:{reference}")
         body = image.image_manifest.encode("utf-8")
         media_type = image.image_manifest_media_type or json.loads(body).get("mediaType", "")
-        headers = {"Docker-Content-Digest": image.get_image_digest(),
-                   "Content-Length": str(len(body))}
-        return Response(b"" if head else body, headers=headers, content_type=media_type)
+        headers = {"Docker-Content-Digest": image.get_image_digest()}
+        return Response(body, headers=headers, content_type=media_type)
 
     def _put_manifest(self, request: Request, backend: Any, repository: Any,
                       key: tuple[str, str, str], reference: str) -> Response:
@@ -356,6 +355,12 @@ class EmulatorApp:
             headers["Link"] = f'</v2/{name}/tags/list?n={limit}&last={tags[-1]}>; rel="next"'
         return Response(json.dumps({"name": name, "tags": tags}), headers=headers,
                         content_type="application/json")
+
+
+def _stream(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            yield chunk
 
 
 class _QuietHandler(WSGIRequestHandler):
