@@ -20,14 +20,36 @@ CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 # helm's chart.Metadata, in the order Go's encoding/json writes its struct fields.
 _METADATA_FIELDS = (
-    "name", "home", "sources", "version", "description", "keywords", "maintainers", "icon",
-    "apiVersion", "condition", "tags", "appVersion", "deprecated", "annotations", "kubeVersion",
-    "dependencies", "type",
+    "name",
+    "home",
+    "sources",
+    "version",
+    "description",
+    "keywords",
+    "maintainers",
+    "icon",
+    "apiVersion",
+    "condition",
+    "tags",
+    "appVersion",
+    "deprecated",
+    "annotations",
+    "kubeVersion",
+    "dependencies",
+    "type",
 )
 _MAINTAINER_FIELDS = ("name", "email", "url")
 # helm's chart.Dependency: name and repository are written even when empty.
-_DEPENDENCY_FIELDS = ("name", "version", "repository", "condition", "tags", "enabled",
-                      "import-values", "alias")
+_DEPENDENCY_FIELDS = (
+    "name",
+    "version",
+    "repository",
+    "condition",
+    "tags",
+    "enabled",
+    "import-values",
+    "alias",
+)
 _DEPENDENCY_ALWAYS = ("name", "repository")
 # Chart.yaml annotations may not override these manifest annotations (helm's rule).
 _IMMUTABLE_ANNOTATIONS = ("org.opencontainers.image.version", "org.opencontainers.image.title")
@@ -78,8 +100,9 @@ def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, A
             for member in tar:
                 parts = member.name.lstrip("./").split("/")
                 if parts == ["Chart.yaml"]:
-                    raise InvalidChart(f"{shown}: Chart.yaml is at the archive root; "
-                                       "a chart archive holds <name>/Chart.yaml")
+                    raise InvalidChart(
+                        f"{shown}: Chart.yaml is at the archive root; a chart archive holds <name>/Chart.yaml"
+                    )
                 if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
                     handle = tar.extractfile(member)
                     if handle is None:  # pragma: no cover - isfile() guarantees a handle
@@ -102,11 +125,15 @@ def helm_config(metadata: dict[str, Any]) -> bytes:
         meta["apiVersion"] = "v1"
     ordered = _ordered(meta, _METADATA_FIELDS)
     if "maintainers" in ordered:
-        ordered["maintainers"] = [_ordered(m, _MAINTAINER_FIELDS) for m in ordered["maintainers"]
-                                  if isinstance(m, dict)]
+        ordered["maintainers"] = [
+            _ordered(m, _MAINTAINER_FIELDS) for m in ordered["maintainers"] if isinstance(m, dict)
+        ]
     if "dependencies" in ordered:
-        ordered["dependencies"] = [_ordered(d, _DEPENDENCY_FIELDS, _DEPENDENCY_ALWAYS)
-                                   for d in ordered["dependencies"] if isinstance(d, dict)]
+        ordered["dependencies"] = [
+            _ordered(d, _DEPENDENCY_FIELDS, _DEPENDENCY_ALWAYS)
+            for d in ordered["dependencies"]
+            if isinstance(d, dict)
+        ]
     if "annotations" in ordered:
         ordered["annotations"] = {str(k): str(v) for k, v in ordered["annotations"].items()}
     return go_json(ordered)
@@ -166,27 +193,38 @@ def normalize_created(created: Any) -> str | None:
 
 
 def build_artifact(
-    archive: Path, archive_digest: str, *, name: str, version: str, created: str | None,
+    archive: Path,
+    archive_digest: str,
+    *,
+    name: str,
+    version: str,
+    created: str | None,
     origin: str | None = None,
 ) -> HelmArtifact:
     """Build helm's artifact for a verified archive, refusing one that is not `name` at `version`."""
     metadata = read_chart_metadata(archive, origin)
     shown = origin or str(archive)
     if str(metadata.get("name", "")) != name:
-        raise InvalidChart(f"{shown}: Chart.yaml names the chart {metadata.get('name')!r}, "
-                           f"but the spec and the index say {name!r}")
+        raise InvalidChart(
+            f"{shown}: Chart.yaml names the chart {metadata.get('name')!r}, "
+            f"but the spec and the index say {name!r}"
+        )
     if str(metadata.get("version", "")) != version:
-        raise InvalidChart(f"{shown}: Chart.yaml has version {metadata.get('version')!r}, "
-                           f"but the index lists it as {version!r}")
+        raise InvalidChart(
+            f"{shown}: Chart.yaml has version {metadata.get('version')!r}, "
+            f"but the index lists it as {version!r}"
+        )
     config = helm_config(metadata)
     config_descriptor = Descriptor(CONFIG_MEDIA_TYPE, sha256_digest(config), len(config))
     chart_descriptor = Descriptor(CHART_LAYER_MEDIA_TYPE, archive_digest, archive.stat().st_size)
-    manifest = go_json({
-        "schemaVersion": 2,
-        "config": config_descriptor.as_json(),
-        "layers": [chart_descriptor.as_json()],
-        "annotations": dict(sorted(helm_annotations(metadata, created).items())),
-    })
+    manifest = go_json(
+        {
+            "schemaVersion": 2,
+            "config": config_descriptor.as_json(),
+            "layers": [chart_descriptor.as_json()],
+            "annotations": dict(sorted(helm_annotations(metadata, created).items())),
+        }
+    )
     return HelmArtifact(tag_for(version), config, config_descriptor, chart_descriptor, manifest)
 
 
@@ -202,14 +240,18 @@ def chart_layer_digest(manifest: dict[str, Any]) -> str | None:
 def go_json(value: Any) -> bytes:
     """JSON bytes as Go's encoding/json writes them, so our blobs match helm's byte for byte."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escape)
     return text.encode("utf-8")
 
 
-def _ordered(values: dict[str, Any], fields: tuple[str, ...],
-             always: tuple[str, ...] = ()) -> dict[str, Any]:
+def _ordered(values: dict[str, Any], fields: tuple[str, ...], always: tuple[str, ...] = ()) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for field in fields:
         value = values.get(field)

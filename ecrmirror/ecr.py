@@ -60,8 +60,13 @@ def require_credentials(session: boto3.session.Session) -> None:
 class Ecr:
     """One registry's control plane (an account in a region)."""
 
-    def __init__(self, registry: Registry, session: boto3.session.Session,
-                 endpoint_url: str | None = None, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        session: boto3.session.Session,
+        endpoint_url: str | None = None,
+        max_attempts: int = 5,
+    ) -> None:
         self.registry = registry
         config = Config(
             region_name=registry.region,
@@ -86,7 +91,7 @@ class Ecr:
         wanted = sorted(set(tags))
         found: dict[str, RemoteImage] = {}
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            batch = wanted[start:start + BATCH_GET_IMAGE_LIMIT]
+            batch = wanted[start : start + BATCH_GET_IMAGE_LIMIT]
             try:
                 response = self.client.batch_get_image(
                     registryId=self.registry.account,
@@ -110,8 +115,11 @@ class Ecr:
                     manifest = json.loads(image.get("imageManifest") or "{}")
                 except ValueError:
                     manifest = {}
-                found[tag] = RemoteImage(tag=tag, manifest_digest=image["imageId"].get(
-                    "imageDigest", ""), chart_digest=chart_layer_digest(manifest))
+                found[tag] = RemoteImage(
+                    tag=tag,
+                    manifest_digest=image["imageId"].get("imageDigest", ""),
+                    chart_digest=chart_layer_digest(manifest),
+                )
         return found
 
     def create_repository(self, name: str, settings: RepositorySettings) -> bool:
@@ -141,9 +149,11 @@ class Ecr:
 
 
 def create_repository_command(registry: Registry, name: str, settings: RepositorySettings) -> str:
-    return (f"aws ecr create-repository --region {registry.region} --repository-name {name} "
-            f"--image-tag-mutability {settings.image_tag_mutability} "
-            f"--image-scanning-configuration scanOnPush={str(settings.scan_on_push).lower()}")
+    return (
+        f"aws ecr create-repository --region {registry.region} --repository-name {name} "
+        f"--image-tag-mutability {settings.image_tag_mutability} "
+        f"--image-scanning-configuration scanOnPush={str(settings.scan_on_push).lower()}"
+    )
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
@@ -153,11 +163,19 @@ def _code(exc: botocore.exceptions.ClientError) -> str:
 def _translate(exc: botocore.exceptions.ClientError, operation: str, registry: Registry) -> AwsError:
     code = _code(exc)
     message = exc.response.get("Error", {}).get("Message", "")
-    if code in ("UnrecognizedClientException", "InvalidSignatureException",
-                "ExpiredTokenException", "InvalidClientTokenId"):
-        return AwsError(f"AWS rejected the credentials for ECR {operation} ({code}: {message}). "
-                        "Refresh them, or run with --offline.")
+    if code in (
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+    ):
+        return AwsError(
+            f"AWS rejected the credentials for ECR {operation} ({code}: {message}). "
+            "Refresh them, or run with --offline."
+        )
     if code in ("AccessDeniedException", "AccessDenied"):
-        return AwsError(f"access denied for ECR {operation} in account {registry.account}, "
-                        f"region {registry.region}: {message}. Grant the ecr:{operation} action.")
+        return AwsError(
+            f"access denied for ECR {operation} in account {registry.account}, "
+            f"region {registry.region}: {message}. Grant the ecr:{operation} action."
+        )
     return AwsError(f"ECR {operation} failed in {registry.region}: {code}: {message}")

@@ -62,26 +62,29 @@ class ChartVersionItem(pytest.Item):
     def __init__(self, *, planned: PlannedVersion, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.planned = planned
-        self.user_properties.extend([
-            ("registry", planned.target.registry.host),
-            ("repository", planned.repository),
-            ("tag", planned.tag),
-        ])
+        self.user_properties.extend(
+            [
+                ("registry", planned.target.registry.host),
+                ("repository", planned.repository),
+                ("tag", planned.tag),
+            ]
+        )
 
     def runtest(self) -> None:
         mirror = self.config.stash[MIRROR_KEY]
         sync = self.config.stash[SYNC_KEY]
         result = mirror.sync(self.planned) if sync else mirror.check(self.planned)
-        self.user_properties.extend([
-            ("upstream_digest", result.release.digest),
-            (OUTCOME_PROPERTY, result.outcome.value),
-            (BYTES_PROPERTY, str(result.bytes_uploaded)),
-        ])
+        self.user_properties.extend(
+            [
+                ("upstream_digest", result.release.digest),
+                (OUTCOME_PROPERTY, result.outcome.value),
+                (BYTES_PROPERTY, str(result.bytes_uploaded)),
+            ]
+        )
         if not result.outcome.ok:
             raise OutcomeFailure(result)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         if isinstance(excinfo.value, OutcomeFailure | EcrMirrorError):
             return f"{self.planned.chart.name} {self.planned.version.version}: {excinfo.value}"
         return super().repr_failure(excinfo, style=style)
@@ -101,6 +104,5 @@ def report_outcome(report: pytest.TestReport) -> Outcome | None:
 def report_bytes(report: pytest.TestReport) -> int:
     for name, value in report.user_properties:
         if name == BYTES_PROPERTY:
-            return int(value)
+            return int(str(value))
     return 0
-

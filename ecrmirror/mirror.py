@@ -101,8 +101,7 @@ class Mirror:
     def registry_client(self, registry: Registry) -> RegistryClient:
         if registry.host not in self._registries:
             endpoint = self.endpoints.registry or f"https://{registry.host}"
-            self._registries[registry.host] = RegistryClient(
-                endpoint, self.ecr(registry).registry_token)
+            self._registries[registry.host] = RegistryClient(endpoint, self.ecr(registry).registry_token)
         return self._registries[registry.host]
 
     def release(self, planned: PlannedVersion) -> ChartRelease:
@@ -116,8 +115,7 @@ class Mirror:
             self._inventory[key] = self.ecr(planned.target.registry).images(planned.repository, tags)
         return self._inventory[key]
 
-    def _compare(self, planned: PlannedVersion, release: ChartRelease,
-                 image: RemoteImage) -> Result:
+    def _compare(self, planned: PlannedVersion, release: ChartRelease, image: RemoteImage) -> Result:
         if image.chart_digest == release.digest:
             return Result(Outcome.PRESENT, f"{planned.reference} holds {release.digest}", release)
         held = image.chart_digest or "no Helm chart layer"
@@ -135,8 +133,11 @@ class Mirror:
         release = self.release(planned)
         images = self._images(planned)
         if images is None:
-            return Result(Outcome.MISSING, f"repository {planned.repository} does not exist in "
-                          f"{planned.target.registry.host}", release)
+            return Result(
+                Outcome.MISSING,
+                f"repository {planned.repository} does not exist in {planned.target.registry.host}",
+                release,
+            )
         image = images.get(planned.tag)
         if image is None:
             return Result(Outcome.MISSING, f"{planned.reference} is not in ECR", release)
@@ -155,8 +156,7 @@ class Mirror:
                 raise RepositoryMissing(
                     f"repository {planned.repository} does not exist in {target.registry.host}, "
                     "and the spec does not allow creating it. Create it with:\n  "
-                    + create_repository_command(target.registry, planned.repository,
-                                                target.repository)
+                    + create_repository_command(target.registry, planned.repository, target.repository)
                     + "\nor set `create_repositories: true` under target in "
                     f"{planned.spec_path}."
                 )
@@ -164,13 +164,18 @@ class Mirror:
             images = self._inventory[key] = {}
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-") as tmp:
             archive = self.sources.get(planned.chart.source_location(planned.spec_path)).fetch(
-                release, Path(tmp))
-            artifact = build_artifact(archive, release.digest, name=planned.chart.name,
-                                      version=planned.version.version, created=release.created,
-                                      origin=release.url)
+                release, Path(tmp)
+            )
+            artifact = build_artifact(
+                archive,
+                release.digest,
+                name=planned.chart.name,
+                version=planned.version.version,
+                created=release.created,
+                origin=release.url,
+            )
             try:
-                report = self.registry_client(target.registry).push(
-                    planned.repository, artifact, archive)
+                report = self.registry_client(target.registry).push(planned.repository, artifact, archive)
             except TagConflict:
                 # Someone pushed the tag since our inventory: audit it instead of failing blindly.
                 self._inventory.pop(key, None)
@@ -179,5 +184,10 @@ class Mirror:
                     return self._compare(planned, release, fresh[planned.tag])
                 raise
         images[planned.tag] = RemoteImage(planned.tag, artifact.manifest_digest, release.digest)
-        return Result(Outcome.PUSHED, f"pushed {planned.reference} ({artifact.manifest_digest}, "
-                      f"{report.bytes_uploaded} bytes uploaded)", release, report.bytes_uploaded)
+        return Result(
+            Outcome.PUSHED,
+            f"pushed {planned.reference} ({artifact.manifest_digest}, "
+            f"{report.bytes_uploaded} bytes uploaded)",
+            release,
+            report.bytes_uploaded,
+        )

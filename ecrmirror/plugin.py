@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from ecrmirror import redact
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
 from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
@@ -61,7 +62,8 @@ class _Totals:
             terminalreporter.write_sep("-", "ecrmirror")
             terminalreporter.write_line(
                 f"{self.versions} versions: {self.pushed} pushed, {self.present} present, "
-                f"{self.failed} failed; {self.bytes_uploaded} bytes uploaded")
+                f"{self.failed} failed; {self.bytes_uploaded} bytes uploaded"
+            )
 
 
 _STATE = pytest.StashKey[dict[str, Any]]()
@@ -70,22 +72,39 @@ _COLLECT_SPECS = pytest.StashKey[bool]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ecrmirror", "mirror Helm charts into Amazon ECR")
-    group.addoption("--sync", action="store_true", default=False,
-                    help="Push every chart version that ECR lacks; never overwrite or delete")
-    group.addoption("--check-only", action="store_true", default=False,
-                    help="Audit only (the default for spec files): fail versions that are "
-                         "missing from ECR or differ from upstream")
-    group.addoption("--offline", action="store_true", default=False,
-                    help="Use a local ECR emulator instead of AWS; needs no credentials")
-    parser.addini("ecrmirror_specs", default="specs",
-                  help="Directory of mirror specs used by --sync/--check-only when no path is given")
+    group.addoption(
+        "--sync",
+        action="store_true",
+        default=False,
+        help="Push every chart version that ECR lacks; never overwrite or delete",
+    )
+    group.addoption(
+        "--check-only",
+        action="store_true",
+        default=False,
+        help="Audit only (the default for spec files): fail versions that are "
+        "missing from ECR or differ from upstream",
+    )
+    group.addoption(
+        "--offline",
+        action="store_true",
+        default=False,
+        help="Use a local ECR emulator instead of AWS; needs no credentials",
+    )
+    parser.addini(
+        "ecrmirror_specs",
+        default="specs",
+        help="Directory of mirror specs used by --sync/--check-only when no path is given",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     sync, check_only = config.getoption("sync"), config.getoption("check_only")
     if sync and check_only:
-        raise pytest.UsageError("--sync and --check-only exclude each other: --sync pushes what "
-                                "is missing, --check-only only audits. Pick one.")
+        raise pytest.UsageError(
+            "--sync and --check-only exclude each other: --sync pushes what "
+            "is missing, --check-only only audits. Pick one."
+        )
     config.stash[SYNC_KEY] = bool(sync)
     config.pluginmanager.register(_Totals(), "ecrmirror-totals")
     paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
@@ -94,7 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Plain `pytest` runs the project's own tests: spec files count only when named or asked for.
     config.stash[_COLLECT_SPECS] = paths_given or sync or check_only
 
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"log_factory": redact.install()}
     config.stash[_STATE] = state
     endpoints = Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
     if config.getoption("offline"):
@@ -104,13 +123,16 @@ def pytest_configure(config: pytest.Config) -> None:
             state["emulator"] = emulator
             url = emulator.url
         state["emulator_url"] = url
-        endpoints = Endpoints(ecr_api=url, registry=url, aws_access_key_id=FAKE_ACCESS_KEY,
-                              aws_secret_access_key=FAKE_SECRET_KEY)
+        endpoints = Endpoints(
+            ecr_api=url,
+            registry=url,
+            aws_access_key_id=FAKE_ACCESS_KEY,
+            aws_secret_access_key=FAKE_SECRET_KEY,
+        )
     workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
     state["workdir"] = workdir
     config.stash[MIRROR_KEY] = Mirror(endpoints, workdir)
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")
+    config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 
 def _specs_dir(config: pytest.Config) -> Path:
@@ -119,7 +141,8 @@ def _specs_dir(config: pytest.Config) -> Path:
     if not directory.is_dir():
         raise pytest.UsageError(
             f"the specs directory {directory} does not exist. Pass spec paths "
-            "(pytest path/to/specs --sync), or set ecrmirror_specs in your pytest configuration.")
+            "(pytest path/to/specs --sync), or set ecrmirror_specs in your pytest configuration."
+        )
     return directory
 
 
@@ -141,6 +164,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state["emulator"].stop()
     if "workdir" in state:
         shutil.rmtree(state["workdir"], ignore_errors=True)
+    if "log_factory" in state:
+        redact.uninstall(state["log_factory"])
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -154,9 +179,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
-    if (file_path.suffix in (".yaml", ".yml") and parent.config.stash.get(_COLLECT_SPECS, False)
-            and looks_like_spec(file_path)):
-        return SpecFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+    if (
+        file_path.suffix in (".yaml", ".yml")
+        and parent.config.stash.get(_COLLECT_SPECS, False)
+        and looks_like_spec(file_path)
+    ):
+        return SpecFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -173,8 +201,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             raise pytest.UsageError(str(exc)) from None
 
 
-def pytest_report_teststatus(report: pytest.TestReport,
-                             config: pytest.Config) -> tuple[str, str, Any] | None:
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
     if report.when != "call":
         return None
     outcome = report_outcome(report)
@@ -184,5 +211,3 @@ def pytest_report_teststatus(report: pytest.TestReport,
         letter = "P" if outcome is Outcome.PUSHED else "."
         return "passed", letter, (outcome.value, {"green": True})
     return "failed", "F", (outcome.value, {"red": True})
-
-

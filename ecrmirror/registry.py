@@ -18,7 +18,7 @@ import requests
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
 from ecrmirror.ecr import RegistryToken
-from ecrmirror.errors import RegistryError, RepositoryMissing, TagConflict
+from ecrmirror.errors import EcrMirrorError, RegistryError, RepositoryMissing, TagConflict
 from ecrmirror.transport import TIMEOUT, new_session
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
@@ -51,7 +51,7 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
         basic = base64.b64encode(f"{token.username}:{token.password}".encode()).decode()
         return f"Basic {basic}"
 
-    def do_request(  # type: ignore[override]
+    def do_request(
         self,
         url: str,
         method: str = "GET",
@@ -65,11 +65,19 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             request_headers["Authorization"] = self._authorization(refresh=attempt == 1)
             if hasattr(data, "seek"):
                 data.seek(0)
-            response = self.session.request(method, url, data=data, json=json,
-                                            headers=request_headers, stream=stream,
-                                            timeout=TIMEOUT, allow_redirects=False)
-            # ECR answers an expired token with 403 and no WWW-Authenticate: renew once.
-            if response.status_code == 403 and "expired" in response.text.lower() and attempt == 0:
+            response = self.session.request(
+                method,
+                url,
+                data=data,
+                json=json,
+                headers=request_headers,
+                stream=stream,
+                timeout=TIMEOUT,
+                allow_redirects=False,
+            )
+            # ECR answers an expired token with 403 and no WWW-Authenticate (and HEAD has no body
+            # to say so): renew once and retry.
+            if response.status_code == 403 and attempt == 0 and "WWW-Authenticate" not in response.headers:
                 continue
             return response
         return response  # pragma: no cover - the loop always returns
@@ -96,16 +104,17 @@ class RegistryClient:
         with tempfile.TemporaryDirectory(prefix="ecrmirror-") as tmp:
             config_path = Path(tmp) / "config.json"
             config_path.write_bytes(artifact.config)
-            for path, descriptor in ((config_path, artifact.config_descriptor),
-                                     (archive, artifact.chart_descriptor)):
+            for path, descriptor in (
+                (config_path, artifact.config_descriptor),
+                (archive, artifact.chart_descriptor),
+            ):
                 if self._upload_blob(container, repository, path, descriptor):
                     report.bytes_uploaded += descriptor.size
                     report.blobs_uploaded += 1
         self._put_manifest(container, repository, artifact)
         return report
 
-    def _upload_blob(self, container: Any, repository: str, path: Path,
-                     descriptor: Descriptor) -> bool:
+    def _upload_blob(self, container: Any, repository: str, path: Path, descriptor: Descriptor) -> bool:
         """HEAD, then a monolithic POST + PUT (the upload ECR handles as the spec says).
 
         oras' put_upload reads the whole file into memory and hides the POST's status; this
@@ -115,19 +124,26 @@ class RegistryClient:
         try:
             if self._oras.blob_exists(descriptor.as_json(), container):
                 return False
-            start = self._oras.do_request(f"{prefix}://{container.upload_blob_url()}", "POST",
-                                          headers={"Content-Length": "0"})
+            start = self._oras.do_request(
+                f"{prefix}://{container.upload_blob_url()}", "POST", headers={"Content-Length": "0"}
+            )
             if start.status_code != 202 or not start.headers.get("Location"):
                 raise self._error(start, repository, f"upload of {descriptor.digest}")
             location = urljoin(f"{prefix}://{container.registry}/", start.headers["Location"])
             with open(path, "rb") as body:
                 done = self._oras.do_request(
-                    oras.utils.append_url_params(location, {"digest": descriptor.digest}), "PUT",
-                    data=body, headers={"Content-Type": "application/octet-stream",
-                                        "Content-Length": str(descriptor.size)})
+                    oras.utils.append_url_params(location, {"digest": descriptor.digest}),
+                    "PUT",
+                    data=body,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(descriptor.size),
+                    },
+                )
         except requests.RequestException as exc:
-            raise RegistryError(f"upload of {descriptor.digest} to {self.endpoint}/{repository} "
-                                f"failed: {exc}") from None
+            raise RegistryError(
+                f"upload of {descriptor.digest} to {self.endpoint}/{repository} failed: {exc}"
+            ) from None
         if done.status_code != 201:
             raise self._error(done, repository, f"upload of {descriptor.digest}")
         return True
@@ -136,28 +152,34 @@ class RegistryClient:
         url = f"{self._oras.prefix}://{container.manifest_url(artifact.tag)}"
         try:
             # Our exact bytes, not oras' upload_manifest (it re-serializes with requests' json).
-            response = self._oras.do_request(url, "PUT", data=artifact.manifest,
-                                             headers={"Content-Type": MANIFEST_MEDIA_TYPE})
+            response = self._oras.do_request(
+                url, "PUT", data=artifact.manifest, headers={"Content-Type": MANIFEST_MEDIA_TYPE}
+            )
         except requests.RequestException as exc:
-            raise RegistryError(f"manifest PUT for {repository}:{artifact.tag} failed: "
-                                f"{exc}") from None
+            raise RegistryError(f"manifest PUT for {repository}:{artifact.tag} failed: {exc}") from None
         if response.status_code != 201:
             raise self._error(response, repository, f"manifest PUT for tag {artifact.tag}")
         echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != sha256_digest(artifact.manifest):
-            raise RegistryError(f"{self.endpoint}/{repository}:{artifact.tag}: the registry stored "
-                                f"manifest {echoed}, not the {artifact.manifest_digest} we sent")
+            raise RegistryError(
+                f"{self.endpoint}/{repository}:{artifact.tag}: the registry stored "
+                f"manifest {echoed}, not the {artifact.manifest_digest} we sent"
+            )
 
-    def _error(self, response: requests.Response, repository: str, what: str) -> RegistryError:
+    def _error(self, response: requests.Response, repository: str, what: str) -> EcrMirrorError:
         code, message = _oci_error(response)
         where = f"{self.endpoint}/{repository}"
         if code == "NAME_UNKNOWN":
             return RepositoryMissing(f"{where}: {what} failed: repository does not exist ({message})")
         if code == "TAG_INVALID" or "already exists" in message:
-            return TagConflict(f"{where}: {what} refused: {message}. ecrmirror never overwrites a tag.")
+            return TagConflict(
+                f"{where}: {what} refused: {message.rstrip('.')}. ecrmirror never overwrites a tag."
+            )
         if response.status_code in (401, 403):
-            return RegistryError(f"{where}: {what} was refused (HTTP {response.status_code} "
-                                 f"{code}): {message}. Check the IAM permissions for ECR pushes.")
+            return RegistryError(
+                f"{where}: {what} was refused (HTTP {response.status_code} "
+                f"{code}): {message}. Check the IAM permissions for ECR pushes."
+            )
         return RegistryError(f"{where}: {what} failed: HTTP {response.status_code} {code} {message}")
 
 

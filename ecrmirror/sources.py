@@ -59,8 +59,10 @@ class Sources:
             if re.match(r"^https?://", location):
                 self._sources[location] = HttpRepository(location, self._session)
             elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
-                raise UpstreamError(f"{location}: unsupported repository scheme; "
-                                    "use an http(s):// Helm repository or a local directory")
+                raise UpstreamError(
+                    f"{location}: unsupported repository scheme; "
+                    "use an http(s):// Helm repository or a local directory"
+                )
             else:
                 self._sources[location] = LocalRepository(Path(location), self._session)
         return self._sources[location]
@@ -110,9 +112,11 @@ def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
     entry = index.entry(name, version)
     digest = entry.get("digest")
     if not isinstance(digest, str) or not re.fullmatch(r"(sha256:)?[0-9a-f]{64}", digest):
-        raise UpstreamError(f"{name} {version} in {index.location} has no valid sha256 digest, so "
-                            "its archive cannot be verified; ask the publisher to regenerate the "
-                            "index with `helm repo index`")
+        raise UpstreamError(
+            f"{name} {version} in {index.location} has no valid sha256 digest, so "
+            "its archive cannot be verified; ask the publisher to regenerate the "
+            "index with `helm repo index`"
+        )
     return ChartRelease(
         name=name,
         version=version,
@@ -153,8 +157,10 @@ class HttpRepository:
             except requests.RequestException as exc:
                 raise UpstreamError(f"cannot download {url}: {_reason(exc)}") from None
             if response.status_code != 200:
-                raise UpstreamError(f"cannot download {url}: HTTP {response.status_code} "
-                                    f"{response.reason}. Check the repo URL in the spec.")
+                raise UpstreamError(
+                    f"cannot download {url}: HTTP {response.status_code} "
+                    f"{response.reason}. Check the repo URL in the spec."
+                )
             self._index = parse_index(url, response.content)
         return self._index
 
@@ -182,8 +188,10 @@ class LocalRepository:
         if self._releases is not None:
             return self._releases
         if not self._directory.is_dir():
-            raise UpstreamError(f"{self._directory} is not a directory; repo must be an http(s) "
-                                "URL or a directory (relative to the spec) of charts")
+            raise UpstreamError(
+                f"{self._directory} is not a directory; repo must be an http(s) "
+                "URL or a directory (relative to the spec) of charts"
+            )
         releases: dict[str, dict[str, ChartRelease]] = {}
         index_path = self._directory / "index.yaml"
         if index_path.is_file():
@@ -198,17 +206,27 @@ class LocalRepository:
                 continue
             metadata = read_chart_metadata(archive)
             name, version = str(metadata.get("name")), str(metadata.get("version"))
-            releases.setdefault(name, {}).setdefault(version, ChartRelease(
-                name=name, version=version, digest=_file_digest(archive), url=str(archive),
-                created=None, source=str(self._directory)))
+            releases.setdefault(name, {}).setdefault(
+                version,
+                ChartRelease(
+                    name=name,
+                    version=version,
+                    digest=_file_digest(archive),
+                    url=str(archive),
+                    created=None,
+                    source=str(self._directory),
+                ),
+            )
         self._releases = releases
         return releases
 
     def release(self, name: str, version: str) -> ChartRelease:
         releases = self._scan()
         if name not in releases:
-            raise VersionNotFound(f"chart {name!r} is not in {self._directory}; it holds "
-                                  f"{_summarize(sorted(releases), near=name)}")
+            raise VersionNotFound(
+                f"chart {name!r} is not in {self._directory}; it holds "
+                f"{_summarize(sorted(releases), near=name)}"
+            )
         if version not in releases[name]:
             raise VersionNotFound(
                 f"{name} {version} is not in {self._directory}; nearest versions there: "
@@ -235,8 +253,7 @@ def _download(session: requests.Session, release: ChartRelease, workdir: Path) -
     try:
         with open(fd, "wb") as out, session.get(release.url, stream=True, timeout=TIMEOUT) as resp:
             if resp.status_code != 200:
-                raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} "
-                                    f"{resp.reason}")
+                raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}")
             for chunk in resp.iter_content(_CHUNK):
                 out.write(chunk)
         _verify(target, release)
@@ -288,7 +305,7 @@ def nearest_versions(version: str, available: Iterable[str], count: int = 2) -> 
     ordered = sorted(set(available), key=version_key)
     key = version_key(version)
     position = sum(1 for v in ordered if version_key(v) < key)
-    return ordered[max(0, position - count):position + count]
+    return ordered[max(0, position - count) : position + count]
 
 
 def _summarize(names: list[str], near: str) -> str:

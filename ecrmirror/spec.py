@@ -104,8 +104,7 @@ def looks_like_spec(path: Path) -> bool:
     )
 
 
-def load_spec(path: Path, environ: Mapping[str, str] | None = None,
-              display_path: str | None = None) -> Spec:
+def load_spec(path: Path, environ: Mapping[str, str] | None = None, display_path: str | None = None) -> Spec:
     """Parse and validate one spec file; raises SpecError naming the file, line and fix.
 
     `display_path` is how messages name the file (pytest passes it relative to the invocation).
@@ -120,8 +119,9 @@ def load_spec(path: Path, environ: Mapping[str, str] | None = None,
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise SpecError(f"{shown}:{line}", f"invalid YAML: {exc.problem}",
-                        "fix the YAML syntax at that line") from None
+        raise SpecError(
+            f"{shown}:{line}", f"invalid YAML: {exc.problem}", "fix the YAML syntax at that line"
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(shown, f"invalid YAML: {exc}") from None
     return _SpecReader(path, shown, env).spec(root)
@@ -208,28 +208,34 @@ class _SpecReader:
         target = self.target(fields["target"])
         charts_node = fields["charts"]
         if not isinstance(charts_node, yaml.SequenceNode) or not charts_node.value:
-            raise self.fail(charts_node, "charts must be a non-empty list",
-                            "list charts as `- name: ...` entries")
+            raise self.fail(
+                charts_node, "charts must be a non-empty list", "list charts as `- name: ...` entries"
+            )
         charts = tuple(self.chart(node, target) for node in charts_node.value)
         seen: dict[tuple[str, str], ChartEntry] = {}
         for chart in charts:
             key = (chart.name, chart.repo)
             if key in seen:
-                raise SpecError(chart.where, f"chart {chart.name!r} from {chart.repo} is listed twice "
-                                f"(first at {seen[key].where})", "merge the two entries' versions")
+                raise SpecError(
+                    chart.where,
+                    f"chart {chart.name!r} from {chart.repo} is listed twice (first at {seen[key].where})",
+                    "merge the two entries' versions",
+                )
             seen[key] = chart
         names: dict[str, ChartEntry] = {}
         for chart in charts:
             if chart.name in names and names[chart.name].repo != chart.repo:
-                raise SpecError(chart.where, f"chart {chart.name!r} comes from two repositories "
-                                f"({names[chart.name].repo} and {chart.repo}) into one ECR repository",
-                                "mirror one of them into another spec with a different prefix")
+                raise SpecError(
+                    chart.where,
+                    f"chart {chart.name!r} comes from two repositories "
+                    f"({names[chart.name].repo} and {chart.repo}) into one ECR repository",
+                    "mirror one of them into another spec with a different prefix",
+                )
             names[chart.name] = chart
         return Spec(path=self.path, target=target, charts=charts)
 
     def target(self, node: yaml.Node) -> Target:
-        fields = self.mapping(node, "target", ("registry",),
-                              ("prefix", "create_repositories", "repository"))
+        fields = self.mapping(node, "target", ("registry",), ("prefix", "create_repositories", "repository"))
         registry_node = fields["registry"]
         raw = self.string(registry_node, "target.registry").strip()
         host, _, path_prefix = re.sub(r"^oci://", "", raw).rstrip("/").partition("/")
@@ -243,13 +249,18 @@ class _SpecReader:
         prefix = path_prefix
         if "prefix" in fields:
             if path_prefix:
-                raise self.fail(fields["prefix"], "target.registry already has a path and "
-                                "target.prefix gives another", "keep the path in one of them")
+                raise self.fail(
+                    fields["prefix"],
+                    "target.registry already has a path and target.prefix gives another",
+                    "keep the path in one of them",
+                )
             prefix = self.string(fields["prefix"], "target.prefix").strip("/")
         if prefix and not REPOSITORY_NAME.match(prefix):
-            raise self.fail(fields.get("prefix", registry_node),
-                            f"prefix {prefix!r} is not a valid repository path",
-                            "use lowercase letters, digits, and . _ - / between them")
+            raise self.fail(
+                fields.get("prefix", registry_node),
+                f"prefix {prefix!r} is not a valid repository path",
+                "use lowercase letters, digits, and . _ - / between them",
+            )
         create = False
         if "create_repositories" in fields:
             create = self.boolean(fields["create_repositories"], "target.create_repositories")
@@ -265,15 +276,17 @@ class _SpecReader:
         )
 
     def repository_settings(self, node: yaml.Node) -> RepositorySettings:
-        fields = self.mapping(node, "target.repository", (),
-                              ("image_tag_mutability", "scan_on_push"))
+        fields = self.mapping(node, "target.repository", (), ("image_tag_mutability", "scan_on_push"))
         defaults = RepositorySettings()
         return RepositorySettings(
-            image_tag_mutability=self.choice(fields["image_tag_mutability"],
-                                             "image_tag_mutability", TAG_MUTABILITY)
-            if "image_tag_mutability" in fields else defaults.image_tag_mutability,
+            image_tag_mutability=self.choice(
+                fields["image_tag_mutability"], "image_tag_mutability", TAG_MUTABILITY
+            )
+            if "image_tag_mutability" in fields
+            else defaults.image_tag_mutability,
             scan_on_push=self.boolean(fields["scan_on_push"], "scan_on_push")
-            if "scan_on_push" in fields else defaults.scan_on_push,
+            if "scan_on_push" in fields
+            else defaults.scan_on_push,
         )
 
     def chart(self, node: yaml.Node, target: Target) -> ChartEntry:
@@ -281,16 +294,25 @@ class _SpecReader:
         name = self.string(fields["name"], "name")
         repository = target.repository_for(name)
         if not REPOSITORY_NAME.match(repository):
-            raise self.fail(fields["name"], f"chart name {name!r} cannot be an ECR repository name",
-                            "OCI repository names are lowercase; helm cannot push this chart either")
+            raise self.fail(
+                fields["name"],
+                f"chart name {name!r} cannot be an ECR repository name",
+                "OCI repository names are lowercase; helm cannot push this chart either",
+            )
         repo = self.string(fields["repo"], "repo").strip()
         if not repo:
-            raise self.fail(fields["repo"], "repo is empty",
-                            "give a Helm repository URL or a directory relative to the spec")
+            raise self.fail(
+                fields["repo"],
+                "repo is empty",
+                "give a Helm repository URL or a directory relative to the spec",
+            )
         versions_node = fields["versions"]
         if not isinstance(versions_node, yaml.SequenceNode) or not versions_node.value:
-            raise self.fail(versions_node, "versions must be a non-empty list of versions",
-                            'write versions: ["1.2.3", "1.2.4"]')
+            raise self.fail(
+                versions_node,
+                "versions must be a non-empty list of versions",
+                'write versions: ["1.2.3", "1.2.4"]',
+            )
         versions: list[VersionEntry] = []
         seen: set[str] = set()
         for version_node in versions_node.value:
@@ -298,11 +320,11 @@ class _SpecReader:
             if not version:
                 raise self.fail(version_node, "a version is empty")
             if version in seen:
-                raise self.fail(version_node, f"version {version} of {name} is listed twice",
-                                "remove the duplicate")
+                raise self.fail(
+                    version_node, f"version {version} of {name} is listed twice", "remove the duplicate"
+                )
             seen.add(version)
-            versions.append(VersionEntry(version, self.where(version_node),
-                                         version_node.start_mark.line + 1))
+            versions.append(VersionEntry(version, self.where(version_node), version_node.start_mark.line + 1))
         return ChartEntry(name=name, repo=repo, versions=tuple(versions), where=self.where(node))
 
 
@@ -316,6 +338,12 @@ def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
 
 
 __all__: list[str] = [
-    "ChartEntry", "Registry", "RepositorySettings", "Spec", "Target", "VersionEntry",
-    "load_spec", "looks_like_spec",
+    "ChartEntry",
+    "Registry",
+    "RepositorySettings",
+    "Spec",
+    "Target",
+    "VersionEntry",
+    "load_spec",
+    "looks_like_spec",
 ]

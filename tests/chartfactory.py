@@ -28,11 +28,24 @@ class ChartFile:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def package_chart(directory: Path, name: str, version: str, *, files: dict[str, str] | None = None,
-                  chart_dir: str | None = None, **metadata: Any) -> ChartFile:
+def package_chart(
+    directory: Path,
+    name: str,
+    version: str,
+    *,
+    files: dict[str, str] | None = None,
+    chart_dir: str | None = None,
+    **metadata: Any,
+) -> ChartFile:
     """Write <name>-<version>.tgz the way `helm package` lays it out: <name>/Chart.yaml, ..."""
-    chart_yaml = {"apiVersion": "v2", "name": name, "version": version,
-                  "description": f"The {name} chart", "type": "application", **metadata}
+    chart_yaml = {
+        "apiVersion": "v2",
+        "name": name,
+        "version": version,
+        "description": f"The {name} chart",
+        "type": "application",
+        **metadata,
+    }
     root = chart_dir if chart_dir is not None else name
     members = {
         f"{root}/Chart.yaml".lstrip("/"): yaml.safe_dump(chart_yaml, sort_keys=False),
@@ -52,20 +65,28 @@ def package_chart(directory: Path, name: str, version: str, *, files: dict[str, 
             info = tarfile.TarInfo(member_name)
             info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
             tar.addfile(info, io.BytesIO(data))
-    with open(path, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=EPOCH,
-                                                 filename="") as gz:
+    with open(path, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=EPOCH, filename="") as gz:
         gz.write(raw.getvalue())
     return ChartFile(path, name, version, chart_yaml)
 
 
-def write_index(directory: Path, charts: Iterable[ChartFile], *, base_url: str = "",
-                created: str = "2024-03-01T12:34:56.123456789Z",
-                overrides: dict[tuple[str, str], dict[str, Any]] | None = None) -> Path:
+def write_index(
+    directory: Path,
+    charts: Iterable[ChartFile],
+    *,
+    base_url: str = "",
+    created: str = "2024-03-01T12:34:56.123456789Z",
+    overrides: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> Path:
     """index.yaml as `helm repo index` writes it; `overrides` bends entries for failure tests."""
     entries: dict[str, list[dict[str, Any]]] = {}
     for chart in charts:
-        entry = {**chart.metadata, "created": created, "digest": chart.digest,
-                 "urls": [f"{base_url}{chart.path.name}"]}
+        entry = {
+            **chart.metadata,
+            "created": created,
+            "digest": chart.digest,
+            "urls": [f"{base_url}{chart.path.name}"],
+        }
         entry.update((overrides or {}).get((chart.name, chart.version), {}))
         entries.setdefault(chart.name, []).append(entry)
     index = {"apiVersion": "v1", "entries": entries, "generated": created}

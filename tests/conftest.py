@@ -13,16 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from chartfactory import ChartFile, package_chart, write_index
+
 from ecrmirror.emulator import Emulator
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 # Anything the project's own runs could inherit from a developer's shell that would reach AWS.
-_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
-                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR",
-                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECRMIRROR_REGISTRY_ENDPOINT",
-                  "ECR")
+_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "ECRMIRROR_REGISTRY_ENDPOINT",
+    "ECR",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +133,7 @@ def run(pytester: pytest.Pytester) -> Any:
     """Run pytest with ecrmirror in-process, as `pytest ARGS` in the pytester directory."""
 
     def run_pytest(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "-p", "no:cacheprovider",
-                                            *args)
+        return pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "-p", "no:cacheprovider", *args)
 
     return run_pytest
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import responses
-
 from chartfactory import ChartFile, package_chart
+
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
 from ecrmirror.errors import SpecError
@@ -29,47 +29,87 @@ def spec_error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> 
 SPEC_CASES = {
     "typo in a chart key": (
         GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./c\n    verions: ['1.0.0']\n",
-        7, "unknown key 'verions' in a chart entry", "did you mean 'versions'?"),
+        7,
+        "unknown key 'verions' in a chart entry",
+        "did you mean 'versions'?",
+    ),
     "typo in a target key": (
         f"target:\n  registry: {REGISTRY}\n  prefx: helm\n"
         "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
-        3, "unknown key 'prefx' in target", "did you mean 'prefix'?"),
+        3,
+        "unknown key 'prefx' in target",
+        "did you mean 'prefix'?",
+    ),
     "unset variable": (
         "target:\n  registry: ${ECR}\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
-        2, "environment variable ECR is not set", "export ECR=..., or give a default: ${ECR:-value}"),
+        2,
+        "environment variable ECR is not set",
+        "export ECR=..., or give a default: ${ECR:-value}",
+    ),
     "versions is a string": (
         GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: 1.0.0\n",
-        7, "versions must be a non-empty list", 'versions: ["1.2.3", "1.2.4"]'),
+        7,
+        "versions must be a non-empty list",
+        'versions: ["1.2.3", "1.2.4"]',
+    ),
     "not an ECR registry": (
         "target:\n  registry: ghcr.io/me\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
-        2, "is not an ECR registry host", "<account>.dkr.ecr.<region>.amazonaws.com"),
+        2,
+        "is not an ECR registry host",
+        "<account>.dkr.ecr.<region>.amazonaws.com",
+    ),
     "charts missing": (
-        f"target:\n  registry: {REGISTRY}\ncharts:\n", 3, "charts must be a non-empty list", ""),
+        f"target:\n  registry: {REGISTRY}\ncharts:\n",
+        3,
+        "charts must be a non-empty list",
+        "",
+    ),
     "target missing": (
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n", 1, "the spec has no 'target'",
-        "add `target:`"),
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        1,
+        "the spec has no 'target'",
+        "add `target:`",
+    ),
     "duplicate version": (
         GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0.0', '1.0.0']\n",
-        7, "version 1.0.0 of a is listed twice", "remove the duplicate"),
+        7,
+        "version 1.0.0 of a is listed twice",
+        "remove the duplicate",
+    ),
     "uppercase chart name": (
         GOOD_TARGET + "charts:\n  - name: MyChart\n    repo: ./c\n    versions: ['1']\n",
-        5, "chart name 'MyChart' cannot be an ECR repository name", "lowercase"),
+        5,
+        "chart name 'MyChart' cannot be an ECR repository name",
+        "lowercase",
+    ),
     "boolean that is not": (
         f"target:\n  registry: {REGISTRY}\n  create_repositories: sometimes\n"
         "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
-        3, "create_repositories must be true or false, not 'sometimes'", ""),
+        3,
+        "create_repositories must be true or false, not 'sometimes'",
+        "",
+    ),
     "bad tag mutability": (
         f"target:\n  registry: {REGISTRY}\n  repository:\n    image_tag_mutability: LOCKED\n"
         "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
-        4, "image_tag_mutability must be one of IMMUTABLE, MUTABLE, not 'LOCKED'", ""),
+        4,
+        "image_tag_mutability must be one of IMMUTABLE, MUTABLE, not 'LOCKED'",
+        "",
+    ),
     "chart listed twice": (
         GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
         "  - name: a\n    repo: ./c\n    versions: ['2']\n",
-        8, "chart 'a' from ./c is listed twice (first at", "merge the two entries"),
-    "invalid YAML": (
-        GOOD_TARGET + "charts:\n  - name: [a\n", 6, "invalid YAML", "fix the YAML syntax"),
+        8,
+        "chart 'a' from ./c is listed twice (first at",
+        "merge the two entries",
+    ),
+    "invalid YAML": (GOOD_TARGET + "charts:\n  - name: [a\n", 6, "invalid YAML", "fix the YAML syntax"),
     "a chart entry is a string": (
-        GOOD_TARGET + "charts:\n  - gitlab\n", 5, "a chart entry must be a mapping", ""),
+        GOOD_TARGET + "charts:\n  - gitlab\n",
+        5,
+        "a chart entry must be a mapping",
+        "",
+    ),
 }
 
 
@@ -86,14 +126,15 @@ def test_spec_error_names_file_line_problem_and_fix(tmp_path: Path, case: str) -
 
 def test_variables_expand_with_defaults_and_dollar_escapes(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
-    path.write_text("target:\n  registry: oci://${ECR:-" + REGISTRY + "}/\n  prefix: ${PREFIX}\n"
-                    "charts:\n  - name: a\n    repo: ./c$$d\n    versions: ['1.10']\n")
+    path.write_text(
+        "target:\n  registry: oci://${ECR:-" + REGISTRY + "}/\n  prefix: ${PREFIX}\n"
+        "charts:\n  - name: a\n    repo: ./c$$d\n    versions: ['1.10']\n"
+    )
 
     spec = load_spec(path, environ={"PREFIX": "mirror/helm"})
 
     assert spec.target.registry.host == REGISTRY
-    assert (spec.target.registry.account, spec.target.registry.region) == (
-        "123456789012", "eu-west-1")
+    assert (spec.target.registry.account, spec.target.registry.region) == ("123456789012", "eu-west-1")
     assert spec.target.repository_for("a") == "mirror/helm/a"
     assert spec.charts[0].repo == "./c$d"
     assert spec.charts[0].versions[0].version == "1.10"  # not the float 1.1
@@ -101,8 +142,10 @@ def test_variables_expand_with_defaults_and_dollar_escapes(tmp_path: Path) -> No
 
 def test_registry_path_becomes_the_prefix_as_with_helm_push(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
-    path.write_text(f"target:\n  registry: oci://{REGISTRY}/helm/\n"
-                    "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n")
+    path.write_text(
+        f"target:\n  registry: oci://{REGISTRY}/helm/\n"
+        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
+    )
 
     assert load_spec(path, environ={}).target.repository_for("a") == "helm/a"
 
@@ -113,10 +156,12 @@ def test_a_spec_error_is_a_collection_error_without_traceback(write_spec, run) -
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([
-        "mirror.yaml:7: unknown key 'verions' in a chart entry",
-        "*fix: did you mean 'versions'? (allowed: name, repo, versions)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "mirror.yaml:7: unknown key 'verions' in a chart entry",
+            "*fix: did you mean 'versions'? (allowed: name, repo, versions)",
+        ]
+    )
     result.stdout.no_fnmatch_line("*Traceback*")
     result.stdout.no_fnmatch_line("*spec.py*")
 
@@ -141,15 +186,17 @@ def test_missing_credentials_is_one_message_for_the_whole_run(
     chart_server.add("gitlab", "7.1.1")
     chart_server.add("gitlab", "7.1.2")
     chart_server.publish()
-    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
-               "    versions: ['7.1.1', '7.1.2']\n")
+    write_spec(
+        GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+        "    versions: ['7.1.1', '7.1.2']\n"
+    )
 
     result = run("--sync", "mirror.yaml")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: ecrmirror found no AWS credentials*AWS_ACCESS_KEY_ID*AWS_PROFILE*"
-        "web identity*--offline*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: ecrmirror found no AWS credentials*AWS_ACCESS_KEY_ID*AWS_PROFILE*web identity*--offline*"]
+    )
     assert len([line for line in result.stderr.lines if "credentials" in line]) == 1
     result.stdout.no_fnmatch_line("*Traceback*")
     assert chart_server.requests == []
@@ -159,8 +206,11 @@ def test_missing_credentials_is_one_message_for_the_whole_run(
 @pytest.fixture
 def spec_for_gitlab(chart_server: ChartServer, write_spec):  # type: ignore[no-untyped-def]
     def write(*versions: str) -> None:
-        write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
-                   f"    versions: {list(versions)}\n")
+        write_spec(
+            GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+            f"    versions: {list(versions)}\n"
+        )
+
     return write
 
 
@@ -175,8 +225,12 @@ def test_version_missing_upstream_names_the_nearest_versions(
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*gitlab 7.2.0 is not in {chart_server.url}index.yaml; nearest "
-                                 "versions there: 7.1.1, 7.1.2, 7.3.0, 8.0.0. Fix the version*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*gitlab 7.2.0 is not in {chart_server.url}index.yaml; nearest "
+            "versions there: 7.1.1, 7.1.2, 7.3.0, 8.0.0. Fix the version*"
+        ]
+    )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert emulator.writes() == []
 
@@ -186,8 +240,10 @@ def test_chart_missing_upstream_suggests_close_names(
 ) -> None:
     chart_server.add("gitlab-runner", "0.1.0")
     chart_server.publish()
-    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab-runer\n    repo: {chart_server.url}\n"
-               "    versions: ['0.1.0']\n")
+    write_spec(
+        GOOD_TARGET + f"charts:\n  - name: gitlab-runer\n    repo: {chart_server.url}\n"
+        "    versions: ['0.1.0']\n"
+    )
 
     result = run("--sync", "mirror.yaml")
 
@@ -205,9 +261,13 @@ def test_digest_mismatch_fails_and_pushes_nothing(
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*the archive from {chart_server.url}gitlab-7.1.1.tgz has digest "
-                                 f"sha256:{chart_server.charts[0].digest}, but * says sha256:"
-                                 f"{'ab' * 32}. Nothing was pushed.*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*the archive from {chart_server.url}gitlab-7.1.1.tgz has digest "
+            f"sha256:{chart_server.charts[0].digest}, but * says sha256:"
+            f"{'ab' * 32}. Nothing was pushed.*"
+        ]
+    )
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
@@ -216,8 +276,7 @@ def test_an_archive_that_is_not_a_chart_is_refused(
 ) -> None:
     bogus = chart_server.directory / "gitlab-7.1.1.tgz"
     bogus.write_bytes(b"<html>login required</html>")
-    chart_server.charts.append(ChartFile(bogus, "gitlab", "7.1.1", {"name": "gitlab",
-                                                                      "version": "7.1.1"}))
+    chart_server.charts.append(ChartFile(bogus, "gitlab", "7.1.1", {"name": "gitlab", "version": "7.1.1"}))
     chart_server.publish()
     spec_for_gitlab("7.1.1")
 
@@ -233,16 +292,16 @@ def test_an_archive_of_another_chart_is_refused(
 ) -> None:
     other = package_chart(chart_server.directory, "gitlab-runner", "7.1.1")
     renamed = other.path.rename(chart_server.directory / "gitlab-7.1.1.tgz")
-    chart_server.charts.append(ChartFile(renamed, "gitlab", "7.1.1", {"name": "gitlab",
-                                                                        "version": "7.1.1"}))
+    chart_server.charts.append(ChartFile(renamed, "gitlab", "7.1.1", {"name": "gitlab", "version": "7.1.1"}))
     chart_server.publish()
     spec_for_gitlab("7.1.1")
 
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Chart.yaml names the chart 'gitlab-runner', but the spec and "
-                                 "the index say 'gitlab'*"])
+    result.stdout.fnmatch_lines(
+        ["*Chart.yaml names the chart 'gitlab-runner', but the spec and the index say 'gitlab'*"]
+    )
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
@@ -261,8 +320,10 @@ def test_a_chart_yaml_at_the_archive_root_is_refused(
 
 
 def test_unreachable_upstream_is_a_plain_error(emulator: Emulator, write_spec, run) -> None:
-    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: http://127.0.0.1:9/charts\n"
-               "    versions: ['7.1.1']\n")
+    write_spec(
+        GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: http://127.0.0.1:9/charts\n"
+        "    versions: ['7.1.1']\n"
+    )
 
     result = run("--sync", "mirror.yaml")
 
@@ -272,30 +333,35 @@ def test_unreachable_upstream_is_a_plain_error(emulator: Emulator, write_spec, r
 
 
 def test_missing_local_directory_is_a_plain_error(emulator: Emulator, write_spec, run) -> None:
-    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./nowhere\n"
-               "    versions: ['7.1.1']\n")
+    write_spec(GOOD_TARGET + "charts:\n  - name: gitlab\n    repo: ./nowhere\n    versions: ['7.1.1']\n")
 
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*nowhere is not a directory; repo must be an http(s) URL or a "
-                                 "directory (relative to the spec) of charts"])
+    result.stdout.fnmatch_lines(
+        [
+            "*nowhere is not a directory; repo must be an http(s) URL or a "
+            "directory (relative to the spec) of charts"
+        ]
+    )
 
 
 UPSTREAM = "https://charts.example.test/stable"
 
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (500, "boom", "*cannot download https://charts.example.test/stable/index.yaml: HTTP 500*"),
-    (404, "not found", "*index.yaml: HTTP 404 Not Found. Check the repo URL in the spec.*"),
-    (200, "<html><body>captive portal</body></html>", "*is not a Helm repository index*"),
-    (200, "entries: [unclosed", "*the index is not valid YAML or JSON*"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (500, "boom", "*cannot download https://charts.example.test/stable/index.yaml: HTTP 500*"),
+        (404, "not found", "*index.yaml: HTTP 404 Not Found. Check the repo URL in the spec.*"),
+        (200, "<html><body>captive portal</body></html>", "*is not a Helm repository index*"),
+        (200, "entries: [unclosed", "*the index is not valid YAML or JSON*"),
+    ],
+)
 def test_broken_upstream_index_fails_the_item(
     emulator: Emulator, write_spec, run, status: int, body: str, expected: str
 ) -> None:
-    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n"
-               "    versions: ['7.1.1']\n")
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n    versions: ['7.1.1']\n")
     with responses.RequestsMock() as mocked:
         mocked.add_passthru(emulator.url)
         mocked.get(f"{UPSTREAM}/index.yaml", status=status, body=body)
@@ -307,15 +373,14 @@ def test_broken_upstream_index_fails_the_item(
     assert emulator.writes() == []
 
 
-def test_archive_download_failure_fails_the_item(
-    emulator: Emulator, write_spec, run, tmp_path: Path
-) -> None:
+def test_archive_download_failure_fails_the_item(emulator: Emulator, write_spec, run, tmp_path: Path) -> None:
     chart = package_chart(tmp_path, "gitlab", "7.1.1")
     digest = hashlib.sha256(chart.path.read_bytes()).hexdigest()
-    index = (f"apiVersion: v1\nentries:\n  gitlab:\n  - name: gitlab\n    version: 7.1.1\n"
-             f"    digest: {digest}\n    urls: [https://cdn.example.test/gitlab-7.1.1.tgz]\n")
-    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n"
-               "    versions: ['7.1.1']\n")
+    index = (
+        f"apiVersion: v1\nentries:\n  gitlab:\n  - name: gitlab\n    version: 7.1.1\n"
+        f"    digest: {digest}\n    urls: [https://cdn.example.test/gitlab-7.1.1.tgz]\n"
+    )
+    write_spec(GOOD_TARGET + f"charts:\n  - name: gitlab\n    repo: {UPSTREAM}\n    versions: ['7.1.1']\n")
     with responses.RequestsMock() as mocked:
         mocked.add_passthru(emulator.url)
         mocked.get(f"{UPSTREAM}/index.yaml", body=index)
@@ -324,6 +389,5 @@ def test_archive_download_failure_fails_the_item(
         result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*cannot download https://cdn.example.test/gitlab-7.1.1.tgz: "
-                                 "HTTP 403*"])
+    result.stdout.fnmatch_lines(["*cannot download https://cdn.example.test/gitlab-7.1.1.tgz: HTTP 403*"])
     assert [r for r in emulator.writes() if r.kind == "registry"] == []

@@ -13,8 +13,9 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-
 from chartfactory import package_chart
+from tools import require_tool
+
 from conftest import REGISTRY, ChartServer
 from ecrmirror.chart import (
     CHART_LAYER_MEDIA_TYPE,
@@ -26,7 +27,6 @@ from ecrmirror.chart import (
     tag_for,
 )
 from ecrmirror.emulator import Emulator
-from tools import require_tool
 
 HELM_HOW = "run .ci/run, or put a helm >= 3.8 binary on PATH"
 CREATED = "2024-03-01T12:34:56Z"
@@ -38,10 +38,17 @@ def sha256(path: Path) -> str:
 
 # -- the artifact, unit by unit -------------------------------------------------------------------
 def test_config_is_chart_yaml_as_json_in_helms_field_order() -> None:
-    metadata = {"type": "application", "version": "1.0.0", "name": "demo", "appVersion": 2.1,
-                "annotations": {"z": "1", "a": "<b>&"}, "keywords": [], "deprecated": False,
-                "dependencies": [{"name": "redis", "version": "17.x", "alias": "cache"}],
-                "maintainers": [{"email": "me@example.org", "name": "Me"}]}
+    metadata = {
+        "type": "application",
+        "version": "1.0.0",
+        "name": "demo",
+        "appVersion": 2.1,
+        "annotations": {"z": "1", "a": "<b>&"},
+        "keywords": [],
+        "deprecated": False,
+        "dependencies": [{"name": "redis", "version": "17.x", "alias": "cache"}],
+        "maintainers": [{"email": "me@example.org", "name": "Me"}],
+    }
 
     config = helm_config(metadata)
 
@@ -54,48 +61,58 @@ def test_config_is_chart_yaml_as_json_in_helms_field_order() -> None:
 
 
 def test_go_json_keeps_unicode_and_escapes_html_as_go_does() -> None:
-    assert go_json({"d": "Grüße <x> & \u2028"}) == (
-        '{"d":"Grüße \\u003cx\\u003e \\u0026 \\u2028"}'.encode())
+    assert go_json({"d": "Grüße <x> & \u2028"}) == ('{"d":"Grüße \\u003cx\\u003e \\u0026 \\u2028"}'.encode())
 
 
-@pytest.mark.parametrize(("created", "expected"), [
-    ("2024-03-01T12:34:56.123456789Z", "2024-03-01T12:34:56Z"),
-    ("2024-03-01T13:34:56+01:00", "2024-03-01T12:34:56Z"),
-    (datetime(2024, 3, 1, 12, 34, 56), "2024-03-01T12:34:56Z"),
-    ("", None),
-    ("yesterday", None),
-    (None, None),
-])
-def test_created_comes_from_the_index_normalized_to_rfc3339_utc(created: object,
-                                                               expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        ("2024-03-01T12:34:56.123456789Z", "2024-03-01T12:34:56Z"),
+        ("2024-03-01T13:34:56+01:00", "2024-03-01T12:34:56Z"),
+        (datetime(2024, 3, 1, 12, 34, 56), "2024-03-01T12:34:56Z"),
+        ("", None),
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_created_comes_from_the_index_normalized_to_rfc3339_utc(
+    created: object, expected: str | None
+) -> None:
     assert normalize_created(created) == expected
 
 
-@pytest.mark.parametrize(("version", "tag"), [("1.2.3", "1.2.3"), ("1.2.3+build.4", "1.2.3_build.4"),
-                                              ("1.0.0-rc.1+a+b", "1.0.0-rc.1_a_b")])
+@pytest.mark.parametrize(
+    ("version", "tag"),
+    [("1.2.3", "1.2.3"), ("1.2.3+build.4", "1.2.3_build.4"), ("1.0.0-rc.1+a+b", "1.0.0-rc.1_a_b")],
+)
 def test_tag_replaces_plus_with_underscore(version: str, tag: str) -> None:
     assert tag_for(version) == tag
 
 
 def test_manifest_is_reproducible_and_has_helms_shape(tmp_path: Path) -> None:
-    chart = package_chart(tmp_path, "demo", "1.0.0+7", home="https://demo.example",
-                          sources=["https://src.example", "https://second.example"],
-                          maintainers=[{"name": "A", "email": "a@x"}, {"name": "B"}],
-                          annotations={"org.opencontainers.image.title": "ignored",
-                                       "org.opencontainers.image.url": "https://override"})
+    chart = package_chart(
+        tmp_path,
+        "demo",
+        "1.0.0+7",
+        home="https://demo.example",
+        sources=["https://src.example", "https://second.example"],
+        maintainers=[{"name": "A", "email": "a@x"}, {"name": "B"}],
+        annotations={
+            "org.opencontainers.image.title": "ignored",
+            "org.opencontainers.image.url": "https://override",
+        },
+    )
 
-    first = build_artifact(chart.path, sha256(chart.path), name="demo", version="1.0.0+7",
-                           created=CREATED)
-    again = build_artifact(chart.path, sha256(chart.path), name="demo", version="1.0.0+7",
-                           created=CREATED)
+    first = build_artifact(chart.path, sha256(chart.path), name="demo", version="1.0.0+7", created=CREATED)
+    again = build_artifact(chart.path, sha256(chart.path), name="demo", version="1.0.0+7", created=CREATED)
 
     assert first.manifest == again.manifest
     manifest = json.loads(first.manifest)
     assert list(manifest) == ["schemaVersion", "config", "layers", "annotations"]
     assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE
-    assert manifest["layers"] == [{"mediaType": CHART_LAYER_MEDIA_TYPE,
-                                   "digest": sha256(chart.path),
-                                   "size": chart.path.stat().st_size}]
+    assert manifest["layers"] == [
+        {"mediaType": CHART_LAYER_MEDIA_TYPE, "digest": sha256(chart.path), "size": chart.path.stat().st_size}
+    ]
     assert manifest["annotations"] == {
         "org.opencontainers.image.authors": "A (a@x), B",
         "org.opencontainers.image.created": CREATED,
@@ -114,8 +131,13 @@ def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     binary = require_tool("helm", HELM_HOW)
     for variable in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
-    return [binary, "--registry-config", str(tmp_path / "helm-registry.json"),
-            "--repository-cache", str(tmp_path / "helm-cache")]
+    return [
+        binary,
+        "--registry-config",
+        str(tmp_path / "helm-registry.json"),
+        "--repository-cache",
+        str(tmp_path / "helm-cache"),
+    ]
 
 
 def registry_password(emulator: Emulator) -> str:
@@ -128,10 +150,16 @@ def test_helm_push_and_ecrmirror_store_byte_identical_manifests(
     helm: list[str], emulator: Emulator, tmp_path: Path
 ) -> None:
     # given a chart whose file time is the index's created time (helm >= 3.17 uses the mtime)
-    chart = package_chart(tmp_path / "charts", "demo", "1.2.3+build.9", appVersion="9.9",
-                          home="https://demo.example", keywords=["a", "b"],
-                          maintainers=[{"name": "Ops", "email": "ops@example.org"}],
-                          annotations={"category": "Infra & <ops>"})
+    chart = package_chart(
+        tmp_path / "charts",
+        "demo",
+        "1.2.3+build.9",
+        appVersion="9.9",
+        home="https://demo.example",
+        keywords=["a", "b"],
+        maintainers=[{"name": "Ops", "email": "ops@example.org"}],
+        annotations={"category": "Infra & <ops>"},
+    )
     moment = datetime.fromisoformat(CREATED.replace("Z", "+00:00")).timestamp()
     os.utime(chart.path, (moment, moment))
     ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
@@ -140,40 +168,72 @@ def test_helm_push_and_ecrmirror_store_byte_identical_manifests(
 
     # when helm itself pushes it
     pushed = subprocess.run(
-        [*helm, "push", str(chart.path), f"oci://{host}/helm", "--plain-http",
-         "--username", "AWS", "--password", registry_password(emulator)],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            *helm,
+            "push",
+            str(chart.path),
+            f"oci://{host}/helm",
+            "--plain-http",
+            "--username",
+            "AWS",
+            "--password",
+            registry_password(emulator),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert pushed.returncode == 0, pushed.stderr
 
     # then ecrmirror's artifact for the same archive is the same manifest, byte for byte
-    ours = build_artifact(chart.path, sha256(chart.path), name="demo", version="1.2.3+build.9",
-                          created=CREATED)
+    ours = build_artifact(
+        chart.path, sha256(chart.path), name="demo", version="1.2.3+build.9", created=CREATED
+    )
     assert f"Digest: {ours.manifest_digest}" in pushed.stdout + pushed.stderr
     stored = ecr.batch_get_image(repositoryName="helm/demo", imageIds=[{"imageTag": ours.tag}])
     assert stored["images"][0]["imageManifest"].encode() == ours.manifest
 
 
 def test_helm_pulls_what_ecrmirror_pushed(
-    helm: list[str], chart_server: ChartServer, emulator: Emulator, write_spec, run,
-    tmp_path: Path
+    helm: list[str], chart_server: ChartServer, emulator: Emulator, write_spec, run, tmp_path: Path
 ) -> None:
     chart = chart_server.add("demo", "0.3.0+rc.2", appVersion="1.0")
     chart_server.publish()
-    write_spec(f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
-               f"charts:\n  - name: demo\n    repo: {chart_server.url}\n"
-               "    versions: ['0.3.0+rc.2']\n")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
+        f"charts:\n  - name: demo\n    repo: {chart_server.url}\n"
+        "    versions: ['0.3.0+rc.2']\n"
+    )
     run("--sync", "mirror.yaml").assert_outcomes(passed=1)
     host = emulator.url.removeprefix("http://")
-    login = subprocess.run([*helm, "registry", "login", host, "--insecure", "--username", "AWS",
-                            "--password-stdin"], input=registry_password(emulator),
-                           capture_output=True, text=True, timeout=60, check=False)
+    login = subprocess.run(
+        [*helm, "registry", "login", host, "--insecure", "--username", "AWS", "--password-stdin"],
+        input=registry_password(emulator),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert login.returncode == 0, login.stderr
 
     (tmp_path / "pulled").mkdir()
     pulled = subprocess.run(
-        [*helm, "pull", f"oci://{host}/helm/demo", "--version", "0.3.0+rc.2", "--plain-http",
-         "--destination", str(tmp_path / "pulled")],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            *helm,
+            "pull",
+            f"oci://{host}/helm/demo",
+            "--version",
+            "0.3.0+rc.2",
+            "--plain-http",
+            "--destination",
+            str(tmp_path / "pulled"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "pulled" / chart.path.name).read_bytes() == chart.path.read_bytes()
@@ -187,18 +247,30 @@ def test_skopeo_reads_helm_media_types_and_the_upstream_digest(
     chart_server.add("gitlab", "7.1.1")
     chart_server.add("gitlab", "7.2.0+meta")
     chart_server.publish()
-    write_spec(f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
-               f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
-               "    versions: ['7.1.1', '7.2.0+meta']\n")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
+        f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+        "    versions: ['7.1.1', '7.2.0+meta']\n"
+    )
     run("--sync", "mirror.yaml").assert_outcomes(passed=2)
     host = emulator.url.removeprefix("http://")
 
     for chart in chart_server.charts:
         inspected = subprocess.run(
-            [skopeo, "inspect", "--raw", "--tls-verify=false",
-             "--creds", f"AWS:{registry_password(emulator)}",
-             f"docker://{host}/helm/gitlab:{tag_for(chart.version)}"],
-            capture_output=True, text=True, timeout=60, check=False)
+            [
+                skopeo,
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                f"AWS:{registry_password(emulator)}",
+                f"docker://{host}/helm/gitlab:{tag_for(chart.version)}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert inspected.returncode == 0, inspected.stderr
         manifest = json.loads(inspected.stdout)
         assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE

@@ -14,16 +14,24 @@ from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
 
 
-def spec_for(server: ChartServer, charts: dict[str, list[str]], *, create: bool = True,
-             mutability: str = "IMMUTABLE", prefix: str = "helm") -> str:
+def spec_for(
+    server: ChartServer,
+    charts: dict[str, list[str]],
+    *,
+    create: bool = True,
+    mutability: str = "IMMUTABLE",
+    prefix: str = "helm",
+) -> str:
     entries = "".join(
         f"  - name: {name}\n    repo: {server.url}\n    versions: {json.dumps(versions)}\n"
         for name, versions in charts.items()
     )
-    return (f"target:\n  registry: {REGISTRY}\n  prefix: {prefix}\n"
-            f"  create_repositories: {str(create).lower()}\n"
-            f"  repository:\n    image_tag_mutability: {mutability}\n"
-            f"charts:\n{entries}")
+    return (
+        f"target:\n  registry: {REGISTRY}\n  prefix: {prefix}\n"
+        f"  create_repositories: {str(create).lower()}\n"
+        f"  repository:\n    image_tag_mutability: {mutability}\n"
+        f"charts:\n{entries}"
+    )
 
 
 def ecr_client(emulator: Emulator) -> object:
@@ -32,7 +40,8 @@ def ecr_client(emulator: Emulator) -> object:
 
 def manifest(emulator: Emulator, repository: str, tag: str) -> dict[str, object]:
     response = ecr_client(emulator).batch_get_image(  # type: ignore[attr-defined]
-        repositoryName=repository, imageIds=[{"imageTag": tag}])
+        repositoryName=repository, imageIds=[{"imageTag": tag}]
+    )
     assert response["failures"] == [], response["failures"]
     return json.loads(response["images"][0]["imageManifest"])  # type: ignore[no-any-return]
 
@@ -51,26 +60,31 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     # given a spec of four versions, none of them in ECR
-    write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.1.2", "7.2.0-rc.1"],
-                                   "ingress": ["1.0.0+build.7"]}))
+    write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.1.2", "7.2.0-rc.1"], "ingress": ["1.0.0+build.7"]}))
 
     # when it is synced
     first = run("--sync", "-v", "mirror.yaml")
 
     # then every version is pushed, with its upstream archive as the chart layer
     first.assert_outcomes(passed=4)
-    first.stdout.fnmatch_lines([
-        "mirror.yaml::gitlab::7.1.1 PUSHED*",
-        "mirror.yaml::gitlab::7.1.2 PUSHED*",
-        "mirror.yaml::gitlab::7.2.0-rc.1 PUSHED*",
-        "mirror.yaml::ingress::1.0.0+build.7 PUSHED*",
-        "4 versions: 4 pushed, 0 present, 0 failed; * bytes uploaded",
-    ])
+    first.stdout.fnmatch_lines(
+        [
+            "mirror.yaml::gitlab::7.1.1 PUSHED*",
+            "mirror.yaml::gitlab::7.1.2 PUSHED*",
+            "mirror.yaml::gitlab::7.2.0-rc.1 PUSHED*",
+            "mirror.yaml::ingress::1.0.0+build.7 PUSHED*",
+            "4 versions: 4 pushed, 0 present, 0 failed; * bytes uploaded",
+        ]
+    )
     for chart in upstream.charts:
         pushed = manifest(emulator, f"helm/{chart.name}", chart.version.replace("+", "_"))
-        assert pushed["layers"] == [{  # type: ignore[comparison-overlap]
-            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
-            "digest": f"sha256:{chart.digest}", "size": chart.path.stat().st_size}]
+        assert pushed["layers"] == [
+            {  # type: ignore[comparison-overlap]
+                "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                "digest": f"sha256:{chart.digest}",
+                "size": chart.path.stat().st_size,
+            }
+        ]
     assert len(upstream.archive_downloads()) == 4
 
     # when it is synced again
@@ -80,8 +94,9 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
 
     # then everything is PRESENT, the emulator saw no write and no archive was downloaded
     second.assert_outcomes(passed=4)
-    second.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.1.1 PRESENT*",
-                                 "4 versions: 0 pushed, 4 present, 0 failed; 0 bytes uploaded"])
+    second.stdout.fnmatch_lines(
+        ["mirror.yaml::gitlab::7.1.1 PRESENT*", "4 versions: 0 pushed, 4 present, 0 failed; 0 bytes uploaded"]
+    )
     assert emulator.writes() == []
     assert upstream.archive_downloads() == []
     assert upstream.requests == ["/index.yaml"]  # one index download for the whole run
@@ -112,26 +127,36 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
     result = run("--check-only", "-v", "--junitxml=report.xml", "mirror.yaml")
 
     result.assert_outcomes(failed=3)
-    result.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.1.1 MISSING*",
-                                 "3 versions: 0 pushed, 0 present, 3 failed; 0 bytes uploaded"])
+    result.stdout.fnmatch_lines(
+        ["mirror.yaml::gitlab::7.1.1 MISSING*", "3 versions: 0 pushed, 0 present, 3 failed; 0 bytes uploaded"]
+    )
     assert emulator.writes() == []
     cases = ET.parse(pytester.path / "report.xml").getroot().iter("testcase")
     by_name = {f"{c.get('classname')}::{c.get('name')}": c for c in cases}
-    assert sorted(by_name) == ["mirror.yaml.gitlab::7.1.1", "mirror.yaml.gitlab::7.1.2",
-                               "mirror.yaml.ingress::1.0.0+build.7"]
+    assert sorted(by_name) == [
+        "mirror.yaml.gitlab::7.1.1",
+        "mirror.yaml.gitlab::7.1.2",
+        "mirror.yaml.ingress::1.0.0+build.7",
+    ]
     case = by_name["mirror.yaml.ingress::1.0.0+build.7"]
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     ingress = next(c for c in upstream.charts if c.name == "ingress")
-    assert properties == {"registry": REGISTRY, "repository": "helm/ingress",
-                          "tag": "1.0.0_build.7", "upstream_digest": f"sha256:{ingress.digest}",
-                          "outcome": "MISSING", "bytes_uploaded": "0"}
+    assert properties == {
+        "registry": REGISTRY,
+        "repository": "helm/ingress",
+        "tag": "1.0.0_build.7",
+        "upstream_digest": f"sha256:{ingress.digest}",
+        "outcome": "MISSING",
+        "bytes_uploaded": "0",
+    }
     failure = case.find("failure")
     assert failure is not None
     assert "MISSING" in failure.get("message", "")
 
 
-def test_audit_is_the_default_for_spec_paths(upstream: ChartServer, emulator: Emulator,
-                                             write_spec, run) -> None:
+def test_audit_is_the_default_for_spec_paths(
+    upstream: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
 
     result = run("-v", "mirror.yaml")
@@ -149,12 +174,14 @@ def test_missing_repository_without_create_repositories_fails_with_the_command_t
     result = run("--sync", "mirror.yaml")
 
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*repository helm/gitlab does not exist in 123456789012.dkr.ecr.eu-west-1.amazonaws.com*",
-        "*aws ecr create-repository --region eu-west-1 --repository-name helm/gitlab "
-        "--image-tag-mutability IMMUTABLE*",
-        "*create_repositories: true*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*repository helm/gitlab does not exist in 123456789012.dkr.ecr.eu-west-1.amazonaws.com*",
+            "*aws ecr create-repository --region eu-west-1 --repository-name helm/gitlab "
+            "--image-tag-mutability IMMUTABLE*",
+            "*create_repositories: true*",
+        ]
+    )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert emulator.writes() == []
 
@@ -183,7 +210,8 @@ def test_a_tag_holding_other_content_differs_and_is_never_overwritten(
     impostor.path.rename(alt_repo / impostor.path.name)
     (alt_repo / "spec.yaml").write_text(
         f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
-        f"charts:\n  - name: gitlab\n    repo: .\n    versions: ['7.1.1']\n")
+        f"charts:\n  - name: gitlab\n    repo: .\n    versions: ['7.1.1']\n"
+    )
     run("--sync", str(alt_repo / "spec.yaml")).assert_outcomes(passed=1)
     before = manifest(emulator, "helm/gitlab", "7.1.1")
     emulator.app.requests.clear()
@@ -195,11 +223,13 @@ def test_a_tag_holding_other_content_differs_and_is_never_overwritten(
     # then both fail as DIFFERS, naming both digests, and the tag is untouched
     for result in (synced, audited):
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines([
-            "mirror.yaml::gitlab::7.1.1 DIFFERS*",
-            f"*holds sha256:{_digest_of(alt_repo / impostor.path.name)}*"
-            f"lists sha256:{upstream.charts[0].digest}*never overwrites a tag*",
-        ])
+        result.stdout.fnmatch_lines(
+            [
+                "mirror.yaml::gitlab::7.1.1 DIFFERS*",
+                f"*holds sha256:{_digest_of(alt_repo / impostor.path.name)}*"
+                f"lists sha256:{upstream.charts[0].digest}*never overwrites a tag*",
+            ]
+        )
     assert emulator.writes() == []
     assert manifest(emulator, "helm/gitlab", "7.1.1") == before
 
@@ -215,9 +245,12 @@ def test_mutable_repository_is_not_overwritten_either(
 ) -> None:
     client = ecr_client(emulator)
     client.create_repository(repositoryName="helm/gitlab", imageTagMutability="MUTABLE")  # type: ignore[attr-defined]
-    client.put_image(repositoryName="helm/gitlab", imageTag="7.1.1",  # type: ignore[attr-defined]
-                     imageManifest=json.dumps({"schemaVersion": 2, "layers": []}),
-                     imageManifestMediaType="application/vnd.oci.image.manifest.v1+json")
+    client.put_image(
+        repositoryName="helm/gitlab",
+        imageTag="7.1.1",  # type: ignore[attr-defined]
+        imageManifest=json.dumps({"schemaVersion": 2, "layers": []}),
+        imageManifestMediaType="application/vnd.oci.image.manifest.v1+json",
+    )
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}, mutability="MUTABLE"))
     emulator.app.requests.clear()
 
@@ -231,20 +264,23 @@ def test_mutable_repository_is_not_overwritten_either(
 def test_collect_only_lists_node_ids_and_touches_nothing(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
-    write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.2.0-rc.1"],
-                                   "ingress": ["1.0.0+build.7"]}))
+    write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.2.0-rc.1"], "ingress": ["1.0.0+build.7"]}))
     upstream.requests.clear()
 
     result = run("--sync", "--collect-only", "-q", "mirror.yaml")
 
-    result.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.1.1", "mirror.yaml::gitlab::7.2.0-rc.1",
-                                 "mirror.yaml::ingress::1.0.0+build.7"])
+    result.stdout.fnmatch_lines(
+        [
+            "mirror.yaml::gitlab::7.1.1",
+            "mirror.yaml::gitlab::7.2.0-rc.1",
+            "mirror.yaml::ingress::1.0.0+build.7",
+        ]
+    )
     assert emulator.requests == []
     assert upstream.requests == []
 
 
-def test_keyword_selection_and_exitfirst(upstream: ChartServer, emulator: Emulator,
-                                         write_spec, run) -> None:
+def test_keyword_selection_and_exitfirst(upstream: ChartServer, emulator: Emulator, write_spec, run) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.1.2"], "ingress": ["1.0.0+build.7"]}))
 
     selected = run("--sync", "-v", "-k", "ingress", "mirror.yaml")
@@ -303,14 +339,14 @@ def test_ini_option_names_the_specs_directory(
 ) -> None:
     pytester.makeini("[pytest]\necrmirror_specs = mirror/specs\n")
     (pytester.path / "mirror" / "specs").mkdir(parents=True)
-    (pytester.path / "mirror" / "specs" / "a.yml").write_text(
-        spec_for(upstream, {"gitlab": ["7.1.1"]}))
+    (pytester.path / "mirror" / "specs" / "a.yml").write_text(spec_for(upstream, {"gitlab": ["7.1.1"]}))
 
     run("--check-only").assert_outcomes(failed=1)
 
 
-def test_other_yaml_files_are_ignored(upstream: ChartServer, emulator: Emulator,
-                                      pytester: pytest.Pytester, write_spec, run) -> None:
+def test_other_yaml_files_are_ignored(
+    upstream: ChartServer, emulator: Emulator, pytester: pytest.Pytester, write_spec, run
+) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
     pytester.makefile(".yml", **{".gitlab-ci": "stages: [test]\njob:\n  script: [pytest]\n"})
     pytester.makefile(".yaml", values="global:\n  charts: [nested]\n")
@@ -322,33 +358,42 @@ def test_other_yaml_files_are_ignored(upstream: ChartServer, emulator: Emulator,
     result.assert_outcomes(passed=1)
 
 
-def test_the_pushed_artifact_is_reproducible(upstream: ChartServer, emulator: Emulator,
-                                             write_spec, run) -> None:
+def test_the_pushed_artifact_is_reproducible(
+    upstream: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
     run("--sync", "mirror.yaml").assert_outcomes(passed=1)
     first = ecr_client(emulator).batch_get_image(  # type: ignore[attr-defined]
-        repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}])["images"][0]
+        repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}]
+    )["images"][0]
 
     emulator.reset()
     run("--sync", "mirror.yaml").assert_outcomes(passed=1)
     second = ecr_client(emulator).batch_get_image(  # type: ignore[attr-defined]
-        repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}])["images"][0]
+        repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}]
+    )["images"][0]
 
     assert first["imageId"]["imageDigest"] == second["imageId"]["imageDigest"]
-    assert json.loads(first["imageManifest"])["annotations"]["org.opencontainers.image.created"] \
+    assert (
+        json.loads(first["imageManifest"])["annotations"]["org.opencontainers.image.created"]
         == "2024-03-01T12:34:56Z"
+    )
 
 
-def test_the_registry_serves_what_was_pushed(upstream: ChartServer, emulator: Emulator,
-                                             write_spec, run) -> None:
+def test_the_registry_serves_what_was_pushed(
+    upstream: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
     """A pull the way helm does it: manifest by tag, then the chart blob, equal to upstream."""
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
     run("--sync", "mirror.yaml").assert_outcomes(passed=1)
     token = ecr_client(emulator).get_authorization_token()  # type: ignore[attr-defined]
     auth = {"Authorization": f"Basic {token['authorizationData'][0]['authorizationToken']}"}
 
-    got = requests.get(f"{emulator.url}/v2/helm/gitlab/manifests/7.1.1", headers={
-        **auth, "Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
+    got = requests.get(
+        f"{emulator.url}/v2/helm/gitlab/manifests/7.1.1",
+        headers={**auth, "Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    )
     layer = got.json()["layers"][0]["digest"]
     blob = requests.get(f"{emulator.url}/v2/helm/gitlab/blobs/{layer}", headers=auth, timeout=10)
 

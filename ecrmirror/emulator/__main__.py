@@ -13,8 +13,9 @@ from ecrmirror.emulator.server import Emulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ecrmirror.emulator",
-                                     description="Serve an offline ECR (API and registry) locally")
+    parser = argparse.ArgumentParser(
+        prog="python -m ecrmirror.emulator", description="Serve an offline ECR (API and registry) locally"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on")
     parser.add_argument("--port", type=int, default=5000, help="Port for the API and the registry")
     parser.add_argument("--quiet", action="store_true", help="Do not log each request to stderr")

@@ -58,8 +58,7 @@ class _Grant:
     expires_at: float
 
 
-def _oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None
-               ) -> Response:
+def _oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps({"errors": [{"code": code, "message": message, "detail": {}}]})
     return Response(body, status=status, headers=headers, content_type="application/json")
 
@@ -112,15 +111,17 @@ class EmulatorApp:
         with self._lock:
             if path == "/v2/" or path.startswith("/v2/"):
                 response = self._registry(request)
-                self.requests.append(RecordedRequest("registry", request.method, path, "",
-                                                     response.status_code))
+                self.requests.append(
+                    RecordedRequest("registry", request.method, path, "", response.status_code)
+                )
                 return response(environ, start_response)
             target = request.headers.get("X-Amz-Target", "")
             action = target.rpartition(".")[2]
             if action == "GetAuthorizationToken":
                 response = self._authorization_token(request)
-                self.requests.append(RecordedRequest("api", request.method, path, action,
-                                                     response.status_code))
+                self.requests.append(
+                    RecordedRequest("api", request.method, path, action, response.status_code)
+                )
                 return response(environ, start_response)
             status: list[int] = []
 
@@ -129,14 +130,14 @@ class EmulatorApp:
                 return start_response(status_line, headers, exc_info)
 
             body = list(self._moto(environ, recording_start))
-            self.requests.append(RecordedRequest("api", request.method, path, action,
-                                                 status[0] if status else 0))
+            self.requests.append(
+                RecordedRequest("api", request.method, path, action, status[0] if status else 0)
+            )
             return body
 
     def _introspect(self, request: Request) -> Response:
         if request.path == "/_emulator/requests" and request.method == "GET":
-            return Response(json.dumps([asdict(r) for r in self.requests]),
-                            content_type="application/json")
+            return Response(json.dumps([asdict(r) for r in self.requests]), content_type="application/json")
         if request.path == "/_emulator/requests" and request.method == "DELETE":
             with self._lock:
                 self.requests.clear()
@@ -153,20 +154,25 @@ class EmulatorApp:
 
         scope = _CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
         if scope is None:
-            body = {"__type": "UnrecognizedClientException",
-                    "message": "The security token included in the request is invalid."}
-            return Response(json.dumps(body), status=400,
-                            content_type="application/x-amz-json-1.1")
+            error = {
+                "__type": "UnrecognizedClientException",
+                "message": "The security token included in the request is invalid.",
+            }
+            return Response(json.dumps(error), status=400, content_type="application/x-amz-json-1.1")
         account, region = get_account_id_from(scope["key"]), scope["region"]
         password = secrets.token_urlsafe(24)
         expires_at = time.time() + self.token_ttl
         self._grants[password] = _Grant(account, region, expires_at)
         token = base64.b64encode(f"AWS:{password}".encode()).decode()
-        body = {"authorizationData": [{
-            "authorizationToken": token,
-            "expiresAt": expires_at,
-            "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
-        }]}
+        body: dict[str, Any] = {
+            "authorizationData": [
+                {
+                    "authorizationToken": token,
+                    "expiresAt": expires_at,
+                    "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
+                }
+            ]
+        }
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
 
     # -- registry ------------------------------------------------------------------------------
@@ -184,8 +190,9 @@ class EmulatorApp:
             return _oci_error(401, "UNAUTHORIZED", "Not Authorized", challenge)
         if time.time() >= grant.expires_at:
             # As ECR: 403 and no WWW-Authenticate, so clients must know to renew.
-            return _oci_error(403, "DENIED", "Your authorization token has expired. "
-                              "Reauthenticate and try again.")
+            return _oci_error(
+                403, "DENIED", "Your authorization token has expired. Reauthenticate and try again."
+            )
         return grant
 
     def _registry(self, request: Request) -> Response:
@@ -201,8 +208,11 @@ class EmulatorApp:
         backend = self._backend(grant.account, grant.region)
         repository = backend.repositories.get(name)
         if repository is None:
-            return _oci_error(404, "NAME_UNKNOWN", f"The repository with name '{name}' does not "
-                              f"exist in the registry with id '{grant.account}'")
+            return _oci_error(
+                404,
+                "NAME_UNKNOWN",
+                f"The repository with name '{name}' does not exist in the registry with id '{grant.account}'",
+            )
         key = (grant.account, grant.region, name)
         method = request.method
         if kind == "blobs" and method in ("GET", "HEAD"):
@@ -223,8 +233,9 @@ class EmulatorApp:
         path = self._blob_path(digest)
         headers = {"Docker-Content-Digest": digest, "Content-Length": str(path.stat().st_size)}
         # A streamed body keeps our Content-Length; werkzeug drops the body itself for HEAD.
-        return Response(_stream(path), headers=headers, content_type="application/octet-stream",
-                        direct_passthrough=True)
+        return Response(
+            _stream(path), headers=headers, content_type="application/octet-stream", direct_passthrough=True
+        )
 
     def _upload(self, request: Request, key: tuple[str, str, str], session_id: str) -> Response:
         name = key[2]
@@ -232,8 +243,10 @@ class EmulatorApp:
             mount, source = request.args.get("mount"), request.args.get("from")
             if mount and source and mount in self._repo_blobs.get((key[0], key[1], source), set()):
                 self._repo_blobs.setdefault(key, set()).add(mount)
-                return Response(status=201, headers={"Location": f"/v2/{name}/blobs/{mount}",
-                                                     "Docker-Content-Digest": mount})
+                return Response(
+                    status=201,
+                    headers={"Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount},
+                )
             session_id = str(uuid.uuid4())
             part = self._storage / "uploads" / session_id
             part.parent.mkdir(parents=True, exist_ok=True)
@@ -243,9 +256,14 @@ class EmulatorApp:
             if digest:  # single-POST monolithic upload
                 self._append(request, part)
                 return self._finish_upload(key, session_id, digest)
-            return Response(status=202, headers={
-                "Location": f"/v2/{name}/blobs/uploads/{session_id}", "Range": "0-0",
-                "Docker-Upload-UUID": session_id})
+            return Response(
+                status=202,
+                headers={
+                    "Location": f"/v2/{name}/blobs/uploads/{session_id}",
+                    "Range": "0-0",
+                    "Docker-Upload-UUID": session_id,
+                },
+            )
         upload = self._uploads.get(session_id)
         if upload is None or upload[0] != key:
             return _oci_error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
@@ -253,9 +271,14 @@ class EmulatorApp:
         if request.method == "PATCH":
             self._append(request, part)
             size = part.stat().st_size
-            return Response(status=202, headers={
-                "Location": f"/v2/{name}/blobs/uploads/{session_id}",
-                "Range": f"0-{max(size - 1, 0)}", "Docker-Upload-UUID": session_id})
+            return Response(
+                status=202,
+                headers={
+                    "Location": f"/v2/{name}/blobs/uploads/{session_id}",
+                    "Range": f"0-{max(size - 1, 0)}",
+                    "Docker-Upload-UUID": session_id,
+                },
+            )
         if request.method == "PUT":
             self._append(request, part)
             return self._finish_upload(key, session_id, request.args.get("digest", ""))
@@ -280,14 +303,16 @@ class EmulatorApp:
         actual = "sha256:" + sha.hexdigest()
         if not _DIGEST.match(digest) or digest != actual:
             part.unlink(missing_ok=True)
-            return _oci_error(400, "DIGEST_INVALID",
-                              f"provided digest {digest!r} does not match uploaded content {actual}")
+            return _oci_error(
+                400, "DIGEST_INVALID", f"provided digest {digest!r} does not match uploaded content {actual}"
+            )
         target = self._blob_path(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
         self._repo_blobs.setdefault(key, set()).add(digest)
-        return Response(status=201, headers={"Location": f"/v2/{key[2]}/blobs/{digest}",
-                                             "Docker-Content-Digest": digest})
+        return Response(
+            status=201, headers={"Location": f"/v2/{key[2]}/blobs/{digest}", "Docker-Content-Digest": digest}
+        )
 
     @staticmethod
     def _find_image(repository: Any, reference: str) -> Any:
@@ -301,15 +326,15 @@ class EmulatorApp:
     def _get_manifest(self, repository: Any, name: str, reference: str) -> Response:
         image = self._find_image(repository, reference)
         if image is None:
-            return _oci_error(404, "MANIFEST_UNKNOWN",
-                              f"Requested image not found: {name}:{reference}")
+            return _oci_error(404, "MANIFEST_UNKNOWN", f"Requested image not found: {name}:{reference}")
         body = image.image_manifest.encode("utf-8")
         media_type = image.image_manifest_media_type or json.loads(body).get("mediaType", "")
         headers = {"Docker-Content-Digest": image.get_image_digest()}
         return Response(body, headers=headers, content_type=media_type)
 
-    def _put_manifest(self, request: Request, backend: Any, repository: Any,
-                      key: tuple[str, str, str], reference: str) -> Response:
+    def _put_manifest(
+        self, request: Request, backend: Any, repository: Any, key: tuple[str, str, str], reference: str
+    ) -> Response:
         from moto.ecr.exceptions import ImageAlreadyExistsException
 
         body = request.get_data()
@@ -323,25 +348,40 @@ class EmulatorApp:
         if not media_type.startswith("application/vnd."):
             return _oci_error(400, "MANIFEST_INVALID", f"unsupported media type {media_type!r}")
         have = self._repo_blobs.get(key, set())
-        wanted = [d.get("digest") for d in [manifest.get("config") or {}]
-                  + list(manifest.get("layers") or []) if isinstance(d, dict)]
+        descriptors = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+        wanted = [d.get("digest") for d in descriptors if isinstance(d, dict)]
         for blob in wanted:
             if blob not in have:
-                return _oci_error(400, "MANIFEST_BLOB_UNKNOWN",
-                                  f"blob {blob} is not in repository {key[2]}")
+                return _oci_error(400, "MANIFEST_BLOB_UNKNOWN", f"blob {blob} is not in repository {key[2]}")
         is_digest = bool(_DIGEST.match(reference))
         if is_digest and reference != digest:
             return _oci_error(400, "DIGEST_INVALID", f"manifest digest {digest} is not {reference}")
         tag = None if is_digest else reference
+        existing = self._find_image(repository, tag) if tag else None
+        if (
+            existing is not None
+            and existing.get_image_digest() == digest
+            and not repository.is_tag_immutable()
+        ):
+            # ECR accepts re-pushing the same manifest to a mutable tag (moto would refuse it).
+            return Response(status=201, headers={"Docker-Content-Digest": digest})
         try:
             backend.put_image(repository.name, text, tag, media_type, digest)
         except ImageAlreadyExistsException:
-            return _oci_error(400, "TAG_INVALID",
-                              f"The image tag '{tag}' already exists in the '{repository.name}' "
-                              "repository and cannot be overwritten because the repository is "
-                              "immutable.")
-        return Response(status=201, headers={"Location": f"/v2/{repository.name}/manifests/{digest}",
-                                             "Docker-Content-Digest": digest})
+            return _oci_error(
+                400,
+                "TAG_INVALID",
+                f"The image tag '{tag}' already exists in the '{repository.name}' "
+                "repository and cannot be overwritten because the repository is "
+                "immutable.",
+            )
+        return Response(
+            status=201,
+            headers={
+                "Location": f"/v2/{repository.name}/manifests/{digest}",
+                "Docker-Content-Digest": digest,
+            },
+        )
 
     def _tags(self, request: Request, repository: Any, name: str) -> Response:
         tags = sorted({tag for image in repository.images for tag in image.image_tags if tag})
@@ -353,8 +393,9 @@ class EmulatorApp:
         if limit is not None and len(tags) > limit:
             tags = tags[:limit]
             headers["Link"] = f'</v2/{name}/tags/list?n={limit}&last={tags[-1]}>; rel="next"'
-        return Response(json.dumps({"name": name, "tags": tags}), headers=headers,
-                        content_type="application/json")
+        return Response(
+            json.dumps({"name": name, "tags": tags}), headers=headers, content_type="application/json"
+        )
 
 
 def _stream(path: Path) -> Iterator[bytes]:
@@ -373,8 +414,9 @@ class _QuietHandler(WSGIRequestHandler):
 class Emulator:
     """The emulator served over real HTTP on 127.0.0.1 from a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, token_ttl: float = TOKEN_TTL,
-                 access_log: bool = False) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, token_ttl: float = TOKEN_TTL, access_log: bool = False
+    ) -> None:
         self.app = EmulatorApp(token_ttl=token_ttl)
         self._host = host
         self._port = port
@@ -383,10 +425,10 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Emulator:
-        self._server = make_server(self._host, self._port, self.app, threaded=True,
-                                   request_handler=self._handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ecr-emulator",
-                                        daemon=True)
+        self._server = make_server(
+            self._host, self._port, self.app, threaded=True, request_handler=self._handler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ecr-emulator", daemon=True)
         self._thread.start()
         return self
 

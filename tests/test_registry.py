@@ -1,0 +1,145 @@
+"""Registry auth as ECR does it: token with the first request, renewed before expiry and on 403."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from chartfactory import package_chart
+
+from ecrmirror.chart import build_artifact
+from ecrmirror.ecr import Ecr, RegistryToken
+from ecrmirror.emulator import Emulator
+from ecrmirror.errors import RepositoryMissing, TagConflict
+from ecrmirror.registry import RegistryClient
+from ecrmirror.spec import Registry, RepositorySettings
+
+REGISTRY = Registry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012", "eu-west-1")
+
+
+@pytest.fixture
+def ecr(emulator: Emulator) -> Ecr:
+    return Ecr(REGISTRY, boto3.session.Session(), endpoint_url=emulator.url)
+
+
+@pytest.fixture
+def artifact_and_archive(tmp_path: Path):  # type: ignore[no-untyped-def]
+    chart = package_chart(tmp_path, "demo", "1.0.0")
+    digest = "sha256:" + hashlib.sha256(chart.path.read_bytes()).hexdigest()
+    return build_artifact(
+        chart.path, digest, name="demo", version="1.0.0", created="2024-01-01T00:00:00Z"
+    ), chart.path
+
+
+def test_token_goes_with_the_first_request_so_no_401_round_trips(
+    emulator: Emulator, ecr: Ecr, artifact_and_archive
+) -> None:
+    artifact, archive = artifact_and_archive
+    ecr.create_repository("helm/demo", RepositorySettings())
+    client = RegistryClient(emulator.url, ecr.registry_token)
+
+    client.push("helm/demo", artifact, archive)
+
+    statuses = [r.status for r in emulator.requests if r.kind == "registry"]
+    assert 401 not in statuses
+    # HEAD + POST + PUT per blob, then one manifest PUT
+    assert [r.method for r in emulator.requests if r.kind == "registry"] == [
+        "HEAD",
+        "POST",
+        "PUT",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PUT",
+    ]
+    assert [r.action for r in emulator.requests if r.kind == "api"].count("GetAuthorizationToken") == 1
+
+
+def test_token_is_renewed_before_it_expires(ecr: Ecr, artifact_and_archive, emulator: Emulator) -> None:
+    artifact, archive = artifact_and_archive
+    ecr.create_repository("helm/demo", RepositorySettings())
+    issued: list[RegistryToken] = []
+
+    def short_lived() -> RegistryToken:
+        token = ecr.registry_token()
+        issued.append(token)
+        # as if ECR's 12 h were nearly over: inside the renewal margin
+        return RegistryToken(token.username, token.password, time.time() + 60)
+
+    client = RegistryClient(emulator.url, short_lived)
+    client.push("helm/demo", artifact, archive)
+
+    assert len(issued) == 7  # one per request: each found the last one about to expire
+
+
+def test_expired_token_403_is_renewed_once_and_the_request_retried(
+    ecr: Ecr, artifact_and_archive, emulator: Emulator
+) -> None:
+    artifact, archive = artifact_and_archive
+    ecr.create_repository("helm/demo", RepositorySettings())
+    emulator.app.token_ttl = 0  # the first token is dead on arrival, though it claims 12 h
+    tokens = iter([ecr.registry_token()])
+    emulator.app.token_ttl = 3600
+
+    def fetch() -> RegistryToken:
+        token = next(tokens, None) or ecr.registry_token()
+        return RegistryToken(token.username, token.password, time.time() + 12 * 3600)
+
+    client = RegistryClient(emulator.url, fetch)
+    client.push("helm/demo", artifact, archive)
+
+    registry = [(r.method, r.status) for r in emulator.requests if r.kind == "registry"]
+    assert registry[:2] == [("HEAD", 403), ("HEAD", 404)]
+    assert registry[-1] == ("PUT", 201)
+
+
+def test_push_into_a_missing_repository_is_repository_missing(
+    ecr: Ecr, artifact_and_archive, emulator: Emulator
+) -> None:
+    artifact, archive = artifact_and_archive
+    client = RegistryClient(emulator.url, ecr.registry_token)
+
+    with pytest.raises(RepositoryMissing, match=r"helm/demo.*repository does not exist"):
+        client.push("helm/demo", artifact, archive)
+
+
+def test_immutable_tag_cannot_be_pushed_twice(ecr: Ecr, artifact_and_archive, emulator: Emulator) -> None:
+    artifact, archive = artifact_and_archive
+    ecr.create_repository("helm/demo", RepositorySettings(image_tag_mutability="IMMUTABLE"))
+    client = RegistryClient(emulator.url, ecr.registry_token)
+    client.push("helm/demo", artifact, archive)
+
+    with pytest.raises(TagConflict, match=r"already exists.*never overwrites a tag"):
+        client.push("helm/demo", artifact, archive)
+
+
+def test_second_push_of_same_blobs_uploads_nothing(
+    ecr: Ecr, artifact_and_archive, emulator: Emulator, tmp_path: Path
+) -> None:
+    artifact, archive = artifact_and_archive
+    ecr.create_repository("helm/demo", RepositorySettings(image_tag_mutability="MUTABLE"))
+    client = RegistryClient(emulator.url, ecr.registry_token)
+    first = client.push("helm/demo", artifact, archive)
+
+    emulator.app.requests.clear()
+    second = client.push("helm/demo", artifact, archive)
+
+    assert (first.blobs_uploaded, second.blobs_uploaded) == (2, 0)
+    assert second.bytes_uploaded == 0
+
+
+def test_inventory_is_batched_at_100_tags_per_call(ecr: Ecr, emulator: Emulator) -> None:
+    ecr.create_repository("helm/many", RepositorySettings())
+    tags = [f"1.0.{n}" for n in range(250)]
+
+    found = ecr.images("helm/many", tags)
+
+    assert found == {}
+    assert [r.action for r in emulator.requests if r.kind == "api"].count("BatchGetImage") == 3
+
+
+def test_inventory_of_a_missing_repository_is_none(ecr: Ecr) -> None:
+    assert ecr.images("helm/none", ["1.0.0"]) is None
