@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror.errors import EcrMirrorError, SpecError
+from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
 from ecrmirror.mirror import Mirror, Outcome, PlannedVersion, Result
 from ecrmirror.spec import ChartEntry, Spec, load_spec
 
@@ -73,7 +73,11 @@ class ChartVersionItem(pytest.Item):
     def runtest(self) -> None:
         mirror = self.config.stash[MIRROR_KEY]
         sync = self.config.stash[SYNC_KEY]
-        result = mirror.sync(self.planned) if sync else mirror.check(self.planned)
+        try:
+            result = mirror.sync(self.planned) if sync else mirror.check(self.planned)
+        except CredentialsMissing:
+            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
+            raise
         self.user_properties.extend(
             [
                 ("upstream_digest", result.release.digest),

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from ecrmirror import redact
@@ -188,17 +187,35 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    explicit = config.getoption("sync") or config.getoption("check_only")
+    if explicit and config.pluginmanager.has_plugin("dsession"):
+        # The xdist controller collects nothing, and a worker cannot end the run with a usage
+        # error: check before the workers start, so the run says it once.
+        _require_credentials(config)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     items = [item for item in session.items if isinstance(item, ChartVersionItem)]
     if not items or session.config.option.collectonly:
         return
     config = session.config
     config.stash[MIRROR_KEY].plan(item.planned for item in items)
-    if "emulator_url" not in config.stash[_STATE]:
-        try:
-            require_credentials(boto3.session.Session())
-        except CredentialsMissing as exc:
-            raise pytest.UsageError(str(exc)) from None
+    # Spec errors first: they stop the run anyway, and say more than missing credentials.
+    # On an xdist worker, the first item reports missing credentials and stops the worker.
+    if not session.testsfailed and not hasattr(config, "workerinput"):
+        _require_credentials(config)
+
+
+def _require_credentials(config: pytest.Config) -> None:
+    if config.option.collectonly or "emulator_url" in config.stash[_STATE]:
+        return
+    try:
+        require_credentials(config.stash[MIRROR_KEY].boto_session)
+    except CredentialsMissing as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:

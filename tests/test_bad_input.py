@@ -305,6 +305,22 @@ def test_an_archive_of_another_chart_is_refused(
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
+def test_an_archive_of_another_version_is_refused(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    older = package_chart(chart_server.directory, "gitlab", "7.1.0")
+    renamed = older.path.rename(chart_server.directory / "gitlab-7.1.1.tgz")
+    chart_server.charts.append(ChartFile(renamed, "gitlab", "7.1.1", {"name": "gitlab", "version": "7.1.1"}))
+    chart_server.publish()
+    spec_for_gitlab("7.1.1")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Chart.yaml has version '7.1.0', but the index lists it as '7.1.1'*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
 def test_a_chart_yaml_at_the_archive_root_is_refused(
     chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
 ) -> None:

@@ -192,3 +192,55 @@ def test_secrets_never_reach_output_logs_or_junit(
 )
 def test_redaction_patterns(line: str, expected: str) -> None:
     assert redact(line) == expected
+
+
+def test_missing_credentials_under_xdist_is_one_message(
+    chart_server: ChartServer, pytester: pytest.Pytester, run_subprocess
+) -> None:
+    chart_server.add("gitlab", "7.1.1")
+    chart_server.publish()
+    pytester.makefile(
+        ".yaml",
+        mirror=(
+            f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+            f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n    versions: ['7.1.1']\n"
+        ),
+    )
+
+    result = run_subprocess("-p", "xdist.plugin", "-n", "2", "--sync", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ecrmirror found no AWS credentials*--offline*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_users_can_test_their_specs_with_the_emulator_fixture(
+    pytester: pytest.Pytester, run_subprocess
+) -> None:
+    copy_examples(pytester.path / "examples")
+    pytester.makepyfile(
+        test_my_specs="""
+        import subprocess, sys
+
+        import boto3
+
+
+        def test_examples_sync_into_the_emulator(ecr_emulator):
+            synced = subprocess.run([sys.executable, "-m", "pytest", "-p", "ecrmirror.plugin",
+                                     "examples/", "--sync", "-q"], capture_output=True, text=True)
+            assert synced.returncode == 0, synced.stdout
+            ecr = boto3.client("ecr", region_name="eu-west-1")
+            names = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
+            assert names == ["helm/greeter", "helm/hello"]
+            assert ecr_emulator.writes()
+
+
+        def test_each_test_starts_empty(ecr_emulator):
+            ecr = boto3.client("ecr", region_name="eu-west-1")
+            assert ecr.describe_repositories()["repositories"] == []
+    """
+    )
+
+    result = run_subprocess("-p", "ecrmirror.plugin", "test_my_specs.py", "-v")
+
+    result.assert_outcomes(passed=2)

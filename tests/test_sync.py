@@ -86,6 +86,11 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
             }
         ]
     assert len(upstream.archive_downloads()) == 4
+    created = ecr_client(emulator).describe_repositories()["repositories"]  # type: ignore[attr-defined]
+    assert {
+        (r["repositoryName"], r["imageTagMutability"], r["imageScanningConfiguration"]["scanOnPush"])
+        for r in created
+    } == {("helm/gitlab", "IMMUTABLE", False), ("helm/ingress", "IMMUTABLE", False)}
 
     # when it is synced again
     upstream.requests.clear()
