@@ -76,15 +76,19 @@ class Ecr:
         # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL itself.
         self.client: ECRClient = session.client("ecr", endpoint_url=endpoint_url, config=config)
 
-    def _call(self, operation: str, **kwargs: Any) -> Any:
+    def _call(self, operation: str, missing_ok: str | None = None, **kwargs: Any) -> Any:
+        """Call `operation`, translating botocore's errors; None when the error code is `missing_ok`."""
+        action = "".join(part.title() for part in operation.split("_"))  # as IAM names it
         try:
             return getattr(self.client, operation)(**kwargs)
         except botocore.exceptions.NoCredentialsError:
             raise CredentialsMissing(CREDENTIALS_HELP) from None
         except botocore.exceptions.ClientError as exc:
-            raise _translate(exc, operation, self.registry) from None
+            if missing_ok is not None and _code(exc) == missing_ok:
+                return None
+            raise _translate(exc, action, self.registry) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise AwsError(f"ECR {operation} in {self.registry.region} failed: {exc}") from None
+            raise AwsError(f"ECR {action} in {self.registry.region} failed: {exc}") from None
 
     def images(self, repository: str, tags: Iterable[str]) -> dict[str, RemoteImage] | None:
         """The tags among `tags` that `repository` holds, in ceil(n/100) calls; None if no repository."""
@@ -92,21 +96,16 @@ class Ecr:
         found: dict[str, RemoteImage] = {}
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
             batch = wanted[start : start + BATCH_GET_IMAGE_LIMIT]
-            try:
-                response = self.client.batch_get_image(
-                    registryId=self.registry.account,
-                    repositoryName=repository,
-                    imageIds=[{"imageTag": tag} for tag in batch],
-                    acceptedMediaTypes=[MANIFEST_MEDIA_TYPE],
-                )
-            except botocore.exceptions.ClientError as exc:
-                if _code(exc) == "RepositoryNotFoundException":
-                    return None
-                raise _translate(exc, "BatchGetImage", self.registry) from None
-            except botocore.exceptions.NoCredentialsError:
-                raise CredentialsMissing(CREDENTIALS_HELP) from None
-            except botocore.exceptions.BotoCoreError as exc:
-                raise AwsError(f"ECR BatchGetImage on {repository} failed: {exc}") from None
+            response = self._call(
+                "batch_get_image",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                imageIds=[{"imageTag": tag} for tag in batch],
+                acceptedMediaTypes=[MANIFEST_MEDIA_TYPE],
+            )
+            if response is None:
+                return None
             for image in response.get("images", []):
                 tag = image["imageId"].get("imageTag")
                 if tag not in batch:
@@ -124,20 +123,15 @@ class Ecr:
 
     def create_repository(self, name: str, settings: RepositorySettings) -> bool:
         """Create `name` with the spec's settings; False if someone else created it first."""
-        try:
-            self.client.create_repository(
-                registryId=self.registry.account,
-                repositoryName=name,
-                imageTagMutability=settings.image_tag_mutability,  # type: ignore[arg-type]
-                imageScanningConfiguration={"scanOnPush": settings.scan_on_push},
-            )
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) == "RepositoryAlreadyExistsException":
-                return False
-            raise _translate(exc, "CreateRepository", self.registry) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise AwsError(f"ECR CreateRepository {name} failed: {exc}") from None
-        return True
+        created = self._call(
+            "create_repository",
+            missing_ok="RepositoryAlreadyExistsException",
+            registryId=self.registry.account,
+            repositoryName=name,
+            imageTagMutability=settings.image_tag_mutability,
+            imageScanningConfiguration={"scanOnPush": settings.scan_on_push},
+        )
+        return created is not None
 
     def registry_token(self) -> RegistryToken:
         response = self._call("get_authorization_token")

@@ -286,11 +286,11 @@ def _file_digest(path: Path) -> str:
 
 
 def _reason(exc: requests.RequestException) -> str:
-    # requests' messages embed urllib3 object reprs; the innermost reason reads better.
-    reason: BaseException = exc
-    while reason.__context__ is not None and not isinstance(reason, OSError):
-        reason = reason.__context__
-    return str(getattr(reason, "reason", None) or reason).split(": ")[-1] or type(exc).__name__
+    """The cause, without the urllib3 wrappers and object reprs requests puts around it."""
+    reason = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", None) or reason  # MaxRetryError wraps the real cause
+    text = str(reason)
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
 def version_key(version: str) -> tuple[Any, ...]:

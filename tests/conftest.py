@@ -102,19 +102,11 @@ def chart_server(tmp_path: Path) -> Iterator[ChartServer]:
     server.server_close()
 
 
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterator[Emulator]:
-    with Emulator() as emulator:
-        yield emulator
-
-
 @pytest.fixture
-def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """An empty standalone emulator; runs reach it through the environment, as users' would."""
-    emulator_server.reset()
-    for name, value in emulator_server.environ().items():
-        monkeypatch.setenv(name, value)
-    return emulator_server
+def emulator(ecr_emulator: Emulator) -> Emulator:
+    """The plugin's own fixture (an empty emulator, the environment pointed at it): we use what
+    we ship. Runs reach it through the environment, as users' runs would."""
+    return ecr_emulator
 
 
 @pytest.fixture
