@@ -111,7 +111,8 @@ def parse_index(location: str, text: str | bytes) -> _Index:
 def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
     entry = index.entry(name, version)
     digest = entry.get("digest")
-    if not isinstance(digest, str) or not re.fullmatch(r"(sha256:)?[0-9a-f]{64}", digest):
+    digest = digest.strip().lower() if isinstance(digest, str) else None
+    if digest is None or not re.fullmatch(r"(sha256:)?[0-9a-f]{64}", digest):
         raise UpstreamError(
             f"{name} {version} in {index.location} has no valid sha256 digest, so "
             "its archive cannot be verified; ask the publisher to regenerate the "
