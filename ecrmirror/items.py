@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
-from ecrmirror.mirror import Mirror, Outcome, PlannedVersion, Result
+from ecrmirror.mirror import Endpoints, Mirror, Outcome, PlannedVersion, Result
 from ecrmirror.spec import ChartEntry, Spec, load_spec
 
-MIRROR_KEY = pytest.StashKey[Mirror]()
-SYNC_KEY = pytest.StashKey[bool]()
 OUTCOME_PROPERTY = "outcome"
 BYTES_PROPERTY = "bytes_uploaded"
+
+
+@dataclass
+class MirrorRun:
+    """What the chart-version items of one pytest process share: the mode, and the Mirror,
+    made on first use so that pytest runs without spec files pay nothing for it."""
+
+    sync: bool
+    endpoints: Endpoints
+    _mirror: Mirror | None = field(default=None, init=False)
+
+    @property
+    def mirror(self) -> Mirror:
+        if self._mirror is None:
+            self._mirror = Mirror(self.endpoints, Path(tempfile.mkdtemp(prefix="ecrmirror-")))
+        return self._mirror
+
+    def close(self) -> None:
+        if self._mirror is not None:
+            shutil.rmtree(self._mirror.workdir, ignore_errors=True)
+
+
+RUN_KEY = pytest.StashKey[MirrorRun]()
 
 
 class OutcomeFailure(Exception):
@@ -71,10 +96,9 @@ class ChartVersionItem(pytest.Item):
         )
 
     def runtest(self) -> None:
-        mirror = self.config.stash[MIRROR_KEY]
-        sync = self.config.stash[SYNC_KEY]
+        run = self.config.stash[RUN_KEY]
         try:
-            result = mirror.sync(self.planned) if sync else mirror.check(self.planned)
+            result = run.mirror.sync(self.planned) if run.sync else run.mirror.check(self.planned)
         except CredentialsMissing:
             self.session.shouldstop = "no AWS credentials"  # every other item would say the same
             raise

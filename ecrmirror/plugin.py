@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +15,14 @@ from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noq
 from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
 from ecrmirror.errors import CredentialsMissing
 from ecrmirror.items import (
-    MIRROR_KEY,
-    SYNC_KEY,
+    RUN_KEY,
     ChartVersionItem,
+    MirrorRun,
     SpecFile,
     report_bytes,
     report_outcome,
 )
-from ecrmirror.mirror import Endpoints, Mirror, Outcome
+from ecrmirror.mirror import Endpoints, Outcome
 from ecrmirror.spec import looks_like_spec
 
 REGISTRY_ENDPOINT_ENV = "ECRMIRROR_REGISTRY_ENDPOINT"
@@ -104,16 +102,18 @@ def pytest_configure(config: pytest.Config) -> None:
             "--sync and --check-only exclude each other: --sync pushes what "
             "is missing, --check-only only audits. Pick one."
         )
-    config.stash[SYNC_KEY] = bool(sync)
-    config.pluginmanager.register(_Totals(), "ecrmirror-totals")
     paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
     if (sync or check_only) and not paths_given:
         config.args[:] = [str(_specs_dir(config))]
     # Plain `pytest` runs the project's own tests: spec files count only when named or asked for.
     config.stash[_COLLECT_SPECS] = paths_given or sync or check_only
-
-    state: dict[str, Any] = {"log_factory": redact.install()}
+    active = config.stash[_COLLECT_SPECS] or config.getoption("offline")
+    state: dict[str, Any] = {}
     config.stash[_STATE] = state
+    if not active:
+        return
+    config.pluginmanager.register(_Totals(), "ecrmirror-totals")
+    state["log_factory"] = redact.install()
     endpoints = Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
     if config.getoption("offline"):
         url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
@@ -128,9 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
             aws_access_key_id=FAKE_ACCESS_KEY,
             aws_secret_access_key=FAKE_SECRET_KEY,
         )
-    workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
-    state["workdir"] = workdir
-    config.stash[MIRROR_KEY] = Mirror(endpoints, workdir)
+    config.stash[RUN_KEY] = MirrorRun(sync=bool(sync), endpoints=endpoints)
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 
@@ -159,17 +157,19 @@ class _XdistHooks:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, {})
+    if RUN_KEY in config.stash:
+        config.stash[RUN_KEY].close()
     if "emulator" in state:
         state["emulator"].stop()
-    if "workdir" in state:
-        shutil.rmtree(state["workdir"], ignore_errors=True)
     if "log_factory" in state:
         redact.uninstall(state["log_factory"])
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    state = config.stash.get(_STATE, {})
-    mode = "sync" if config.stash.get(SYNC_KEY, False) else "audit (read-only)"
+    if RUN_KEY not in config.stash:
+        return None
+    state = config.stash[_STATE]
+    mode = "sync" if config.stash[RUN_KEY].sync else "audit (read-only)"
     if "emulator_url" in state:
         where = f"the offline emulator at {state['emulator_url']}"
     else:
@@ -191,7 +191,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     explicit = config.getoption("sync") or config.getoption("check_only")
-    if explicit and config.pluginmanager.has_plugin("dsession"):
+    if explicit and RUN_KEY in config.stash and config.pluginmanager.has_plugin("dsession"):
         # The xdist controller collects nothing, and a worker cannot end the run with a usage
         # error: check before the workers start, so the run says it once.
         _require_credentials(config)
@@ -202,7 +202,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not items or session.config.option.collectonly:
         return
     config = session.config
-    config.stash[MIRROR_KEY].plan(item.planned for item in items)
+    config.stash[RUN_KEY].mirror.plan(item.planned for item in items)
     # Spec errors first: they stop the run anyway, and say more than missing credentials.
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):
@@ -213,7 +213,7 @@ def _require_credentials(config: pytest.Config) -> None:
     if config.option.collectonly or "emulator_url" in config.stash[_STATE]:
         return
     try:
-        require_credentials(config.stash[MIRROR_KEY].boto_session)
+        require_credentials(config.stash[RUN_KEY].mirror.boto_session)
     except CredentialsMissing as exc:
         raise pytest.UsageError(str(exc)) from None
 

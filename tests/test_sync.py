@@ -337,6 +337,7 @@ def test_plain_pytest_with_testpaths_never_touches_aws(
 
     result.assert_outcomes(passed=1)
     assert emulator.requests == []
+    result.stdout.no_fnmatch_line("ecrmirror*")  # no header, no totals: not our run
 
 
 def test_ini_option_names_the_specs_directory(
