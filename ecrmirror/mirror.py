@@ -15,7 +15,7 @@ from ecrmirror.chart import build_artifact, tag_for
 from ecrmirror.ecr import Ecr, RemoteImage, create_repository_command
 from ecrmirror.errors import RepositoryMissing, TagConflict
 from ecrmirror.registry import RegistryClient
-from ecrmirror.sources import ChartRelease, Sources
+from ecrmirror.sources import ChartRelease, Source, Sources
 from ecrmirror.spec import ChartEntry, Registry, Target, VersionEntry
 from ecrmirror.transport import new_session
 
@@ -104,9 +104,11 @@ class Mirror:
             self._registries[registry.host] = RegistryClient(endpoint, self.ecr(registry).registry_token)
         return self._registries[registry.host]
 
+    def _source(self, planned: PlannedVersion) -> Source:
+        return self.sources.get(planned.chart.source_location(planned.spec_path))
+
     def release(self, planned: PlannedVersion) -> ChartRelease:
-        source = self.sources.get(planned.chart.source_location(planned.spec_path))
-        return source.release(planned.chart.name, planned.version.version)
+        return self._source(planned).release(planned.chart.name, planned.version.version)
 
     def _images(self, planned: PlannedVersion) -> dict[str, RemoteImage] | None:
         key = (planned.target.registry.host, planned.repository)
@@ -163,9 +165,7 @@ class Mirror:
             self.ecr(target.registry).create_repository(planned.repository, target.repository)
             images = self._inventory[key] = {}
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-") as tmp:
-            archive = self.sources.get(planned.chart.source_location(planned.spec_path)).fetch(
-                release, Path(tmp)
-            )
+            archive = self._source(planned).fetch(release, Path(tmp))
             artifact = build_artifact(
                 archive,
                 release.digest,
