@@ -405,3 +405,25 @@ def test_the_registry_serves_what_was_pushed(
 
     assert got.headers["Content-Type"] == "application/vnd.oci.image.manifest.v1+json"
     assert blob.content == upstream.charts[0].path.read_bytes()
+
+
+def test_credentials_from_a_named_profile(
+    upstream: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """boto3's chain, not just environment keys: a profile in the shared credentials file."""
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[mirror]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = profile-secret\n"
+    )
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "mirror")
+    write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
