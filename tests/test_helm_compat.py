@@ -283,3 +283,61 @@ def test_emulator_rejects_requests_without_the_token(emulator: Emulator) -> None
 
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_skopeo_lists_tags_and_copies_between_emulator_repositories(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    """The emulator is a registry for other clients too: tag listing and chunked (PATCH) uploads."""
+    skopeo = require_tool("skopeo", "apt-get install skopeo, as .ci/run does")
+    for version in ("1.0.0", "1.1.0", "2.0.0+build.1"):
+        chart_server.add("gitlab", version)
+    chart_server.publish()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
+        f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
+        "    versions: ['1.0.0', '1.1.0', '2.0.0+build.1']\n"
+    )
+    run("--sync", "mirror.yaml").assert_outcomes(passed=3)
+    host = emulator.url.removeprefix("http://")
+    creds = f"AWS:{registry_password(emulator)}"
+    boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url).create_repository(
+        repositoryName="copy/gitlab"
+    )
+
+    listed = subprocess.run(
+        [skopeo, "list-tags", "--tls-verify=false", "--creds", creds, f"docker://{host}/helm/gitlab"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    copied = subprocess.run(
+        [
+            skopeo,
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-creds",
+            creds,
+            "--dest-creds",
+            creds,
+            "--preserve-digests",
+            f"docker://{host}/helm/gitlab:1.1.0",
+            f"docker://{host}/copy/gitlab:1.1.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(json.loads(listed.stdout)["Tags"]) == ["1.0.0", "1.1.0", "2.0.0_build.1"]
+    assert copied.returncode == 0, copied.stderr
+    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
+    source, copy = (
+        ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "1.1.0"}])["images"][0]
+        for name in ("helm/gitlab", "copy/gitlab")
+    )
+    assert copy["imageId"]["imageDigest"] == source["imageId"]["imageDigest"]
