@@ -140,6 +140,10 @@ def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ]
 
 
+def tool(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=60, check=False)
+
+
 def registry_password(emulator: Emulator) -> str:
     client = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
     token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
@@ -167,22 +171,16 @@ def test_helm_push_and_ecrmirror_store_byte_identical_manifests(
     host = emulator.url.removeprefix("http://")
 
     # when helm itself pushes it
-    pushed = subprocess.run(
-        [
-            *helm,
-            "push",
-            str(chart.path),
-            f"oci://{host}/helm",
-            "--plain-http",
-            "--username",
-            "AWS",
-            "--password",
-            registry_password(emulator),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    pushed = tool(
+        *helm,
+        "push",
+        str(chart.path),
+        f"oci://{host}/helm",
+        "--plain-http",
+        "--username",
+        "AWS",
+        "--password",
+        registry_password(emulator),
     )
     assert pushed.returncode == 0, pushed.stderr
 
@@ -207,32 +205,29 @@ def test_helm_pulls_what_ecrmirror_pushed(
     )
     run("--sync", "mirror.yaml").assert_outcomes(passed=1)
     host = emulator.url.removeprefix("http://")
-    login = subprocess.run(
-        [*helm, "registry", "login", host, "--insecure", "--username", "AWS", "--password-stdin"],
+    login = tool(
+        *helm,
+        "registry",
+        "login",
+        host,
+        "--insecure",
+        "--username",
+        "AWS",
+        "--password-stdin",
         input=registry_password(emulator),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert login.returncode == 0, login.stderr
 
     (tmp_path / "pulled").mkdir()
-    pulled = subprocess.run(
-        [
-            *helm,
-            "pull",
-            f"oci://{host}/helm/demo",
-            "--version",
-            "0.3.0+rc.2",
-            "--plain-http",
-            "--destination",
-            str(tmp_path / "pulled"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    pulled = tool(
+        *helm,
+        "pull",
+        f"oci://{host}/helm/demo",
+        "--version",
+        "0.3.0+rc.2",
+        "--plain-http",
+        "--destination",
+        str(tmp_path / "pulled"),
     )
 
     assert pulled.returncode == 0, pulled.stderr
@@ -256,20 +251,14 @@ def test_skopeo_reads_helm_media_types_and_the_upstream_digest(
     host = emulator.url.removeprefix("http://")
 
     for chart in chart_server.charts:
-        inspected = subprocess.run(
-            [
-                skopeo,
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                "--creds",
-                f"AWS:{registry_password(emulator)}",
-                f"docker://{host}/helm/gitlab:{tag_for(chart.version)}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        inspected = tool(
+            skopeo,
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            f"AWS:{registry_password(emulator)}",
+            f"docker://{host}/helm/gitlab:{tag_for(chart.version)}",
         )
         assert inspected.returncode == 0, inspected.stderr
         manifest = json.loads(inspected.stdout)
@@ -305,31 +294,19 @@ def test_skopeo_lists_tags_and_copies_between_emulator_repositories(
         repositoryName="copy/gitlab"
     )
 
-    listed = subprocess.run(
-        [skopeo, "list-tags", "--tls-verify=false", "--creds", creds, f"docker://{host}/helm/gitlab"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    copied = subprocess.run(
-        [
-            skopeo,
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--src-creds",
-            creds,
-            "--dest-creds",
-            creds,
-            "--preserve-digests",
-            f"docker://{host}/helm/gitlab:1.1.0",
-            f"docker://{host}/copy/gitlab:1.1.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    listed = tool(skopeo, "list-tags", "--tls-verify=false", "--creds", creds, f"docker://{host}/helm/gitlab")
+    copied = tool(
+        skopeo,
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        creds,
+        "--dest-creds",
+        creds,
+        "--preserve-digests",
+        f"docker://{host}/helm/gitlab:1.1.0",
+        f"docker://{host}/copy/gitlab:1.1.0",
     )
 
     assert listed.returncode == 0, listed.stderr
