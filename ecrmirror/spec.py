@@ -25,6 +25,8 @@ ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
     r"\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$"
 )
+# https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
+OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})")
 _SPEC_MARKER = re.compile(r"^charts\s*:", re.MULTILINE)
 
@@ -319,6 +321,12 @@ class _SpecReader:
             version = self.string(version_node, "a version").strip()
             if not version:
                 raise self.fail(version_node, "a version is empty")
+            if not OCI_TAG.match(version.replace("+", "_")):
+                raise self.fail(
+                    version_node,
+                    f"version {version!r} of {name} cannot be an OCI tag",
+                    "a version is at most 128 characters of letters, digits, . _ - and +",
+                )
             if version in seen:
                 raise self.fail(
                     version_node, f"version {version} of {name} is listed twice", "remove the duplicate"

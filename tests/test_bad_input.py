@@ -76,6 +76,12 @@ SPEC_CASES = {
         "version 1.0.0 of a is listed twice",
         "remove the duplicate",
     ),
+    "version that cannot be a tag": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0 final']\n",
+        7,
+        "version '1.0 final' of a cannot be an OCI tag",
+        "at most 128 characters",
+    ),
     "uppercase chart name": (
         GOOD_TARGET + "charts:\n  - name: MyChart\n    repo: ./c\n    versions: ['1']\n",
         5,
