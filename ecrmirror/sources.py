@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import shutil
@@ -310,8 +311,6 @@ def nearest_versions(version: str, available: Iterable[str], count: int = 2) -> 
 
 
 def _summarize(names: list[str], near: str) -> str:
-    import difflib
-
     if not names:
         return "no charts"
     close = difflib.get_close_matches(near, names, n=3)

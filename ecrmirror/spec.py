@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -337,21 +338,7 @@ class _SpecReader:
 
 
 def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
         return f"did you mean {close[0]!r}? (allowed: {', '.join(allowed)})"
     return f"remove it (allowed: {', '.join(allowed)})"
-
-
-__all__: list[str] = [
-    "ChartEntry",
-    "Registry",
-    "RepositorySettings",
-    "Spec",
-    "Target",
-    "VersionEntry",
-    "load_spec",
-    "looks_like_spec",
-]
