@@ -137,12 +137,15 @@ class Mirror:
         if images is None:
             return Result(
                 Outcome.MISSING,
-                f"repository {planned.repository} does not exist in {planned.target.registry.host}",
+                f"repository {planned.repository} does not exist in {planned.target.registry.host}; "
+                "`pytest --sync` creates it (if the spec allows) and pushes the version",
                 release,
             )
         image = images.get(planned.tag)
         if image is None:
-            return Result(Outcome.MISSING, f"{planned.reference} is not in ECR", release)
+            return Result(
+                Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
+            )
         return self._compare(planned, release, image)
 
     def sync(self, planned: PlannedVersion) -> Result:
