@@ -7,10 +7,11 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _IndexLoader  # type: ignore[assignment]
 
 _CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,25 @@ class _Index:
             self.entries[str(name)] = by_version
 
     def entry(self, name: str, version: str) -> dict[str, Any]:
-        versions = self.entries.get(name)
-        if versions is None:
-            raise VersionNotFound(
-                f"chart {name!r} is not in {self.location}; it lists "
-                f"{_summarize(sorted(self.entries), near=name)}. Check the chart name and repo."
-            )
-        entry = versions.get(version)
-        if entry is None:
-            raise VersionNotFound(
-                f"{name} {version} is not in {self.location}; nearest versions there: "
-                f"{', '.join(nearest_versions(version, versions)) or 'none'}. "
-                "Fix the version in the spec."
-            )
-        return entry
+        return _lookup(self.entries, name, version, self.location)
+
+
+def _lookup(table: Mapping[str, Mapping[str, T]], name: str, version: str, location: str) -> T:
+    """table[name][version], or VersionNotFound naming what the upstream does have."""
+    versions = table.get(name)
+    if versions is None:
+        raise VersionNotFound(
+            f"chart {name!r} is not in {location}; it lists "
+            f"{_summarize(sorted(table), near=name)}. Check the chart name and repo."
+        )
+    found = versions.get(version)
+    if found is None:
+        raise VersionNotFound(
+            f"{name} {version} is not in {location}; nearest versions there: "
+            f"{', '.join(nearest_versions(version, versions)) or 'none'}. "
+            "Fix the version in the spec."
+        )
+    return found
 
 
 def parse_index(location: str, text: str | bytes) -> _Index:
@@ -184,9 +191,11 @@ class LocalRepository:
         self.location = str(directory)
         self._directory = directory
         self._session = session
-        self._releases: dict[str, dict[str, ChartRelease]] | None = None
+        # name -> version -> how to make its release: index entries are checked (digest and all)
+        # only when asked for, so one bad entry cannot break the versions next to it.
+        self._releases: dict[str, dict[str, Callable[[], ChartRelease]]] | None = None
 
-    def _scan(self) -> dict[str, dict[str, ChartRelease]]:
+    def _scan(self) -> dict[str, dict[str, Callable[[], ChartRelease]]]:
         if self._releases is not None:
             return self._releases
         if not self._directory.is_dir():
@@ -194,7 +203,8 @@ class LocalRepository:
                 f"{self._directory} is not a directory; repo must be an http(s) "
                 "URL or a directory (relative to the spec) of charts"
             )
-        releases: dict[str, dict[str, ChartRelease]] = {}
+        releases: dict[str, dict[str, Callable[[], ChartRelease]]] = {}
+        indexed: set[str] = set()
         index_path = self._directory / "index.yaml"
         if index_path.is_file():
             index = parse_index(str(index_path), index_path.read_bytes())
@@ -202,15 +212,17 @@ class LocalRepository:
                 for version, entry in versions.items():
                     url = (entry.get("urls") or [""])[0]
                     target = url if re.match(r"^https?://", url) else str(self._directory / url)
-                    releases.setdefault(name, {})[version] = _release(index, name, version, target)
+                    indexed.add(target)
+                    releases.setdefault(name, {})[version] = partial(_release, index, name, version, target)
         for archive in sorted(self._directory.glob("*.tgz")):
-            if any(r.url == str(archive) for v in releases.values() for r in v.values()):
+            if str(archive) in indexed:
                 continue
             metadata = read_chart_metadata(archive)
             name, version = str(metadata.get("name")), str(metadata.get("version"))
             releases.setdefault(name, {}).setdefault(
                 version,
-                ChartRelease(
+                partial(
+                    ChartRelease,
                     name=name,
                     version=version,
                     digest=_file_digest(archive),
@@ -223,19 +235,7 @@ class LocalRepository:
         return releases
 
     def release(self, name: str, version: str) -> ChartRelease:
-        releases = self._scan()
-        if name not in releases:
-            raise VersionNotFound(
-                f"chart {name!r} is not in {self._directory}; it holds "
-                f"{_summarize(sorted(releases), near=name)}"
-            )
-        if version not in releases[name]:
-            raise VersionNotFound(
-                f"{name} {version} is not in {self._directory}; nearest versions there: "
-                f"{', '.join(nearest_versions(version, releases[name])) or 'none'}. "
-                "Fix the version in the spec."
-            )
-        return releases[name][version]
+        return _lookup(self._scan(), name, version, str(self._directory))()
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         if re.match(r"^https?://", release.url):
