@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,13 +18,15 @@ from botocore.config import Config
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest
 from ecrmirror.errors import AwsError, CredentialsMissing
-from ecrmirror.spec import Registry, RepositorySettings
+from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
 from ecrmirror.transport import USER_AGENT
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
+DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
+_NOT_FOUND_NAME = re.compile(r"repository with name '(?P<name>[^']+)' does not exist")
 CREDENTIALS_HELP = (
     "ecrmirror found no AWS credentials. Provide them the way boto3 looks for them: "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or web identity "
@@ -38,6 +42,19 @@ class RemoteImage:
     tag: str
     manifest_digest: str
     chart_digest: str | None  # None when the tag holds something other than a Helm chart
+
+
+@dataclass(frozen=True)
+class RepositoryState:
+    """A repository's settings as DescribeRepositories reports them."""
+
+    name: str
+    arn: str
+    image_tag_mutability: str
+    mutability_exclusions: tuple[str, ...]
+    scan_on_push: bool
+    encryption: str
+    kms_key: str | None
 
 
 @dataclass(frozen=True)
@@ -121,17 +138,145 @@ class Ecr:
                 )
         return found
 
-    def create_repository(self, name: str, settings: RepositorySettings) -> bool:
-        """Create `name` with the spec's settings; False if someone else created it first."""
-        created = self._call(
-            "create_repository",
-            missing_ok="RepositoryAlreadyExistsException",
+    def repositories(self, names: Iterable[str]) -> dict[str, RepositoryState]:
+        """The repositories among `names` that exist, in one call per 100 names.
+
+        DescribeRepositories fails the whole call when one name is missing (and names it), so a
+        missing repository costs one more call; listing the registry instead would need
+        ecr:DescribeRepositories on every repository, which a least-privilege policy does not give.
+        """
+        found: dict[str, RepositoryState] = {}
+        wanted = sorted(set(names))
+        for start in range(0, len(wanted), DESCRIBE_REPOSITORIES_LIMIT):
+            batch = wanted[start : start + DESCRIBE_REPOSITORIES_LIMIT]
+            while batch:
+                try:
+                    response = self.client.describe_repositories(
+                        registryId=self.registry.account, repositoryNames=batch
+                    )
+                except botocore.exceptions.ClientError as exc:
+                    missing = _NOT_FOUND_NAME.search(str(exc.response.get("Error", {}).get("Message", "")))
+                    if _code(exc) != "RepositoryNotFoundException":
+                        raise _translate(exc, "DescribeRepositories", self.registry) from None
+                    if missing is None or missing["name"] not in batch:  # unexpected wording
+                        found.update(self._one_by_one(batch))
+                        break
+                    batch = [name for name in batch if name != missing["name"]]
+                    continue
+                except botocore.exceptions.NoCredentialsError:
+                    raise CredentialsMissing(CREDENTIALS_HELP) from None
+                except botocore.exceptions.BotoCoreError as exc:
+                    raise AwsError(
+                        f"ECR DescribeRepositories in {self.registry.region} failed: {exc}"
+                    ) from None
+                for repository in response.get("repositories", []):
+                    state = _repository_state(repository)
+                    found[state.name] = state
+                break
+        return found
+
+    def _one_by_one(self, names: list[str]) -> dict[str, RepositoryState]:
+        found: dict[str, RepositoryState] = {}
+        for name in names:
+            response = self._call(
+                "describe_repositories",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryNames=[name],
+            )
+            for repository in (response or {}).get("repositories", []):
+                found[name] = _repository_state(repository)
+        return found
+
+    def tags(self, arn: str) -> dict[str, str]:
+        response = self._call("list_tags_for_resource", resourceArn=arn)
+        return {tag["Key"]: tag["Value"] for tag in response.get("tags", [])}
+
+    def lifecycle_policy(self, name: str) -> str | None:
+        response = self._call(
+            "get_lifecycle_policy",
+            missing_ok="LifecyclePolicyNotFoundException",
             registryId=self.registry.account,
             repositoryName=name,
-            imageTagMutability=settings.image_tag_mutability,
-            imageScanningConfiguration={"scanOnPush": settings.scan_on_push},
         )
-        return created is not None
+        return None if response is None else str(response.get("lifecyclePolicyText") or "") or None
+
+    def create_repository(self, name: str, settings: RepositorySettings) -> bool:
+        """Create `name` with every declared setting; False if someone else created it first."""
+        kwargs: dict[str, Any] = {
+            "registryId": self.registry.account,
+            "repositoryName": name,
+            "imageTagMutability": settings.image_tag_mutability or DEFAULT_TAG_MUTABILITY,
+        }
+        if settings.mutability_exclusions is not None:
+            kwargs["imageTagMutabilityExclusionFilters"] = _exclusion_filters(settings.mutability_exclusions)
+        if settings.scan_on_push is not None:
+            kwargs["imageScanningConfiguration"] = {"scanOnPush": settings.scan_on_push}
+        if settings.encryption is not None:
+            kwargs["encryptionConfiguration"] = {"encryptionType": settings.encryption}
+            if settings.kms_key:
+                kwargs["encryptionConfiguration"]["kmsKey"] = settings.kms_key
+        if settings.tags:
+            kwargs["tags"] = [{"Key": key, "Value": value} for key, value in settings.tags]
+        created = self._call("create_repository", missing_ok="RepositoryAlreadyExistsException", **kwargs)
+        if created is None:
+            return False
+        if settings.lifecycle_policy is not None:
+            self.put_lifecycle_policy(name, settings.lifecycle_policy)
+        return True
+
+    def put_image_tag_mutability(
+        self, name: str, mutability: str, exclusions: tuple[str, ...] | None
+    ) -> None:
+        kwargs: dict[str, Any] = {}
+        if exclusions is not None:
+            kwargs["imageTagMutabilityExclusionFilters"] = _exclusion_filters(exclusions)
+        self._call(
+            "put_image_tag_mutability",
+            registryId=self.registry.account,
+            repositoryName=name,
+            imageTagMutability=mutability,
+            **kwargs,
+        )
+
+    def put_image_scanning_configuration(self, name: str, scan_on_push: bool) -> None:
+        self._call(
+            "put_image_scanning_configuration",
+            registryId=self.registry.account,
+            repositoryName=name,
+            imageScanningConfiguration={"scanOnPush": scan_on_push},
+        )
+
+    def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
+        self._call("tag_resource", resourceArn=arn, tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def put_lifecycle_policy(self, name: str, policy: str) -> None:
+        self._call(
+            "put_lifecycle_policy",
+            registryId=self.registry.account,
+            repositoryName=name,
+            lifecyclePolicyText=policy,
+        )
+
+    def replication_configuration(self) -> dict[str, Any]:
+        """The registry's replication rules (DescribeRegistry), `{"rules": []}` when none."""
+        response = self._call("describe_registry")
+        configuration = response.get("replicationConfiguration") or {}
+        return {"rules": list(configuration.get("rules") or [])}
+
+    def put_replication_configuration(self, configuration: dict[str, Any]) -> None:
+        self._call("put_replication_configuration", replicationConfiguration=configuration)
+
+    def replication_statuses(self, repository: str, tag: str) -> list[dict[str, Any]] | None:
+        """Per-destination replication status of one image; None when the image is not there."""
+        response = self._call(
+            "describe_image_replication_status",
+            missing_ok="ImageNotFoundException",
+            registryId=self.registry.account,
+            repositoryName=repository,
+            imageId={"imageTag": tag},
+        )
+        return None if response is None else list(response.get("replicationStatuses") or [])
 
     def registry_token(self) -> RegistryToken:
         response = self._call("get_authorization_token")
@@ -143,10 +288,48 @@ class Ecr:
 
 
 def create_repository_command(registry: Registry, name: str, settings: RepositorySettings) -> str:
-    return (
-        f"aws ecr create-repository --region {registry.region} --repository-name {name} "
-        f"--image-tag-mutability {settings.image_tag_mutability} "
-        f"--image-scanning-configuration scanOnPush={str(settings.scan_on_push).lower()}"
+    """The AWS CLI commands that create `name` as the spec declares it."""
+    command = [
+        "aws", "ecr", "create-repository", "--region", registry.region, "--repository-name", name,
+        "--image-tag-mutability", settings.image_tag_mutability or DEFAULT_TAG_MUTABILITY,
+    ]  # fmt: skip
+    if settings.mutability_exclusions is not None:
+        command.append("--image-tag-mutability-exclusion-filters")
+        command.extend(f"filterType=WILDCARD,filter={f}" for f in settings.mutability_exclusions)
+    if settings.scan_on_push is not None:
+        command += ["--image-scanning-configuration", f"scanOnPush={str(settings.scan_on_push).lower()}"]
+    if settings.encryption is not None:
+        encryption = f"encryptionType={settings.encryption}"
+        if settings.kms_key:
+            encryption += f",kmsKey={settings.kms_key}"
+        command += ["--encryption-configuration", encryption]
+    if settings.tags:
+        command.append("--tags")
+        command.extend(f"Key={key},Value={value}" for key, value in settings.tags)
+    text = shlex.join(command)
+    if settings.lifecycle_policy is not None:
+        lifecycle = ["aws", "ecr", "put-lifecycle-policy", "--region", registry.region]
+        lifecycle += ["--repository-name", name, "--lifecycle-policy-text", settings.lifecycle_policy]
+        text += "\n  " + shlex.join(lifecycle)
+    return text
+
+
+def _exclusion_filters(filters: tuple[str, ...]) -> list[dict[str, str]]:
+    return [{"filterType": "WILDCARD", "filter": pattern} for pattern in filters]
+
+
+def _repository_state(repository: Any) -> RepositoryState:
+    encryption = repository.get("encryptionConfiguration") or {}
+    return RepositoryState(
+        name=repository["repositoryName"],
+        arn=repository["repositoryArn"],
+        image_tag_mutability=repository.get("imageTagMutability", "MUTABLE"),
+        mutability_exclusions=tuple(
+            f["filter"] for f in repository.get("imageTagMutabilityExclusionFilters") or []
+        ),
+        scan_on_push=bool((repository.get("imageScanningConfiguration") or {}).get("scanOnPush")),
+        encryption=encryption.get("encryptionType", "AES256"),
+        kms_key=encryption.get("kmsKey"),
     )
 
 

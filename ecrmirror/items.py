@@ -18,6 +18,8 @@ from ecrmirror.spec import ChartEntry, Spec, load_spec
 
 OUTCOME_PROPERTY = "outcome"
 BYTES_PROPERTY = "bytes_uploaded"
+NOTE_PROPERTY = "note"
+KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 
 
 @dataclass
@@ -52,15 +54,21 @@ class OutcomeFailure(Exception):
 
 
 class SpecFile(pytest.File):
-    """A mirror spec: collects one node per chart, each holding one item per version."""
+    """A mirror spec: its repositories first, then its replication rule, then its chart versions."""
 
-    def collect(self) -> Iterator[ChartNode]:
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         try:
             spec = load_spec(self.path, display_path=_display_path(self))
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
+        repositories = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in spec.charts))
+        yield RepositoriesNode.from_parent(self, name="repository", spec=spec, repositories=repositories)
+        if spec.target.replication is not None:
+            yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=repositories)
         for chart in spec.charts:
-            yield ChartNode.from_parent(self, name=chart.name, spec=spec, chart=chart)
+            yield ChartNode.from_parent(
+                self, name=chart.name, spec=spec, chart=chart, repositories=repositories
+            )
 
 
 def _display_path(node: pytest.File) -> str:
@@ -69,26 +77,136 @@ def _display_path(node: pytest.File) -> str:
     return str(node.path) if relative.startswith("..") else relative
 
 
+def _line(where: str) -> int | None:
+    """The 0-based line of a `path:line` location, as reportinfo wants it."""
+    _, _, line = where.rpartition(":")
+    return int(line) - 1 if line.isdigit() else None
+
+
+class RepositoriesNode(pytest.Collector):
+    """`<spec>::repository`: one item per ECR repository the spec mirrors into."""
+
+    def __init__(self, *, spec: Spec, repositories: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.repositories = repositories
+
+    def collect(self) -> Iterator[RepositoryItem]:
+        for name in self.repositories:
+            charts = tuple(c for c in self.spec.charts if self.spec.target.repository_for(c.name) == name)
+            yield RepositoryItem.from_parent(self, name=name, spec=self.spec, repository=name, charts=charts)
+
+
+class _MirrorItem(pytest.Item):
+    """What our items share: run a mirror call, record its outcome, fail plainly when not ok."""
+
+    kind = ""
+
+    def _record(self, result: Result) -> None:
+        self.user_properties.append((OUTCOME_PROPERTY, result.outcome.value))
+        self.user_properties.extend((NOTE_PROPERTY, note) for note in result.notes)
+        if not result.outcome.ok:
+            raise OutcomeFailure(result)
+
+    def _run(self, call: Any, *args: Any) -> Result:
+        try:
+            result: Result = call(*args)
+        except CredentialsMissing:
+            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
+            raise
+        return result
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, OutcomeFailure | EcrMirrorError):
+            return f"{self.subject()}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def subject(self) -> str:
+        raise NotImplementedError
+
+
+class RepositoryItem(_MirrorItem):
+    """One ECR repository: exists, with every setting the spec declares (created under --sync)."""
+
+    kind = "repository"
+
+    def __init__(self, *, spec: Spec, repository: str, charts: tuple[ChartEntry, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.repository = repository
+        self.charts = charts
+        self.user_properties.extend(
+            [(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host), ("repository", repository)]
+        )
+
+    def runtest(self) -> None:
+        run = self.config.stash[RUN_KEY]
+        if run.sync:
+            result = self._run(
+                run.mirror.sync_repository, self.spec.path, self.spec.target, self.repository, self.charts
+            )
+        else:
+            result = self._run(run.mirror.check_repository, self.spec.path, self.spec.target, self.repository)
+        self._record(result)
+
+    def subject(self) -> str:
+        return f"repository {self.repository}"
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        where = self.spec.target.repository.where or self.spec.target.where
+        return self.path, _line(where), self.subject()
+
+
+class ReplicationItem(_MirrorItem):
+    """`<spec>::replication`: the registry replicates the spec's repositories to every listed region."""
+
+    kind = "replication"
+
+    def __init__(self, *, spec: Spec, repositories: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.repositories = repositories
+        self.user_properties.extend([(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host)])
+
+    def runtest(self) -> None:
+        run = self.config.stash[RUN_KEY]
+        call = run.mirror.sync_replication if run.sync else run.mirror.check_replication
+        self._record(self._run(call, self.spec.target, self.repositories))
+
+    def subject(self) -> str:
+        return "replication"
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        assert self.spec.target.replication is not None
+        return self.path, _line(self.spec.target.replication.where), "replication"
+
+
 class ChartNode(pytest.Collector):
-    def __init__(self, *, spec: Spec, chart: ChartEntry, **kwargs: Any) -> None:
+    def __init__(
+        self, *, spec: Spec, chart: ChartEntry, repositories: tuple[str, ...], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.chart = chart
+        self.repositories = repositories
 
     def collect(self) -> Iterator[ChartVersionItem]:
         for version in self.chart.versions:
-            planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version)
+            planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version, self.repositories)
             yield ChartVersionItem.from_parent(self, name=version.version, planned=planned)
 
 
-class ChartVersionItem(pytest.Item):
+class ChartVersionItem(_MirrorItem):
     """One chart version: audited by default, pushed when missing under --sync."""
+
+    kind = "version"
 
     def __init__(self, *, planned: PlannedVersion, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.planned = planned
         self.user_properties.extend(
             [
+                (KIND_PROPERTY, self.kind),
                 ("registry", planned.target.registry.host),
                 ("repository", planned.repository),
                 ("tag", planned.tag),
@@ -97,25 +215,14 @@ class ChartVersionItem(pytest.Item):
 
     def runtest(self) -> None:
         run = self.config.stash[RUN_KEY]
-        try:
-            result = run.mirror.sync(self.planned) if run.sync else run.mirror.check(self.planned)
-        except CredentialsMissing:
-            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
-            raise
-        self.user_properties.extend(
-            [
-                ("upstream_digest", result.release.digest),
-                (OUTCOME_PROPERTY, result.outcome.value),
-                (BYTES_PROPERTY, str(result.bytes_uploaded)),
-            ]
-        )
-        if not result.outcome.ok:
-            raise OutcomeFailure(result)
+        result = self._run(run.mirror.sync if run.sync else run.mirror.check, self.planned)
+        if result.release is not None:
+            self.user_properties.append(("upstream_digest", result.release.digest))
+        self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
+        self._record(result)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
-        if isinstance(excinfo.value, OutcomeFailure | EcrMirrorError):
-            return f"{self.planned.chart.name} {self.planned.version.version}: {excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
+    def subject(self) -> str:
+        return f"{self.planned.chart.name} {self.planned.version.version}"
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         version = self.planned.version
@@ -134,3 +241,14 @@ def report_bytes(report: pytest.TestReport) -> int:
         if name == BYTES_PROPERTY:
             return int(str(value))
     return 0
+
+
+def report_kind(report: pytest.TestReport) -> str | None:
+    for name, value in report.user_properties:
+        if name == KIND_PROPERTY:
+            return str(value)
+    return None
+
+
+def report_notes(report: pytest.TestReport) -> list[str]:
+    return [str(value) for name, value in report.user_properties if name == NOTE_PROPERTY]

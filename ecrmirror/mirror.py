@@ -11,24 +11,30 @@ from pathlib import Path
 
 import boto3
 
+from ecrmirror import governance
 from ecrmirror.chart import build_artifact, tag_for
-from ecrmirror.ecr import Ecr, RemoteImage, create_repository_command
-from ecrmirror.errors import RepositoryMissing, TagConflict
+from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState, create_repository_command
+from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing, TagConflict
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import ChartRelease, Source, Sources
-from ecrmirror.spec import ChartEntry, Registry, Target, VersionEntry
+from ecrmirror.spec import ChartEntry, Destination, Registry, Target, VersionEntry
 from ecrmirror.transport import new_session
+
+REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
 
 
 class Outcome(str, enum.Enum):
     PUSHED = "PUSHED"  # was missing, now mirrored
-    PRESENT = "PRESENT"  # already in ECR with the upstream's content
+    PRESENT = "PRESENT"  # already in ECR as declared (content, settings or replication rule)
+    CREATED = "CREATED"  # a repository or replication rule that was missing, now made
+    UPDATED = "UPDATED"  # repository settings changed to the spec's (enforce_settings)
     MISSING = "MISSING"  # not in ECR (audit)
-    DIFFERS = "DIFFERS"  # in ECR with other content than upstream; never overwritten
+    DIFFERS = "DIFFERS"  # in ECR, but not as declared; chart content is never overwritten
+    UNREPLICATED = "UNREPLICATED"  # in ECR, but replication to a destination failed or never ran
 
     @property
     def ok(self) -> bool:
-        return self in (Outcome.PUSHED, Outcome.PRESENT)
+        return self in (Outcome.PUSHED, Outcome.PRESENT, Outcome.CREATED, Outcome.UPDATED)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class PlannedVersion:
     target: Target
     chart: ChartEntry
     version: VersionEntry
+    spec_repositories: tuple[str, ...] = ()  # every repository of the spec, for its replication rule
 
     @property
     def repository(self) -> str:
@@ -57,8 +64,9 @@ class PlannedVersion:
 class Result:
     outcome: Outcome
     message: str
-    release: ChartRelease
+    release: ChartRelease | None = None  # None for repository and replication results
     bytes_uploaded: int = 0
+    notes: tuple[str, ...] = ()  # worth saying even when the outcome is fine
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,23 @@ class Mirror:
         self._inventory: dict[tuple[str, str], dict[str, RemoteImage] | None] = {}
         self._ecr: dict[str, Ecr] = {}
         self._registries: dict[str, RegistryClient] = {}
+        self._planned_repositories: dict[str, set[str]] = defaultdict(set)
+        self._repository_states: dict[tuple[str, str], RepositoryState | None] = {}
+        self._replication_ensured: set[tuple[str, tuple[str, ...], tuple[Destination, ...]]] = set()
+        self._replication_statuses: dict[tuple[str, str, str], list[dict[str, str]] | None] = {}
 
-    def plan(self, planned: Iterable[PlannedVersion]) -> None:
-        """Announce the run's versions, so each repository is queried once for all its tags."""
+    def plan(
+        self, planned: Iterable[PlannedVersion], repositories: Iterable[tuple[Target, str]] = ()
+    ) -> None:
+        """Announce the run's versions and repositories, so that ECR is asked once per batch."""
         for item in planned:
             self._planned_tags[(item.target.registry.host, item.repository)].add(item.tag)
+            self._planned_repositories[item.target.registry.host].add(item.repository)
+            for destination in item.target.replication.destinations if item.target.replication else ():
+                host = _destination_registry(item.target.registry, destination).host
+                self._planned_tags[(host, item.repository)].add(item.tag)
+        for target, name in repositories:
+            self._planned_repositories[target.registry.host].add(name)
 
     def ecr(self, registry: Registry) -> Ecr:
         if registry.host not in self._ecr:
@@ -106,6 +126,19 @@ class Mirror:
 
     def _source(self, planned: PlannedVersion) -> Source:
         return self.sources.get(planned.chart.source_location(planned.spec_path))
+
+    def _create_repository(self, spec_path: Path, target: Target, name: str) -> bool:
+        """Create `name` with the spec's settings, or say how when the spec does not allow it."""
+        if not target.create_repositories:
+            raise RepositoryMissing(
+                f"repository {name} does not exist in {target.registry.host}, "
+                "and the spec does not allow creating it. Create it with:\n  "
+                + create_repository_command(target.registry, name, target.repository)
+                + f"\nor set `create_repositories: true` under target in {spec_path}."
+            )
+        created = self.ecr(target.registry).create_repository(name, target.repository)
+        self._repository_states.pop((target.registry.host, name), None)
+        return created
 
     def release(self, planned: PlannedVersion) -> ChartRelease:
         return self._source(planned).release(planned.chart.name, planned.version.version)
@@ -146,7 +179,241 @@ class Mirror:
             return Result(
                 Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
             )
-        return self._compare(planned, release, image)
+        result = self._compare(planned, release, image)
+        if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
+            return self._check_replicated(planned, image, result)
+        return result
+
+    # -- replication of one version ---------------------------------------------------------------
+    def _check_replicated(self, planned: PlannedVersion, image: RemoteImage, present: Result) -> Result:
+        """PRESENT stays PRESENT when every destination holds the image (or is still copying it)."""
+        assert planned.target.replication is not None
+        problems: list[str] = []
+        notes: list[str] = []
+        for destination in planned.target.replication.destinations:
+            where = f"{destination.region} ({destination.registry_id})"
+            if destination.registry_id == planned.target.registry.account:
+                # One batched BatchGetImage per repository and region answers most versions at once.
+                copy = self._destination_images(planned, destination).get(planned.tag)
+                if copy is not None and copy.manifest_digest == image.manifest_digest:
+                    continue
+            status = self._replication_status(planned, destination)
+            state = status.get("status") if status else None
+            if state == "COMPLETE" and destination.registry_id != planned.target.registry.account:
+                continue  # another account's registry: ECR's word is all we can read
+            if state == "IN_PROGRESS":
+                notes.append(f"replication of {planned.reference} to {where} is in progress")
+            elif state == "FAILED":
+                problems.append(
+                    f"replication to {where} FAILED ({status.get('failureCode') or 'no failure code'})"
+                )
+            elif state == "COMPLETE":
+                problems.append(f"ECR reports replication to {where} COMPLETE, but the image is not there")
+            else:
+                problems.append(
+                    f"{where} has no copy and no replication record (ECR replicates only what is "
+                    "pushed after the rule exists)"
+                )
+        if problems:
+            return Result(
+                Outcome.UNREPLICATED,
+                f"{planned.reference} is in ECR, but " + "; ".join(problems) + ". Fix the cause "
+                "(the destination registry's permissions policy, KMS, quotas), then copy the image "
+                "to the destination by hand: ecrmirror never re-pushes a tag that is there.",
+                present.release,
+                notes=tuple(notes),
+            )
+        return Result(present.outcome, present.message, present.release, notes=tuple(notes))
+
+    def _destination_images(
+        self, planned: PlannedVersion, destination: Destination
+    ) -> dict[str, RemoteImage]:
+        registry = _destination_registry(planned.target.registry, destination)
+        key = (registry.host, planned.repository)
+        if key not in self._inventory:
+            tags = self._planned_tags[key] | {planned.tag}
+            self._inventory[key] = self.ecr(registry).images(planned.repository, tags)
+        return self._inventory[key] or {}
+
+    def _replication_status(self, planned: PlannedVersion, destination: Destination) -> dict[str, str]:
+        key = (planned.target.registry.host, planned.repository, planned.tag)
+        if key not in self._replication_statuses:
+            self._replication_statuses[key] = self.ecr(planned.target.registry).replication_statuses(
+                planned.repository, planned.tag
+            )
+        for status in self._replication_statuses[key] or []:
+            if (status.get("region"), status.get("registryId")) == (
+                destination.region,
+                destination.registry_id,
+            ):
+                return status
+        return {}
+
+    # -- repositories -----------------------------------------------------------------------------
+    def _repository_state(self, target: Target, name: str) -> RepositoryState | None:
+        key = (target.registry.host, name)
+        if key not in self._repository_states:
+            names = self._planned_repositories[target.registry.host] | {name}
+            unknown = {n for n in names if (target.registry.host, n) not in self._repository_states}
+            found = self.ecr(target.registry).repositories(unknown)
+            for each in unknown:
+                self._repository_states[(target.registry.host, each)] = found.get(each)
+        return self._repository_states[key]
+
+    def _actual(self, target: Target, state: RepositoryState) -> governance.Actual:
+        ecr, declared = self.ecr(target.registry), target.repository
+        return governance.Actual(
+            image_tag_mutability=state.image_tag_mutability,
+            mutability_exclusions=state.mutability_exclusions,
+            scan_on_push=state.scan_on_push,
+            encryption=state.encryption,
+            kms_key=state.kms_key,
+            tags=ecr.tags(state.arn) if declared.tags is not None else None,
+            lifecycle_policy=ecr.lifecycle_policy(state.name)
+            if declared.lifecycle_policy is not None
+            else None,
+        )
+
+    def check_repository(self, spec_path: Path, target: Target, name: str) -> Result:
+        """Read-only: does `name` exist with every setting the spec declares?"""
+        state = self._repository_state(target, name)
+        if state is None:
+            how = (
+                "`pytest --sync` creates it"
+                if target.create_repositories
+                else "create it with:\n  "
+                + create_repository_command(target.registry, name, target.repository)
+            )
+            return Result(
+                Outcome.MISSING, f"repository {name} does not exist in {target.registry.host}; {how}"
+            )
+        found = governance.differences(target.repository, self._actual(target, state))
+        if not found:
+            return Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        return Result(Outcome.DIFFERS, _differences_message(name, found, target, spec_path))
+
+    def sync_repository(
+        self, spec_path: Path, target: Target, name: str, charts: Iterable[ChartEntry] = ()
+    ) -> Result:
+        """Create `name` if missing; change declared settings only under enforce_settings.
+
+        A repository is created only for a chart its upstream has, so that a misspelt chart name
+        fails without leaving an empty repository behind.
+        """
+        state = self._repository_state(target, name)
+        if state is None:
+            for chart in charts:
+                self.sources.get(chart.source_location(spec_path)).release(
+                    chart.name, chart.versions[0].version
+                )
+            if self._create_repository(spec_path, target, name):
+                return Result(Outcome.CREATED, f"created repository {name} with the declared settings")
+            state = self._repository_state(target, name)  # someone else created it meanwhile
+            if state is None:
+                raise AwsError(f"repository {name} was created concurrently but cannot be described")
+        found = governance.differences(target.repository, self._actual(target, state))
+        if not found:
+            return Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        if not target.repository.enforce:
+            return Result(Outcome.DIFFERS, _differences_message(name, found, target, spec_path))
+        self._enforce(target, state, found)
+        self._repository_states.pop((target.registry.host, name), None)
+        fixed = [d for d in found if d.changeable]
+        left = [d for d in found if not d.changeable]
+        if left:
+            return Result(
+                Outcome.DIFFERS,
+                (f"changed {', '.join(d.setting for d in fixed)}; " if fixed else "")
+                + _differences_message(name, left, target, spec_path),
+            )
+        return Result(
+            Outcome.UPDATED,
+            f"repository {name}: changed " + "; ".join(str(d) for d in fixed),
+        )
+
+    def _require_upstream(self, spec_path: Path, charts: Iterable[ChartEntry]) -> None:
+        """Raise the upstream's error unless at least one of the versions is there to mirror."""
+        first_error: EcrMirrorError | None = None
+        for chart in charts:
+            source = self.sources.get(chart.source_location(spec_path))
+            for version in chart.versions:
+                try:
+                    source.release(chart.name, version.version)
+                    return
+                except EcrMirrorError as exc:
+                    first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def _enforce(self, target: Target, state: RepositoryState, found: list[governance.Difference]) -> None:
+        ecr, declared = self.ecr(target.registry), target.repository
+        settings = {d.setting for d in found if d.changeable}
+        if settings & {"image_tag_mutability", "image_tag_mutability_exclusion_filters"}:
+            mutability = declared.image_tag_mutability or state.image_tag_mutability
+            exclusions = declared.mutability_exclusions
+            if exclusions is None and mutability.endswith("_WITH_EXCLUSION"):
+                exclusions = state.mutability_exclusions
+            ecr.put_image_tag_mutability(state.name, mutability, exclusions)
+        if "scan_on_push" in settings and declared.scan_on_push is not None:
+            ecr.put_image_scanning_configuration(state.name, declared.scan_on_push)
+        tags = {key: value for key, value in declared.tags or () if f"tags.{key}" in settings}
+        if tags:
+            ecr.tag_resource(state.arn, tags)  # adds and updates; never removes anyone's tags
+        if "lifecycle_policy" in settings and declared.lifecycle_policy is not None:
+            ecr.put_lifecycle_policy(state.name, declared.lifecycle_policy)
+
+    # -- the registry's replication rule ------------------------------------------------------------
+    def check_replication(self, target: Target, repositories: tuple[str, ...]) -> Result:
+        assert target.replication is not None
+        configuration = self.ecr(target.registry).replication_configuration()
+        missing = governance.uncovered(configuration, repositories, target.replication.destinations)
+        if not missing:
+            return Result(Outcome.PRESENT, _replication_summary(target, repositories))
+        return Result(
+            Outcome.MISSING,
+            "; ".join(
+                f"no replication rule copies {', '.join(names)} to {d.region} ({d.registry_id})"
+                for d, names in missing.items()
+            )
+            + ". `pytest --sync` adds the rule, keeping every other rule of the registry.",
+        )
+
+    def sync_replication(self, target: Target, repositories: tuple[str, ...]) -> Result:
+        changed = self.ensure_replication(target, repositories)
+        if changed:
+            return Result(
+                Outcome.CREATED,
+                "added to the registry's replication: " + _replication_summary(target, repositories),
+            )
+        return Result(Outcome.PRESENT, _replication_summary(target, repositories))
+
+    def ensure_replication(self, target: Target, repositories: tuple[str, ...]) -> bool:
+        """Merge the spec's rule into the registry's configuration; True if it had to be written.
+
+        Every other rule is written back unchanged. Two writers can still race (ECR has no
+        conditional put), so re-read after writing and merge again if our rule was lost.
+        """
+        assert target.replication is not None
+        destinations = target.replication.destinations
+        key = (target.registry.host, tuple(sorted(repositories)), destinations)
+        if key in self._replication_ensured:
+            return False
+        ecr = self.ecr(target.registry)
+        filters = governance.replication_filters(target, repositories)
+        wrote = False
+        for _ in range(REPLICATION_WRITE_ATTEMPTS):
+            configuration = ecr.replication_configuration()
+            missing = governance.uncovered(configuration, repositories, destinations)
+            if not missing:
+                self._replication_ensured.add(key)
+                return wrote
+            ecr.put_replication_configuration(governance.merged(configuration, filters, list(missing)))
+            wrote = True
+        raise AwsError(
+            f"the replication rule for {', '.join(filters)} did not stay in the registry's configuration "
+            f"after {REPLICATION_WRITE_ATTEMPTS} writes: something else rewrites it concurrently. "
+            "Find the other writer (Terraform, CloudFormation, another job) and run --sync again."
+        )
 
     def sync(self, planned: PlannedVersion) -> Result:
         """Push one version if ECR lacks it; never touch a tag that is there."""
@@ -157,16 +424,11 @@ class Mirror:
         target = planned.target
         key = (target.registry.host, planned.repository)
         if images is None:
-            if not target.create_repositories:
-                raise RepositoryMissing(
-                    f"repository {planned.repository} does not exist in {target.registry.host}, "
-                    "and the spec does not allow creating it. Create it with:\n  "
-                    + create_repository_command(target.registry, planned.repository, target.repository)
-                    + "\nor set `create_repositories: true` under target in "
-                    f"{planned.spec_path}."
-                )
-            self.ecr(target.registry).create_repository(planned.repository, target.repository)
+            self._create_repository(planned.spec_path, target, planned.repository)
             images = self._inventory[key] = {}
+        if target.replication is not None:
+            # ECR replicates only what is pushed after the rule exists.
+            self.ensure_replication(target, planned.spec_repositories or (planned.repository,))
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-") as tmp:
             archive = self._source(planned).fetch(release, Path(tmp))
             artifact = build_artifact(
@@ -194,3 +456,38 @@ class Mirror:
             release,
             report.bytes_uploaded,
         )
+
+
+def _destination_registry(source: Registry, destination: Destination) -> Registry:
+    host = source.host.replace(source.account, destination.registry_id, 1).replace(
+        f".{source.region}.", f".{destination.region}.", 1
+    )
+    return Registry(host=host, account=destination.registry_id, region=destination.region)
+
+
+def _replication_summary(target: Target, repositories: tuple[str, ...]) -> str:
+    assert target.replication is not None
+    filters = governance.replication_filters(target, repositories)
+    regions = ", ".join(f"{d.region} ({d.registry_id})" for d in target.replication.destinations)
+    return f"{', '.join(f + '*' for f in filters)} replicates to {regions}"
+
+
+def _differences_message(
+    name: str, found: list[governance.Difference], target: Target, spec_path: Path
+) -> str:
+    lines = [f"repository {name} differs from the spec ({target.repository.where or spec_path}):"]
+    lines += [f"  {d}" for d in found]
+    if any(not d.changeable for d in found):
+        lines.append(
+            "  ECR cannot change a repository's encryption: create a new repository with the declared "
+            "encryption and copy the images into it, or make the spec say what the repository has."
+        )
+    if any(d.changeable for d in found):
+        if target.repository.enforce:
+            lines.append("  the other settings were changed to the spec's")
+        else:
+            lines.append(
+                "  set `enforce_settings: true` under target.repository and run `pytest --sync` to apply "
+                "the spec, or make the spec say what the repository has."
+            )
+    return "\n".join(lines)

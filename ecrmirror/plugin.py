@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecrmirror import redact
+from ecrmirror import policy, redact
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
 from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
@@ -18,8 +19,12 @@ from ecrmirror.items import (
     RUN_KEY,
     ChartVersionItem,
     MirrorRun,
+    ReplicationItem,
+    RepositoryItem,
     SpecFile,
     report_bytes,
+    report_kind,
+    report_notes,
     report_outcome,
 )
 from ecrmirror.mirror import Endpoints, Outcome
@@ -31,36 +36,44 @@ _WORKER_EMULATOR = "ecrmirror_emulator_url"
 
 @dataclass(eq=False)  # a plugin object must stay hashable
 class _Totals:
-    """Counts chart-version outcomes from reports, so it also works on an xdist controller."""
+    """Counts outcomes from reports, so it also works on an xdist controller."""
 
-    versions: int = 0
-    pushed: int = 0
-    present: int = 0
-    failed: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
     bytes_uploaded: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not any(name == "tag" for name, _ in report.user_properties):
-            return  # not a chart version
-        # One count per version: its call report, or the setup report if setup already failed.
+        kind = report_kind(report)
+        if kind is None:
+            return  # not one of ours
+        # One count per item: its call report, or the setup report if setup already failed.
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            self.versions += 1
             outcome = report_outcome(report)
-            if outcome is Outcome.PUSHED:
-                self.pushed += 1
-            elif outcome is Outcome.PRESENT:
-                self.present += 1
-            elif report.failed:
-                self.failed += 1
+            word = outcome.value.lower() if outcome is not None and outcome.ok else "failed"
+            counts = self.counts.setdefault(kind, {})
+            counts[word] = counts.get(word, 0) + 1
             self.bytes_uploaded += report_bytes(report)
+            self.notes.extend(f"{report.nodeid}: {note}" for note in report_notes(report))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.versions:
-            terminalreporter.write_sep("-", "ecrmirror")
-            terminalreporter.write_line(
-                f"{self.versions} versions: {self.pushed} pushed, {self.present} present, "
-                f"{self.failed} failed; {self.bytes_uploaded} bytes uploaded"
-            )
+        if not self.counts:
+            return
+        terminalreporter.write_sep("-", "ecrmirror")
+        for kind, label in (("repository", "repositories"), ("replication", "replication rules")):
+            if kind in self.counts:
+                terminalreporter.write_line(f"{_count_line(self.counts[kind], label)}")
+        versions = self.counts.get("version")
+        if versions:
+            line = _count_line(versions, "versions", ("pushed", "present"))
+            terminalreporter.write_line(f"{line}; {self.bytes_uploaded} bytes uploaded")
+        for note in self.notes:
+            terminalreporter.write_line(f"note: {note}")
+
+
+def _count_line(counts: dict[str, int], label: str, always: tuple[str, ...] = ()) -> str:
+    words = [w for w in ("pushed", "created", "updated", "present") if w in always or counts.get(w)]
+    parts = [f"{counts.get(w, 0)} {w}" for w in words] + [f"{counts.get('failed', 0)} failed"]
+    return f"{sum(counts.values())} {label}: {', '.join(parts)}"
 
 
 _STATE = pytest.StashKey[dict[str, Any]]()
@@ -88,6 +101,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Use a local ECR emulator instead of AWS; needs no credentials",
     )
+    group.addoption(
+        "--ecrmirror-policy",
+        choices=policy.MODES,
+        default=None,
+        help="Print the least-privilege IAM policy that --sync (or the audit) of the "
+        "collected specs needs, as JSON, and run nothing",
+    )
     parser.addini(
         "ecrmirror_specs",
         default="specs",
@@ -97,6 +117,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     sync, check_only = config.getoption("sync"), config.getoption("check_only")
+    if config.getoption("ecrmirror_policy"):
+        check_only = True  # collects the specs like an audit would, and then runs nothing
     if sync and check_only:
         raise pytest.UsageError(
             "--sync and --check-only exclude each other: --sync pushes what "
@@ -198,15 +220,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    items = [item for item in session.items if isinstance(item, ChartVersionItem)]
-    if not items or session.config.option.collectonly:
-        return
     config = session.config
-    config.stash[RUN_KEY].mirror.plan(item.planned for item in items)
+    if config.getoption("ecrmirror_policy"):
+        return
+    versions = [item for item in session.items if isinstance(item, ChartVersionItem)]
+    repositories = [item for item in session.items if isinstance(item, RepositoryItem)]
+    if not (versions or repositories or any(isinstance(i, ReplicationItem) for i in session.items)):
+        return
+    if config.option.collectonly:
+        return
+    config.stash[RUN_KEY].mirror.plan(
+        (item.planned for item in versions), ((item.spec.target, item.repository) for item in repositories)
+    )
     # Spec errors first: they stop the run anyway, and say more than missing credentials.
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):
         _require_credentials(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """--ecrmirror-policy: print the policy for the collected specs instead of running them."""
+    mode = session.config.getoption("ecrmirror_policy")
+    if not mode:
+        return None
+    if session.testsfailed:
+        return None  # a spec did not load: pytest reports its collection error
+    specs = {item.spec.path: item.spec for item in session.items if isinstance(item, RepositoryItem)}
+    if not specs:
+        raise pytest.UsageError("--ecrmirror-policy found no spec files: pass spec paths, e.g. pytest specs/")
+    document = policy.policy_document(specs.values(), mode)
+    session.config.get_terminal_writer().line(json.dumps(document, indent=2))
+    return True
 
 
 def _require_credentials(config: pytest.Config) -> None:

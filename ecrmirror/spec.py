@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,7 +20,14 @@ try:  # libyaml is much faster; PyYAML's pure-Python loader gives the same nodes
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-TAG_MUTABILITY = ("IMMUTABLE", "MUTABLE")
+TAG_MUTABILITY = ("IMMUTABLE", "MUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
+ENCRYPTION_TYPES = ("AES256", "KMS", "KMS_DSSE")
+DEFAULT_TAG_MUTABILITY = "IMMUTABLE"  # what a created repository gets when the spec says nothing
+# ECR's limits: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html
+_EXCLUSION_FILTER = re.compile(r"^[0-9a-zA-Z._*-]{1,128}$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/\S+$")
 # https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 # Standard, FIPS and dual-stack ECR registry hosts, in the commercial and China partitions.
@@ -29,15 +38,54 @@ ECR_HOST = re.compile(
 # https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})")
+_STR_TAG = "tag:yaml.org,2002:str"
 _SPEC_MARKER = re.compile(r"^charts\s*:", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class RepositorySettings:
-    """How ecrmirror creates a repository that does not exist yet."""
+    """The repository settings a spec declares. None means "not declared": ecrmirror neither
+    sets nor audits it, and a repository it creates gets ECR's default (IMMUTABLE tags for
+    `image_tag_mutability`, because a mirror must never be overwritten)."""
 
-    image_tag_mutability: str = "IMMUTABLE"
-    scan_on_push: bool = False
+    image_tag_mutability: str | None = None
+    mutability_exclusions: tuple[str, ...] | None = None  # WILDCARD filters of *_WITH_EXCLUSION
+    scan_on_push: bool | None = None
+    encryption: str | None = None
+    kms_key: str | None = None
+    tags: tuple[tuple[str, str], ...] | None = None
+    lifecycle_policy: str | None = None  # JSON text, as ECR takes it
+    enforce: bool = False  # change an existing repository to match (never its encryption)
+    where: str = ""
+
+    @property
+    def declared(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.image_tag_mutability,
+                self.mutability_exclusions,
+                self.scan_on_push,
+                self.encryption,
+                self.kms_key,
+                self.tags,
+                self.lifecycle_policy,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a replication rule copies images: a region, in this account or another."""
+
+    region: str
+    registry_id: str
+
+
+@dataclass(frozen=True)
+class Replication:
+    destinations: tuple[Destination, ...]
+    where: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +104,7 @@ class Target:
     create_repositories: bool
     repository: RepositorySettings
     where: str
+    replication: Replication | None = None
 
     def repository_for(self, chart_name: str) -> str:
         """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""
@@ -238,7 +287,12 @@ class _SpecReader:
         return Spec(path=self.path, target=target, charts=charts)
 
     def target(self, node: yaml.Node) -> Target:
-        fields = self.mapping(node, "target", ("registry",), ("prefix", "create_repositories", "repository"))
+        fields = self.mapping(
+            node,
+            "target",
+            ("registry",),
+            ("prefix", "create_repositories", "repository", "replication"),
+        )
         registry_node = fields["registry"]
         raw = self.string(registry_node, "target.registry").strip()
         host, _, path_prefix = re.sub(r"^oci://", "", raw).rstrip("/").partition("/")
@@ -270,27 +324,187 @@ class _SpecReader:
         settings = RepositorySettings()
         if "repository" in fields:
             settings = self.repository_settings(fields["repository"])
+        registry = Registry(host=host, account=match["account"], region=match["region"])
+        replication = None
+        if "replication" in fields:
+            replication = self.replication(fields["replication"], registry)
         return Target(
-            registry=Registry(host=host, account=match["account"], region=match["region"]),
+            registry=registry,
             prefix=prefix,
             create_repositories=create,
             repository=settings,
             where=self.where(node),
+            replication=replication,
         )
 
     def repository_settings(self, node: yaml.Node) -> RepositorySettings:
-        fields = self.mapping(node, "target.repository", (), ("image_tag_mutability", "scan_on_push"))
-        defaults = RepositorySettings()
-        return RepositorySettings(
-            image_tag_mutability=self.choice(
-                fields["image_tag_mutability"], "image_tag_mutability", TAG_MUTABILITY
-            )
-            if "image_tag_mutability" in fields
-            else defaults.image_tag_mutability,
-            scan_on_push=self.boolean(fields["scan_on_push"], "scan_on_push")
-            if "scan_on_push" in fields
-            else defaults.scan_on_push,
+        fields = self.mapping(
+            node,
+            "target.repository",
+            (),
+            (
+                "image_tag_mutability",
+                "image_tag_mutability_exclusion_filters",
+                "scan_on_push",
+                "encryption",
+                "kms_key",
+                "tags",
+                "lifecycle_policy",
+                "enforce_settings",
+            ),
         )
+        mutability = exclusions = scan = encryption = kms_key = tags = lifecycle = None
+        if "image_tag_mutability" in fields:
+            mutability = self.choice(fields["image_tag_mutability"], "image_tag_mutability", TAG_MUTABILITY)
+        if "image_tag_mutability_exclusion_filters" in fields:
+            exclusions = self.exclusion_filters(fields["image_tag_mutability_exclusion_filters"])
+        with_exclusion = (mutability or "").endswith("_WITH_EXCLUSION")
+        if with_exclusion and exclusions is None:
+            raise self.fail(
+                fields["image_tag_mutability"],
+                f"image_tag_mutability {mutability} needs image_tag_mutability_exclusion_filters",
+                'list the exempt tag patterns: image_tag_mutability_exclusion_filters: ["latest"]',
+            )
+        if exclusions is not None and not with_exclusion:
+            raise self.fail(
+                fields["image_tag_mutability_exclusion_filters"],
+                "image_tag_mutability_exclusion_filters needs image_tag_mutability "
+                "IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION",
+                "set one of those, or remove the filters",
+            )
+        if "scan_on_push" in fields:
+            scan = self.boolean(fields["scan_on_push"], "scan_on_push")
+        if "encryption" in fields:
+            encryption = self.choice(fields["encryption"], "encryption", ENCRYPTION_TYPES)
+        if "kms_key" in fields:
+            kms_key = self.string(fields["kms_key"], "kms_key").strip()
+            if encryption not in ("KMS", "KMS_DSSE"):
+                raise self.fail(
+                    fields["kms_key"], "kms_key needs encryption: KMS (or KMS_DSSE)", "add `encryption: KMS`"
+                )
+            if not _KMS_KEY_ARN.match(kms_key):
+                raise self.fail(
+                    fields["kms_key"],
+                    f"kms_key {kms_key!r} is not a KMS key ARN",
+                    "give the full ARN: arn:aws:kms:<region>:<account>:key/<id>",
+                )
+        if "tags" in fields:
+            tags = self.resource_tags(fields["tags"])
+        if "lifecycle_policy" in fields:
+            lifecycle = self.lifecycle_policy(fields["lifecycle_policy"])
+        enforce = False
+        if "enforce_settings" in fields:
+            enforce = self.boolean(fields["enforce_settings"], "enforce_settings")
+        return RepositorySettings(
+            image_tag_mutability=mutability,
+            mutability_exclusions=exclusions,
+            scan_on_push=scan,
+            encryption=encryption,
+            kms_key=kms_key,
+            tags=tags,
+            lifecycle_policy=lifecycle,
+            enforce=enforce,
+            where=self.where(node),
+        )
+
+    def exclusion_filters(self, node: yaml.Node) -> tuple[str, ...]:
+        what = "image_tag_mutability_exclusion_filters"
+        if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= 5:
+            raise self.fail(
+                node, f"{what} must be a list of 1 to 5 tag patterns", 'write ["latest", "dev-*"]'
+            )
+        filters = tuple(self.string(item, "a tag pattern").strip() for item in node.value)
+        for item, value in zip(node.value, filters, strict=True):
+            if not _EXCLUSION_FILTER.match(value):
+                raise self.fail(
+                    item,
+                    f"tag pattern {value!r} is not valid for ECR",
+                    "use 1-128 letters, digits, . _ - and the wildcard *",
+                )
+        return filters
+
+    def resource_tags(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(
+                node, "tags must be a mapping of tag keys to values", "write tags: {team: platform}"
+            )
+        tags: dict[str, str] = {}
+        for key_node, value_node in node.value:
+            key = self.string(key_node, "a tag key").strip()
+            value = self.string(value_node, f"tag {key!r}")
+            if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+                raise self.fail(
+                    key_node,
+                    f"tag {key!r} is not a valid AWS resource tag",
+                    "keys are 1-128 characters and do not start with aws:; values at most 256",
+                )
+            if key in tags:
+                raise self.fail(key_node, f"tag {key!r} is given twice", "keep one of them")
+            tags[key] = value
+        return tuple(sorted(tags.items()))
+
+    def lifecycle_policy(self, node: yaml.Node) -> str:
+        """A lifecycle policy written as YAML, or as the JSON text ECR's console shows."""
+        if isinstance(node, yaml.ScalarNode):
+            text = self.string(node, "lifecycle_policy")
+            try:
+                policy = json.loads(text)
+            except ValueError as exc:
+                raise self.fail(
+                    node, f"lifecycle_policy is not valid JSON: {exc}", "write it as YAML, or fix the JSON"
+                ) from None
+        else:
+            policy = self.plain(node)
+        if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list) or not policy["rules"]:
+            raise self.fail(
+                node,
+                "lifecycle_policy must have a non-empty list of rules",
+                "see https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html",
+            )
+        return json.dumps(policy, sort_keys=True, separators=(",", ":"))
+
+    def plain(self, node: yaml.Node) -> Any:
+        """A YAML subtree as plain Python values, with ${VAR} expanded in every string."""
+        if isinstance(node, yaml.MappingNode):
+            return {self.string(k, "a key"): self.plain(v) for k, v in node.value}
+        if isinstance(node, yaml.SequenceNode):
+            return [self.plain(item) for item in node.value]
+        if node.tag == _STR_TAG:
+            return self.expand(node, node.value)
+        return yaml.safe_load(node.value)  # an int, bool or null, as YAML resolved it
+
+    def replication(self, node: yaml.Node, registry: Registry) -> Replication:
+        fields = self.mapping(node, "target.replication", ("regions",), ("registry_id",))
+        registry_id = registry.account
+        if "registry_id" in fields:
+            registry_id = self.string(fields["registry_id"], "replication.registry_id").strip()
+            if not _ACCOUNT.match(registry_id):
+                raise self.fail(
+                    fields["registry_id"],
+                    f"replication.registry_id {registry_id!r} is not an AWS account id",
+                    "give the 12-digit account id of the destination registry",
+                )
+        regions_node = fields["regions"]
+        if not isinstance(regions_node, yaml.SequenceNode) or not regions_node.value:
+            raise self.fail(
+                regions_node, "replication.regions must be a non-empty list", "write [eu-central-1]"
+            )
+        destinations: list[Destination] = []
+        for region_node in regions_node.value:
+            region = self.string(region_node, "a region").strip()
+            if not _REGION.match(region):
+                raise self.fail(region_node, f"{region!r} is not an AWS region", "write e.g. eu-central-1")
+            if region == registry.region and registry_id == registry.account:
+                raise self.fail(
+                    region_node,
+                    f"replication to {region} would copy the registry onto itself",
+                    "list other regions, or set registry_id for another account",
+                )
+            destination = Destination(region, registry_id)
+            if destination in destinations:
+                raise self.fail(region_node, f"region {region} is listed twice", "remove the duplicate")
+            destinations.append(destination)
+        return Replication(destinations=tuple(destinations), where=self.where(node))
 
     def chart(self, node: yaml.Node, target: Target) -> ChartEntry:
         fields = self.mapping(node, "a chart entry", ("name", "repo", "versions"), ())

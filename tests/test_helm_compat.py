@@ -203,7 +203,7 @@ def test_helm_pulls_what_ecrmirror_pushed(
         f"charts:\n  - name: demo\n    repo: {chart_server.url}\n"
         "    versions: ['0.3.0+rc.2']\n"
     )
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
     host = emulator.url.removeprefix("http://")
     login = tool(
         *helm,
@@ -247,7 +247,7 @@ def test_skopeo_reads_helm_media_types_and_the_upstream_digest(
         f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
         "    versions: ['7.1.1', '7.2.0+meta']\n"
     )
-    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=3)
     host = emulator.url.removeprefix("http://")
 
     for chart in chart_server.charts:
@@ -287,7 +287,7 @@ def test_skopeo_lists_tags_and_copies_between_emulator_repositories(
         f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n"
         "    versions: ['1.0.0', '1.1.0', '2.0.0+build.1']\n"
     )
-    run("--sync", "mirror.yaml").assert_outcomes(passed=3)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4)
     host = emulator.url.removeprefix("http://")
     creds = f"AWS:{registry_password(emulator)}"
     boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url).create_repository(

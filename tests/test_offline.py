@@ -32,7 +32,10 @@ def test_sync_offline_pushes_every_example_version(pytester: pytest.Pytester, ru
 
     result = run_subprocess("examples/", "--sync", "--offline", "-v")
 
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(
+        [f"examples/mirror.yaml::repository::helm/{name} CREATED*" for name in ("hello", "greeter")]
+    )
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PUSHED*" for version in EXAMPLE_VERSIONS])
     result.stdout.fnmatch_lines(["5 versions: 5 pushed, 0 present, 0 failed; * bytes uploaded"])
 
@@ -42,12 +45,12 @@ def test_check_only_offline_fails_every_version_as_missing(pytester: pytest.Pyte
 
     result = run_subprocess("examples/", "--check-only", "--offline", "-v", "--junitxml=audit.xml")
 
-    result.assert_outcomes(failed=5)
+    result.assert_outcomes(failed=7)
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} MISSING*" for version in EXAMPLE_VERSIONS])
     suite = ET.parse(pytester.path / "audit.xml").getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures")) == ("5", "5")
-    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 5
+    assert (suite.get("tests"), suite.get("failures")) == ("7", "7")
+    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 7
 
 
 @pytest.fixture
@@ -86,15 +89,15 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
     url = standalone_emulator["AWS_ENDPOINT_URL_ECR"]
 
     first = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
-    first.assert_outcomes(passed=5)
+    first.assert_outcomes(passed=7)
     requests.delete(f"{url}/_emulator/requests", timeout=10)
 
     second = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
 
-    second.assert_outcomes(passed=5)
+    second.assert_outcomes(passed=7)
     second.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PRESENT*" for version in EXAMPLE_VERSIONS])
     seen = requests.get(f"{url}/_emulator/requests", timeout=10).json()
-    assert [r["action"] for r in seen] == ["BatchGetImage", "BatchGetImage"]
+    assert sorted(r["action"] for r in seen) == ["BatchGetImage", "BatchGetImage", "DescribeRepositories"]
     assert all(r["kind"] == "api" for r in seen)
 
 
@@ -138,8 +141,10 @@ def test_xdist_workers_share_one_offline_emulator(
     result = run_subprocess("-p", "xdist.plugin", "-n", "2", "--dist", "loadfile", "--sync", "--offline", ".")
 
     # then one push happened in the whole run: every worker saw the others' writes
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["4 versions: 1 pushed, 3 present, 0 failed; * bytes uploaded"])
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(
+        ["4 repositories: 1 created, 3 present, 0 failed", "4 versions: 1 pushed, 3 present, 0 failed; *"]
+    )
 
 
 def test_secrets_never_reach_output_logs_or_junit(
@@ -162,7 +167,7 @@ def test_secrets_never_reach_output_logs_or_junit(
 
     result = run("--sync", "-v", "-rA", "--log-level=DEBUG", "--junitxml=report.xml", "mirror.yaml")
 
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     passwords = list(emulator.app._grants)
     assert passwords, "the run should have fetched a registry token"
     written = "\n".join(result.outlines + result.errlines) + (pytester.path / "report.xml").read_text()

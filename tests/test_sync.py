@@ -66,13 +66,16 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
     first = run("--sync", "-v", "mirror.yaml")
 
     # then every version is pushed, with its upstream archive as the chart layer
-    first.assert_outcomes(passed=4)
+    first.assert_outcomes(passed=6)
     first.stdout.fnmatch_lines(
         [
+            "mirror.yaml::repository::helm/gitlab CREATED*",
+            "mirror.yaml::repository::helm/ingress CREATED*",
             "mirror.yaml::gitlab::7.1.1 PUSHED*",
             "mirror.yaml::gitlab::7.1.2 PUSHED*",
             "mirror.yaml::gitlab::7.2.0-rc.1 PUSHED*",
             "mirror.yaml::ingress::1.0.0+build.7 PUSHED*",
+            "2 repositories: 2 created, 0 failed",
             "4 versions: 4 pushed, 0 present, 0 failed; * bytes uploaded",
         ]
     )
@@ -98,28 +101,29 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
     second = run("--sync", "-v", "mirror.yaml")
 
     # then everything is PRESENT, the emulator saw no write and no archive was downloaded
-    second.assert_outcomes(passed=4)
+    second.assert_outcomes(passed=6)
     second.stdout.fnmatch_lines(
         ["mirror.yaml::gitlab::7.1.1 PRESENT*", "4 versions: 0 pushed, 4 present, 0 failed; 0 bytes uploaded"]
     )
     assert emulator.writes() == []
     assert upstream.archive_downloads() == []
     assert upstream.requests == ["/index.yaml"]  # one index download for the whole run
-    # and presence was checked in one batched call per repository, not one per version
-    actions = [r.action for r in emulator.requests]
-    assert actions == ["BatchGetImage", "BatchGetImage"]
+    # and presence was checked in one batched call per repository, not one per version,
+    # and the settings of both repositories in one call
+    actions = sorted(r.action for r in emulator.requests)
+    assert actions == ["BatchGetImage", "BatchGetImage", "DescribeRepositories"]
 
 
 def test_check_only_after_sync_passes_and_writes_nothing(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.1.2"]}))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=3)
     emulator.app.requests.clear()
 
     result = run("--check-only", "-v", "mirror.yaml")
 
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.1.1 PRESENT*"])
     assert emulator.writes() == []
 
@@ -131,9 +135,14 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
 
     result = run("--check-only", "-v", "--junitxml=report.xml", "mirror.yaml")
 
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=5)
     result.stdout.fnmatch_lines(
-        ["mirror.yaml::gitlab::7.1.1 MISSING*", "3 versions: 0 pushed, 0 present, 3 failed; 0 bytes uploaded"]
+        [
+            "mirror.yaml::repository::helm/gitlab MISSING*",
+            "mirror.yaml::gitlab::7.1.1 MISSING*",
+            "2 repositories: 2 failed",
+            "3 versions: 0 pushed, 0 present, 3 failed; 0 bytes uploaded",
+        ]
     )
     assert emulator.writes() == []
     cases = ET.parse(pytester.path / "report.xml").getroot().iter("testcase")
@@ -142,11 +151,14 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
         "mirror.yaml.gitlab::7.1.1",
         "mirror.yaml.gitlab::7.1.2",
         "mirror.yaml.ingress::1.0.0+build.7",
+        "mirror.yaml.repository::helm/gitlab",
+        "mirror.yaml.repository::helm/ingress",
     ]
     case = by_name["mirror.yaml.ingress::1.0.0+build.7"]
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     ingress = next(c for c in upstream.charts if c.name == "ingress")
     assert properties == {
+        "ecrmirror": "version",
         "registry": REGISTRY,
         "repository": "helm/ingress",
         "tag": "1.0.0_build.7",
@@ -166,7 +178,7 @@ def test_audit_is_the_default_for_spec_paths(
 
     result = run("-v", "mirror.yaml")
 
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*MISSING*"])
     assert emulator.writes() == []
 
@@ -178,7 +190,7 @@ def test_missing_repository_without_create_repositories_fails_with_the_command_t
 
     result = run("--sync", "mirror.yaml")
 
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [
             "*repository helm/gitlab does not exist in 123456789012.dkr.ecr.eu-west-1.amazonaws.com*",
@@ -195,9 +207,9 @@ def test_existing_repository_is_used_when_create_repositories_is_false(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     ecr_client(emulator).create_repository(repositoryName="helm/gitlab")  # type: ignore[attr-defined]
-    write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}, create=False))
+    write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}, create=False, mutability="MUTABLE"))
 
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
 
     assert manifest(emulator, "helm/gitlab", "7.1.1")["layers"]
 
@@ -217,7 +229,7 @@ def test_a_tag_holding_other_content_differs_and_is_never_overwritten(
         f"target:\n  registry: {REGISTRY}\n  prefix: helm\n  create_repositories: true\n"
         f"charts:\n  - name: gitlab\n    repo: .\n    versions: ['7.1.1']\n"
     )
-    run("--sync", str(alt_repo / "spec.yaml")).assert_outcomes(passed=1)
+    run("--sync", str(alt_repo / "spec.yaml")).assert_outcomes(passed=2)
     before = manifest(emulator, "helm/gitlab", "7.1.1")
     emulator.app.requests.clear()
 
@@ -227,7 +239,7 @@ def test_a_tag_holding_other_content_differs_and_is_never_overwritten(
 
     # then both fail as DIFFERS, naming both digests, and the tag is untouched
     for result in (synced, audited):
-        result.assert_outcomes(failed=1)
+        result.assert_outcomes(passed=1, failed=1)
         result.stdout.fnmatch_lines(
             [
                 "mirror.yaml::gitlab::7.1.1 DIFFERS*",
@@ -261,7 +273,7 @@ def test_mutable_repository_is_not_overwritten_either(
 
     result = run("--sync", "-v", "mirror.yaml")
 
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*DIFFERS*holds no Helm chart layer*"])
     assert emulator.writes() == []
 
@@ -276,6 +288,8 @@ def test_collect_only_lists_node_ids_and_touches_nothing(
 
     result.stdout.fnmatch_lines(
         [
+            "mirror.yaml::repository::helm/gitlab",
+            "mirror.yaml::repository::helm/ingress",
             "mirror.yaml::gitlab::7.1.1",
             "mirror.yaml::gitlab::7.2.0-rc.1",
             "mirror.yaml::ingress::1.0.0+build.7",
@@ -289,10 +303,10 @@ def test_keyword_selection_and_exitfirst(upstream: ChartServer, emulator: Emulat
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.1.2"], "ingress": ["1.0.0+build.7"]}))
 
     selected = run("--sync", "-v", "-k", "ingress", "mirror.yaml")
-    selected.assert_outcomes(passed=1, deselected=2)
+    selected.assert_outcomes(passed=2, deselected=3)  # helm/ingress and its one version
 
     first_failure = run("--check-only", "-x", "mirror.yaml")
-    first_failure.assert_outcomes(failed=1)  # gitlab 7.1.1 is missing: stop there
+    first_failure.assert_outcomes(failed=1)  # repository helm/gitlab is missing: stop there
 
 
 def test_last_failed_reruns_only_the_failed_versions(
@@ -300,11 +314,11 @@ def test_last_failed_reruns_only_the_failed_versions(
 ) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1", "7.9.9"]}))
     args = ("-p", "ecrmirror.plugin", "--sync", "mirror.yaml")
-    pytester.runpytest_inprocess(*args).assert_outcomes(passed=1, failed=1)
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=2, failed=1)
 
     again = pytester.runpytest_inprocess(*args, "--lf", "-v")
 
-    again.assert_outcomes(failed=1, deselected=1)
+    again.assert_outcomes(failed=1, deselected=2)
     again.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.9.9 FAILED*"])
 
 
@@ -320,7 +334,7 @@ def test_default_specs_directory_for_sync_and_check_only(
     assert emulator.requests == []
 
     synced = run("--sync", "-v")
-    synced.assert_outcomes(passed=1)
+    synced.assert_outcomes(passed=2)
     synced.stdout.fnmatch_lines(["specs/gitlab.yaml::gitlab::7.1.1 PUSHED*"])
 
 
@@ -347,7 +361,7 @@ def test_ini_option_names_the_specs_directory(
     (pytester.path / "mirror" / "specs").mkdir(parents=True)
     (pytester.path / "mirror" / "specs" / "a.yml").write_text(spec_for(upstream, {"gitlab": ["7.1.1"]}))
 
-    run("--check-only").assert_outcomes(failed=1)
+    run("--check-only").assert_outcomes(failed=2)
 
 
 def test_other_yaml_files_are_ignored(
@@ -361,20 +375,20 @@ def test_other_yaml_files_are_ignored(
 
     result = run("--sync", ".")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 def test_the_pushed_artifact_is_reproducible(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
     first = ecr_client(emulator).batch_get_image(  # type: ignore[attr-defined]
         repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}]
     )["images"][0]
 
     emulator.reset()
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
     second = ecr_client(emulator).batch_get_image(  # type: ignore[attr-defined]
         repositoryName="helm/gitlab", imageIds=[{"imageTag": "7.1.1"}]
     )["images"][0]
@@ -391,7 +405,7 @@ def test_the_registry_serves_what_was_pushed(
 ) -> None:
     """A pull the way helm does it: manifest by tag, then the chart blob, equal to upstream."""
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
     token = ecr_client(emulator).get_authorization_token()  # type: ignore[attr-defined]
     auth = {"Authorization": f"Basic {token['authorizationData'][0]['authorizationToken']}"}
 
@@ -426,4 +440,4 @@ def test_credentials_from_a_named_profile(
     monkeypatch.setenv("AWS_PROFILE", "mirror")
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
 
-    run("--sync", "mirror.yaml").assert_outcomes(passed=1)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)

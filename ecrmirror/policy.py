@@ -1,0 +1,154 @@
+"""The least-privilege IAM policy that a sync or an audit of some specs needs. No I/O."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from ecrmirror.spec import Registry, Spec, Target
+
+SYNC = "sync"
+AUDIT = "audit"
+MODES = (SYNC, AUDIT)
+# ECR creates this role on the first PutReplicationConfiguration, as the caller.
+REPLICATION_ROLE = "role/aws-service-role/replication.ecr.amazonaws.com/AWSServiceRoleForECRReplication"
+
+# What every sync does per repository: read the inventory and settings, push what is missing
+# (HEAD blob, POST + PUT upload, PUT manifest: the registry checks these IAM actions).
+_SYNC_ACTIONS = {
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+}
+_AUDIT_ACTIONS = {"ecr:BatchGetImage", "ecr:DescribeRepositories"}
+
+
+def partition(registry: Registry) -> str:
+    if registry.region.startswith("cn-"):
+        return "aws-cn"
+    if registry.region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def repository_resources(target: Target, repositories: Iterable[str]) -> list[str]:
+    """The spec's repositories as ARNs: `<prefix>/*` when it has a prefix, else each name."""
+    registry = target.registry
+    base = f"arn:{partition(registry)}:ecr:{registry.region}:{registry.account}:repository/"
+    if target.prefix:
+        return [f"{base}{target.prefix}/*"]
+    return [base + name for name in sorted(set(repositories))]
+
+
+def repository_actions(target: Target, mode: str) -> set[str]:
+    """The ECR actions a run needs on the spec's repositories, from what the spec declares."""
+    declared = target.repository
+    actions = set(_SYNC_ACTIONS if mode == SYNC else _AUDIT_ACTIONS)
+    if declared.tags is not None:
+        actions.add("ecr:ListTagsForResource")
+    if declared.lifecycle_policy is not None:
+        actions.add("ecr:GetLifecyclePolicy")
+    if mode == AUDIT:
+        if target.replication is not None:
+            actions.add("ecr:DescribeImageReplicationStatus")
+        return actions
+    if target.create_repositories:
+        actions.add("ecr:CreateRepository")
+        if declared.tags:
+            actions.add("ecr:TagResource")  # tagging on create needs it too
+        if declared.lifecycle_policy is not None:
+            actions.add("ecr:PutLifecyclePolicy")
+    if declared.enforce:
+        if declared.image_tag_mutability is not None or declared.mutability_exclusions is not None:
+            actions.add("ecr:PutImageTagMutability")
+        if declared.scan_on_push is not None:
+            actions.add("ecr:PutImageScanningConfiguration")
+        if declared.tags:
+            actions.add("ecr:TagResource")
+        if declared.lifecycle_policy is not None:
+            actions.add("ecr:PutLifecyclePolicy")
+    return actions
+
+
+def _spec_repositories(spec: Spec) -> list[str]:
+    return [spec.target.repository_for(chart.name) for chart in spec.charts]
+
+
+def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
+    """An IAM policy document allowing exactly what `mode` needs for `specs`, nothing registry-wide
+    except what ECR only authorizes on `*` (GetAuthorizationToken, the replication configuration)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    by_resource: dict[str, set[str]] = defaultdict(set)
+    registry_wide: set[str] = set()
+    replication_roles: set[str] = set()
+    kms_keys: set[str] = set()
+    for spec in specs:
+        target = spec.target
+        repositories = _spec_repositories(spec)
+        for resource in repository_resources(target, repositories):
+            by_resource[resource] |= repository_actions(target, mode)
+        if mode == SYNC:
+            registry_wide.add("ecr:GetAuthorizationToken")
+            declared = target.repository
+            if target.create_repositories and declared.kms_key:
+                kms_keys.add(declared.kms_key)
+        if target.replication is None:
+            continue
+        registry_wide.add("ecr:DescribeRegistry")
+        if mode == SYNC:
+            registry_wide.add("ecr:PutReplicationConfiguration")
+            replication_roles.add(
+                f"arn:{partition(target.registry)}:iam::{target.registry.account}:{REPLICATION_ROLE}"
+            )
+        else:
+            # The audit reads same-account replicas in one batch per repository and region.
+            for destination in target.replication.destinations:
+                if destination.registry_id != target.registry.account:
+                    continue
+                replica = Registry(host="", account=destination.registry_id, region=destination.region)
+                replica_target = Target(replica, target.prefix, False, target.repository, target.where)
+                for resource in repository_resources(replica_target, repositories):
+                    by_resource[resource].add("ecr:BatchGetImage")
+    statements: list[dict[str, Any]] = []
+    if registry_wide:
+        statements.append(_statement("RegistryWide", registry_wide, ["*"]))
+    grouped: dict[frozenset[str], list[str]] = defaultdict(list)
+    for resource, actions in by_resource.items():
+        grouped[frozenset(actions)].append(resource)
+    for index, (allowed, resources) in enumerate(sorted(grouped.items(), key=lambda kv: sorted(kv[1]))):
+        statements.append(_statement(f"Repositories{index + 1}", allowed, sorted(resources)))
+    if replication_roles:
+        statements.append(
+            _statement(
+                "ReplicationServiceLinkedRole", {"iam:CreateServiceLinkedRole"}, sorted(replication_roles)
+            )
+        )
+    if kms_keys:
+        statements.append(
+            _statement("KmsKeysOfNewRepositories", {"kms:CreateGrant", "kms:DescribeKey"}, sorted(kms_keys))
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _statement(sid: str, actions: Iterable[str], resources: list[str]) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": resources[0] if len(resources) == 1 else resources,
+    }
+
+
+def actions_of(document: dict[str, Any]) -> set[str]:
+    """Every action a policy document allows."""
+    found: set[str] = set()
+    for statement in document.get("Statement", []):
+        action = statement.get("Action", [])
+        found.update([action] if isinstance(action, str) else action)
+    return found
