@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
+_DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
 _NOT_FOUND_NAME = re.compile(r"repository with name '(?P<name>[^']+)' does not exist")
 CREDENTIALS_HELP = (
     "ecrmirror found no AWS credentials. Provide them the way boto3 looks for them: "
@@ -351,8 +352,12 @@ def _translate(exc: botocore.exceptions.ClientError, operation: str, registry: R
             "Refresh them, or run with --offline."
         )
     if code in ("AccessDeniedException", "AccessDenied"):
+        # CreateRepository can be denied for another action (ecr:TagResource, kms:CreateGrant).
+        denied = _DENIED_ACTION.search(message)
+        action = denied["action"] if denied else f"ecr:{operation}"
         return AwsError(
             f"access denied for ECR {operation} in account {registry.account}, "
-            f"region {registry.region}: {message}. Grant the ecr:{operation} action."
+            f"region {registry.region}: {message}. Grant the {action} action; "
+            "`pytest --ecrmirror-policy=sync` (or =audit) prints the policy the run needs."
         )
     return AwsError(f"ECR {operation} failed in {registry.region}: {code}: {message}")

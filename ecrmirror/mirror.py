@@ -475,7 +475,7 @@ def _replication_summary(target: Target, repositories: tuple[str, ...]) -> str:
 def _differences_message(
     name: str, found: list[governance.Difference], target: Target, spec_path: Path
 ) -> str:
-    lines = [f"repository {name} differs from the spec ({target.repository.where or spec_path}):"]
+    lines = [f"settings of {name} differ from the spec ({target.repository.where or spec_path}):"]
     lines += [f"  {d}" for d in found]
     if any(not d.changeable for d in found):
         lines.append(

@@ -122,13 +122,24 @@ class RegistryClient:
         """
         prefix = self._oras.prefix
         try:
-            if self._oras.blob_exists(descriptor.as_json(), container):
+            # oras' blob_exists reads any non-200 (a 403 for a missing permission, say) as absent.
+            head = self._oras.do_request(f"{prefix}://{container.get_blob_url(descriptor.digest)}", "HEAD")
+            if head.status_code == 200:
                 return False
+            if head.status_code != 404:
+                raise self._error(
+                    head,
+                    repository,
+                    f"existence check of {descriptor.digest}",
+                    "ecr:BatchCheckLayerAvailability",
+                )
             start = self._oras.do_request(
                 f"{prefix}://{container.upload_blob_url()}", "POST", headers={"Content-Length": "0"}
             )
             if start.status_code != 202 or not start.headers.get("Location"):
-                raise self._error(start, repository, f"upload of {descriptor.digest}")
+                raise self._error(
+                    start, repository, f"upload of {descriptor.digest}", "ecr:InitiateLayerUpload"
+                )
             location = urljoin(f"{prefix}://{container.registry}/", start.headers["Location"])
             with open(path, "rb") as body:
                 done = self._oras.do_request(
@@ -145,7 +156,12 @@ class RegistryClient:
                 f"upload of {descriptor.digest} to {self.endpoint}/{repository} failed: {exc}"
             ) from None
         if done.status_code != 201:
-            raise self._error(done, repository, f"upload of {descriptor.digest}")
+            raise self._error(
+                done,
+                repository,
+                f"upload of {descriptor.digest}",
+                "ecr:UploadLayerPart and ecr:CompleteLayerUpload",
+            )
         return True
 
     def _put_manifest(self, container: Any, repository: str, artifact: HelmArtifact) -> None:
@@ -158,7 +174,7 @@ class RegistryClient:
         except requests.RequestException as exc:
             raise RegistryError(f"manifest PUT for {repository}:{artifact.tag} failed: {exc}") from None
         if response.status_code != 201:
-            raise self._error(response, repository, f"manifest PUT for tag {artifact.tag}")
+            raise self._error(response, repository, f"manifest PUT for tag {artifact.tag}", "ecr:PutImage")
         echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != sha256_digest(artifact.manifest):
             raise RegistryError(
@@ -166,7 +182,9 @@ class RegistryClient:
                 f"manifest {echoed}, not the {artifact.manifest_digest} we sent"
             )
 
-    def _error(self, response: requests.Response, repository: str, what: str) -> EcrMirrorError:
+    def _error(
+        self, response: requests.Response, repository: str, what: str, permission: str
+    ) -> EcrMirrorError:
         code, message = _oci_error(response)
         where = f"{self.endpoint}/{repository}"
         if code == "NAME_UNKNOWN":
@@ -176,9 +194,10 @@ class RegistryClient:
                 f"{where}: {what} refused: {message.rstrip('.')}. ecrmirror never overwrites a tag."
             )
         if response.status_code in (401, 403):
+            said = f" {code}: {message}" if code or message else ""  # a HEAD has no body to say why
             return RegistryError(
-                f"{where}: {what} was refused (HTTP {response.status_code} "
-                f"{code}): {message}. Check the IAM permissions for ECR pushes."
+                f"{where}: {what} was refused (HTTP {response.status_code}{said}). This step needs "
+                f"{permission} on the repository; `pytest --ecrmirror-policy=sync` prints what a sync needs."
             )
         return RegistryError(f"{where}: {what} failed: HTTP {response.status_code} {code} {message}")
 

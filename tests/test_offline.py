@@ -32,9 +32,10 @@ def test_sync_offline_pushes_every_example_version(pytester: pytest.Pytester, ru
 
     result = run_subprocess("examples/", "--sync", "--offline", "-v")
 
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(
         [f"examples/mirror.yaml::repository::helm/{name} CREATED*" for name in ("hello", "greeter")]
+        + ["examples/mirror.yaml::replication CREATED*"]
     )
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PUSHED*" for version in EXAMPLE_VERSIONS])
     result.stdout.fnmatch_lines(["5 versions: 5 pushed, 0 present, 0 failed; * bytes uploaded"])
@@ -45,12 +46,12 @@ def test_check_only_offline_fails_every_version_as_missing(pytester: pytest.Pyte
 
     result = run_subprocess("examples/", "--check-only", "--offline", "-v", "--junitxml=audit.xml")
 
-    result.assert_outcomes(failed=7)
+    result.assert_outcomes(failed=8)
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} MISSING*" for version in EXAMPLE_VERSIONS])
     suite = ET.parse(pytester.path / "audit.xml").getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures")) == ("7", "7")
-    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 7
+    assert (suite.get("tests"), suite.get("failures")) == ("8", "8")
+    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 8
 
 
 @pytest.fixture
@@ -89,15 +90,26 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
     url = standalone_emulator["AWS_ENDPOINT_URL_ECR"]
 
     first = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
-    first.assert_outcomes(passed=7)
+    first.assert_outcomes(passed=8)
     requests.delete(f"{url}/_emulator/requests", timeout=10)
 
     second = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
 
-    second.assert_outcomes(passed=7)
+    second.assert_outcomes(passed=8)
     second.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PRESENT*" for version in EXAMPLE_VERSIONS])
     seen = requests.get(f"{url}/_emulator/requests", timeout=10).json()
-    assert sorted(r["action"] for r in seen) == ["BatchGetImage", "BatchGetImage", "DescribeRepositories"]
+    # per repository: its inventory, tags and lifecycle policy (ECR has no batch call for the last
+    # two); per registry: the settings of all repositories and the replication configuration
+    assert sorted(r["action"] for r in seen) == [
+        "BatchGetImage",
+        "BatchGetImage",
+        "DescribeRegistry",
+        "DescribeRepositories",
+        "GetLifecyclePolicy",
+        "GetLifecyclePolicy",
+        "ListTagsForResource",
+        "ListTagsForResource",
+    ]
     assert all(r["kind"] == "api" for r in seen)
 
 

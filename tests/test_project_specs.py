@@ -34,6 +34,8 @@ def test_gitlab_spec_mirrors_the_seed_versions_into_the_gitlab_repository() -> N
     assert spec.target.registry.host == ECR
     assert spec.target.repository_for("gitlab") == "gitlab"
     assert spec.target.repository.image_tag_mutability == "IMMUTABLE"
+    assert spec.target.replication is not None
+    assert [d.region for d in spec.target.replication.destinations] == ["eu-central-1"]
 
 
 def test_sync_collects_the_specs_directory_by_default(
@@ -46,7 +48,10 @@ def test_sync_collects_the_specs_directory_by_default(
 
     result = pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "--sync", "--collect-only", "-q")
 
-    result.stdout.fnmatch_lines([f"specs/gitlab.yaml::gitlab::{v}" for v in SEED_VERSIONS])
+    result.stdout.fnmatch_lines(
+        ["specs/gitlab.yaml::repository::gitlab", "specs/gitlab.yaml::replication"]
+        + [f"specs/gitlab.yaml::gitlab::{v}" for v in SEED_VERSIONS]
+    )
 
 
 def test_examples_spec_is_valid_without_any_variable() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -28,9 +31,23 @@ _REGISTRY_PATH = re.compile(
     r"^/v2/(?P<name>[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)"
     r"/(?P<kind>blobs/uploads|blobs|manifests|tags)/?(?P<rest>.*)$"
 )
-_CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/ecr/")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck)")
+REPLICATION_ROLE_NAME = "AWSServiceRoleForECRReplication"
+REPLICATION_SERVICE = "replication.ecr.amazonaws.com"
+# The IAM actions that ECR checks for each registry (OCI) request, as AWS documents them.
+_REGISTRY_ACTIONS = {
+    ("blobs", "GET"): ("ecr:GetDownloadUrlForLayer",),
+    ("blobs", "HEAD"): ("ecr:BatchCheckLayerAvailability",),
+    ("blobs/uploads", "POST"): ("ecr:InitiateLayerUpload",),
+    ("blobs/uploads", "PATCH"): ("ecr:UploadLayerPart",),
+    ("blobs/uploads", "PUT"): ("ecr:UploadLayerPart", "ecr:CompleteLayerUpload"),
+    ("manifests", "GET"): ("ecr:BatchGetImage",),
+    ("manifests", "HEAD"): ("ecr:BatchGetImage",),
+    ("manifests", "PUT"): ("ecr:PutImage",),
+    ("tags", "GET"): ("ecr:ListImages",),
+}
 WStart = Callable[..., Any]
 
 
@@ -38,7 +55,7 @@ WStart = Callable[..., Any]
 class RecordedRequest:
     """One request the emulator served: `api` calls carry their action, `registry` calls a path."""
 
-    kind: str  # "api" or "registry"
+    kind: str  # "api" (ECR), "iam", or "registry"
     method: str
     path: str
     action: str
@@ -46,7 +63,7 @@ class RecordedRequest:
 
     @property
     def is_write(self) -> bool:
-        if self.kind == "api":
+        if self.kind != "registry":
             return not _READ_ACTIONS.match(self.action)
         return self.method not in ("GET", "HEAD")
 
@@ -56,6 +73,16 @@ class _Grant:
     account: str
     region: str
     expires_at: float
+    access_key: str  # whose IAM policies the registry checks
+
+
+class _Denied(Exception):
+    """IAM does not allow the caller an action on a resource."""
+
+
+def _api_error(code: str, message: str, status: int = 400) -> Response:
+    body = json.dumps({"__type": code, "message": message})
+    return Response(body, status=status, content_type="application/x-amz-json-1.1")
 
 
 def _oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -66,16 +93,23 @@ def _oci_error(status: int, code: str, message: str, headers: dict[str, str] | N
 class EmulatorApp:
     """The WSGI application: ECR API at `/`, registry at `/v2/`, introspection at `/_emulator/`."""
 
-    def __init__(self, token_ttl: float = TOKEN_TTL) -> None:
+    def __init__(self, token_ttl: float = TOKEN_TTL, enforce_iam: bool = False) -> None:
         from moto.moto_server.werkzeug_app import create_backend_app
 
         self.token_ttl = token_ttl
+        # With enforce_iam, callers other than the emulator's own administrator key get exactly
+        # what their IAM policies allow, resource ARNs included, on the API and the registry.
+        self.enforce_iam = enforce_iam
+        # region -> "FAILED" or "IN_PROGRESS": what replication to that region does from now on
+        self.replication_outcomes: dict[str, str] = {}
         self._moto = create_backend_app("ecr")
+        self._moto_iam = create_backend_app("iam")
         self._lock = threading.RLock()
         self._storage = Path(tempfile.mkdtemp(prefix="ecrmirror-emulator-"))
         self._grants: dict[str, _Grant] = {}
         self._repo_blobs: dict[tuple[str, str, str], set[str]] = {}
         self._uploads: dict[str, tuple[tuple[str, str, str], Path]] = {}
+        self._replication: dict[tuple[str, str, str, str], dict[tuple[str, str], str]] = {}
         self.requests: list[RecordedRequest] = []
 
     # -- state ---------------------------------------------------------------------------------
@@ -84,7 +118,10 @@ class EmulatorApp:
 
         with self._lock:
             get_backend("ecr").reset()
+            get_backend("iam").reset()
             self._grants.clear()
+            self._replication.clear()
+            self.replication_outcomes.clear()
             self._repo_blobs.clear()
             self._uploads.clear()
             self.requests.clear()
@@ -115,25 +152,86 @@ class EmulatorApp:
                     RecordedRequest("registry", request.method, path, "", response.status_code)
                 )
                 return response(environ, start_response)
-            target = request.headers.get("X-Amz-Target", "")
-            action = target.rpartition(".")[2]
-            if action == "GetAuthorizationToken":
-                response = self._authorization_token(request)
-                self.requests.append(
-                    RecordedRequest("api", request.method, path, action, response.status_code)
-                )
-                return response(environ, start_response)
-            status: list[int] = []
+            data = request.get_data()
+            environ["wsgi.input"] = io.BytesIO(data)  # moto reads the body again
+            scope = _CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
+            if scope is not None and scope["service"] == "iam":
+                action = parse_qs(data.decode("utf-8", "replace")).get("Action", [""])[0]
+                return self._moto_app(self._moto_iam, "iam", action, environ, start_response)
+            action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            answer = self._api(request, action, data)
+            if answer is None:
+                return self._moto_app(self._moto, "api", action, environ, start_response)
+            self.requests.append(RecordedRequest("api", request.method, path, action, answer.status_code))
+            return answer(environ, start_response)
 
-            def recording_start(status_line: str, headers: Any, exc_info: Any = None) -> Any:
-                status.append(int(status_line.split()[0]))
-                return start_response(status_line, headers, exc_info)
+    def _moto_app(
+        self, app: Any, kind: str, action: str, environ: dict[str, Any], start_response: WStart
+    ) -> Iterable[bytes]:
+        status: list[int] = []
 
-            body = list(self._moto(environ, recording_start))
-            self.requests.append(
-                RecordedRequest("api", request.method, path, action, status[0] if status else 0)
+        def recording_start(status_line: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(int(status_line.split()[0]))
+            return start_response(status_line, headers, exc_info)
+
+        body = list(app(environ, recording_start))
+        self.requests.append(
+            RecordedRequest(
+                kind, environ["REQUEST_METHOD"], environ["PATH_INFO"], action, status[0] if status else 0
             )
-            return body
+        )
+        return body
+
+    def _api(self, request: Request, action: str, data: bytes) -> Response | None:
+        """The ECR actions the emulator answers itself; None hands the request to moto."""
+        scope = _CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
+        if scope is None:
+            return _api_error(
+                "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
+        from moto.iam.models import get_account_id_from
+
+        key, region = scope["key"], scope["region"]
+        account = get_account_id_from(key)
+        try:
+            body = json.loads(data or b"{}")
+        except ValueError:
+            return None  # moto answers a malformed body as ECR would
+        try:
+            self._authorize(key, account, _api_permissions(action, body, account, region))
+            if action == "GetAuthorizationToken":
+                return self._authorization_token(key, account, region)
+            if action == "PutReplicationConfiguration":
+                return self._put_replication_configuration(key, account, region, body)
+            if action == "DescribeImageReplicationStatus":
+                return self._describe_image_replication_status(account, region, body)
+        except _Denied as denied:
+            return _api_error("AccessDeniedException", str(denied))
+        return None
+
+    # -- IAM ---------------------------------------------------------------------------------------
+    def _authorize(self, key: str, account: str, permissions: Iterable[tuple[str, str]]) -> None:
+        """Raise _Denied unless the caller's IAM policies allow every (action, resource)."""
+        if not self.enforce_iam or key == FAKE_ACCESS_KEY:
+            return
+        from moto.iam.access_control import (
+            CreateAccessKeyFailure,
+            IAMPolicy,
+            PermissionResult,
+            create_access_key,
+        )
+
+        try:
+            principal = create_access_key(account_id=account, partition="aws", access_key_id=key, headers={})
+        except CreateAccessKeyFailure:
+            raise _Denied(f"The access key {key} is not known to IAM in account {account}") from None
+        policies = [IAMPolicy(policy) for policy in principal.collect_policies()]
+        for action, resource in permissions:
+            results = {policy.is_action_permitted(action, resource) for policy in policies}
+            if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
+                raise _Denied(
+                    f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}"
+                )
 
     def _introspect(self, request: Request) -> Response:
         if request.path == "/_emulator/requests" and request.method == "GET":
@@ -148,21 +246,11 @@ class EmulatorApp:
         return Response("unknown emulator endpoint\n", status=404)
 
     # -- API: the one action that moto gets wrong for us -----------------------------------------
-    def _authorization_token(self, request: Request) -> Response:
+    def _authorization_token(self, key: str, account: str, region: str) -> Response:
         """A real, expiring registry token (moto's expired in 2015 and carries no region)."""
-        from moto.iam.models import get_account_id_from
-
-        scope = _CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
-        if scope is None:
-            error = {
-                "__type": "UnrecognizedClientException",
-                "message": "The security token included in the request is invalid.",
-            }
-            return Response(json.dumps(error), status=400, content_type="application/x-amz-json-1.1")
-        account, region = get_account_id_from(scope["key"]), scope["region"]
         password = secrets.token_urlsafe(24)
         expires_at = time.time() + self.token_ttl
-        self._grants[password] = _Grant(account, region, expires_at)
+        self._grants[password] = _Grant(account, region, expires_at, key)
         token = base64.b64encode(f"AWS:{password}".encode()).decode()
         body: dict[str, Any] = {
             "authorizationData": [
@@ -174,6 +262,171 @@ class EmulatorApp:
             ]
         }
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
+
+    # -- replication -------------------------------------------------------------------------------
+    def _put_replication_configuration(self, key: str, account: str, region: str, body: Any) -> Response:
+        """ECR's rules, which moto restricts to one: up to 10 rules, never onto the source itself.
+
+        The first call creates the replication service-linked role, as the caller: that is why
+        the caller needs iam:CreateServiceLinkedRole.
+        """
+        from moto.iam.exceptions import NotFoundException
+        from moto.iam.models import iam_backends
+
+        configuration = body.get("replicationConfiguration") or {}
+        rules = configuration.get("rules")
+        if not isinstance(rules, list) or len(rules) > 10:
+            return _api_error(
+                "ValidationException", "replicationConfiguration.rules must hold at most 10 rules"
+            )
+        for rule in rules:
+            for destination in rule.get("destinations") or []:
+                if (destination.get("region"), destination.get("registryId")) == (region, account):
+                    return _api_error(
+                        "InvalidParameterException",
+                        "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: "
+                        "'Replication destination cannot be the same as the source registry'",
+                    )
+        iam = iam_backends[account]["aws"]
+        try:
+            iam.get_role(REPLICATION_ROLE_NAME)
+        except NotFoundException:
+            role_path = f"/aws-service-role/{REPLICATION_SERVICE}/"
+            self._authorize(
+                key,
+                account,
+                [
+                    (
+                        "iam:CreateServiceLinkedRole",
+                        f"arn:aws:iam::{account}:role{role_path}{REPLICATION_ROLE_NAME}",
+                    )
+                ],
+            )
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": REPLICATION_SERVICE},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+            iam.create_role(
+                role_name=REPLICATION_ROLE_NAME,
+                assume_role_policy_document=json.dumps(trust),
+                path=role_path,
+                permissions_boundary=None,
+                description="Allows ECR to replicate images",
+                tags=[],
+                max_session_duration=None,
+                linked_service=REPLICATION_SERVICE,
+            )
+        self._backend(account, region).replication_config = {"rules": rules}
+        return Response(
+            json.dumps({"replicationConfiguration": {"rules": rules}}),
+            content_type="application/x-amz-json-1.1",
+        )
+
+    def _describe_image_replication_status(self, account: str, region: str, body: Any) -> Response:
+        name = str(body.get("repositoryName", ""))
+        registry = str(body.get("registryId") or account)
+        repository = self._backend(registry, region).repositories.get(name)
+        if repository is None:
+            return _api_error(
+                "RepositoryNotFoundException",
+                f"The repository with name '{name}' does not exist in the registry with id '{registry}'",
+            )
+        image_id = body.get("imageId") or {}
+        image = self._find_image(repository, image_id.get("imageDigest") or image_id.get("imageTag") or "")
+        if image is None:
+            return _api_error(
+                "ImageNotFoundException",
+                f"The image with imageId {json.dumps(image_id)} does not exist within the repository with "
+                f"name '{name}' in the registry with id '{registry}'",
+            )
+        digest = image.get_image_digest()
+        statuses = self._replication.get((registry, region, name, digest), {})
+        answer = {
+            "repositoryName": name,
+            "imageId": {
+                "imageDigest": digest,
+                **({"imageTag": image_id["imageTag"]} if "imageTag" in image_id else {}),
+            },
+            "replicationStatuses": [
+                {
+                    "region": r,
+                    "registryId": a,
+                    "status": status,
+                    **({"failureCode": "EMULATED_FAILURE"} if status == "FAILED" else {}),
+                }
+                for (r, a), status in sorted(statuses.items())
+            ],
+        }
+        return Response(json.dumps(answer), content_type="application/x-amz-json-1.1")
+
+    def _replicate(
+        self,
+        account: str,
+        region: str,
+        repository: Any,
+        tag: str | None,
+        text: str,
+        media_type: str,
+        digest: str,
+    ) -> None:
+        """Copy a pushed image to every destination whose rule matches, as ECR does after a push."""
+        name = repository.name
+        configuration = self._backend(account, region).replication_config or {}
+        done: dict[tuple[str, str], str] = {}
+        for rule in configuration.get("rules") or []:
+            filters = [
+                f.get("filter", "")
+                for f in rule.get("repositoryFilters") or []
+                if f.get("filterType", "PREFIX_MATCH") == "PREFIX_MATCH"
+            ]
+            if rule.get("repositoryFilters") and not any(name.startswith(f) for f in filters):
+                continue
+            for destination in rule.get("destinations") or []:
+                where = (destination["region"], destination["registryId"])
+                if where in done:
+                    continue
+                status = self.replication_outcomes.get(where[0], "COMPLETE")
+                if status == "COMPLETE":
+                    self._copy_image(account, region, repository, where, tag, text, media_type, digest)
+                done[where] = status
+        if done:
+            self._replication[(account, region, name, digest)] = done
+
+    def _copy_image(
+        self,
+        account: str,
+        region: str,
+        source: Any,
+        where: tuple[str, str],
+        tag: str | None,
+        text: str,
+        media_type: str,
+        digest: str,
+    ) -> None:
+        from moto.ecr.exceptions import ImageAlreadyExistsException
+
+        backend = self._backend(where[1], where[0])
+        replica = backend.repositories.get(source.name)
+        if replica is None:  # ECR creates the destination repository with the source's settings
+            replica = backend.create_repository(
+                repository_name=source.name,
+                registry_id=None,
+                encryption_config=dict(source.encryption_configuration),
+                image_scan_config=source.image_scanning_configuration,
+                image_tag_mutability=source.image_tag_mutability,
+                image_tag_mutability_exclusion_filters=source.image_tag_mutability_exclusion_filters,
+                tags=[],
+            )
+        blobs = self._repo_blobs.get((account, region, source.name), set())
+        self._repo_blobs.setdefault((where[1], where[0], source.name), set()).update(blobs)
+        with contextlib.suppress(ImageAlreadyExistsException):  # ECR leaves a held tag as it is
+            backend.put_image(source.name, text, tag, media_type, digest)
 
     # -- registry ------------------------------------------------------------------------------
     def _authenticate(self, request: Request) -> _Grant | Response:
@@ -215,6 +468,14 @@ class EmulatorApp:
             )
         key = (grant.account, grant.region, name)
         method = request.method
+        arn = f"arn:aws:ecr:{grant.region}:{grant.account}:repository/{name}"
+        actions = _REGISTRY_ACTIONS.get((kind, method), ())
+        if kind == "blobs/uploads" and method == "PUT" and not request.content_length:
+            actions = ("ecr:CompleteLayerUpload",)  # the body came in PATCHes
+        try:
+            self._authorize(grant.access_key, grant.account, [(action, arn) for action in actions])
+        except _Denied as denied:
+            return _oci_error(403, "DENIED", str(denied))
         if kind == "blobs" and method in ("GET", "HEAD"):
             return self._get_blob(key, rest)
         if kind == "blobs/uploads":
@@ -367,6 +628,7 @@ class EmulatorApp:
             return Response(status=201, headers={"Docker-Content-Digest": digest})
         try:
             backend.put_image(repository.name, text, tag, media_type, digest)
+            self._replicate(key[0], key[1], repository, tag, text, media_type, digest)
         except ImageAlreadyExistsException:
             return _oci_error(
                 400,
@@ -398,6 +660,31 @@ class EmulatorApp:
         )
 
 
+def _api_permissions(action: str, body: Any, account: str, region: str) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs ECR authorizes for one API call."""
+    registry = str(body.get("registryId") or account)
+
+    def arn(name: str) -> str:
+        return f"arn:aws:ecr:{region}:{registry}:repository/{name}"
+
+    if action == "DescribeRepositories":
+        names = body.get("repositoryNames") or ["*"]
+        return [(f"ecr:{action}", arn(name)) for name in names]
+    if action in ("TagResource", "UntagResource", "ListTagsForResource"):
+        return [(f"ecr:{action}", str(body.get("resourceArn", "")))]
+    if "repositoryName" not in body:
+        return [(f"ecr:{action}", "*")]  # registry-level: GetAuthorizationToken, replication, ...
+    name = str(body["repositoryName"])
+    permissions = [(f"ecr:{action}", arn(name))]
+    if action == "CreateRepository":
+        if body.get("tags"):
+            permissions.append(("ecr:TagResource", arn(name)))  # tagging on create
+        kms_key = (body.get("encryptionConfiguration") or {}).get("kmsKey")
+        if kms_key:  # ECR validates the key and grants itself its use, as the caller
+            permissions += [("kms:DescribeKey", kms_key), ("kms:CreateGrant", kms_key)]
+    return permissions
+
+
 def _stream(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -415,9 +702,14 @@ class Emulator:
     """The emulator served over real HTTP on 127.0.0.1 from a background thread."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, token_ttl: float = TOKEN_TTL, access_log: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_ttl: float = TOKEN_TTL,
+        access_log: bool = False,
+        enforce_iam: bool = False,
     ) -> None:
-        self.app = EmulatorApp(token_ttl=token_ttl)
+        self.app = EmulatorApp(token_ttl=token_ttl, enforce_iam=enforce_iam)
         self._host = host
         self._port = port
         self._handler = WSGIRequestHandler if access_log else _QuietHandler

@@ -1,0 +1,209 @@
+"""--ecrmirror-policy prints a least-privilege IAM policy: proven sufficient and minimal against IAM.
+
+The emulator, with enforce_iam, authorizes every API and registry request of a non-admin caller
+by the caller's IAM policies (moto's policy evaluation, with the real resource ARNs).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from conftest import REGISTRY, ChartServer
+from ecrmirror.emulator import Emulator
+from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from ecrmirror.policy import AUDIT, SYNC, policy_document
+from ecrmirror.spec import load_spec
+
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0b9d6c1e-5f7a-4e2b-8c3d-9a1f2e4b6c8d"
+SCENARIO = (
+    f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+    "  repository:\n"
+    "    image_tag_mutability: IMMUTABLE\n"
+    "    scan_on_push: true\n"
+    f"    encryption: KMS\n    kms_key: {KMS_KEY}\n"
+    "    tags: {team: platform}\n"
+    '    lifecycle_policy: \'{"rules": [{"rulePriority": 1, "selection": {"tagStatus": "untagged", '
+    '"countType": "sinceImagePushed", "countUnit": "days", "countNumber": 7}, '
+    '"action": {"type": "expire"}}]}\'\n'
+    "    enforce_settings: true\n"
+    "  replication:\n    regions: [eu-central-1, us-east-1]\n"
+    "charts:\n"
+    "  - name: gitlab\n    repo: REPO\n    versions: ['7.1.1', '7.1.2']\n"
+    "  - name: ingress\n    repo: REPO\n    versions: ['1.0.0']\n"
+)
+READ_ONLY = re.compile(r"^ecr:(Describe|List|Get|BatchGet)[A-Za-z]+$")
+
+
+def scenario_policy(mode: str, tmp: Path) -> dict[str, Any]:
+    path = tmp / f"scenario-{mode}.yaml"
+    path.write_text(SCENARIO.replace("REPO", "http://127.0.0.1:9/charts"))
+    return policy_document([load_spec(path)], mode)
+
+
+def statement_actions(document: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(i, a) for i, s in enumerate(document["Statement"]) for a in s["Action"]]
+
+
+def without(document: dict[str, Any], statement: int, action: str) -> dict[str, Any]:
+    reduced = copy.deepcopy(document)
+    reduced["Statement"][statement]["Action"].remove(action)
+    if not reduced["Statement"][statement]["Action"]:
+        del reduced["Statement"][statement]
+    return reduced
+
+
+# The cases are known at collection: the policy of the scenario, as the domain code computes it.
+# test_the_printed_policy_is_what_the_cases_remove_from proves the printed one is the same.
+_COLLECTION_TMP = Path(__import__("tempfile").mkdtemp(prefix="ecrmirror-policy-"))
+SYNC_POLICY = scenario_policy(SYNC, _COLLECTION_TMP)
+AUDIT_POLICY = scenario_policy(AUDIT, _COLLECTION_TMP)
+
+
+@pytest.fixture
+def upstream(chart_server: ChartServer) -> ChartServer:
+    for name, version in (("gitlab", "7.1.1"), ("gitlab", "7.1.2"), ("ingress", "1.0.0")):
+        chart_server.add(name, version)
+    chart_server.publish()
+    return chart_server
+
+
+def admin(service: str, emulator: Emulator, region: str = "eu-west-1") -> Any:
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=emulator.url,
+        aws_access_key_id=FAKE_ACCESS_KEY,
+        aws_secret_access_key=FAKE_SECRET_KEY,
+    )
+
+
+@pytest.fixture
+def account(upstream: ChartServer, emulator: Emulator, write_spec) -> Iterator[Emulator]:
+    """The scenario's account: one repository there already, drifted; IAM enforced for others."""
+    write_spec(SCENARIO.replace("REPO", upstream.url))
+    admin("ecr", emulator).create_repository(
+        repositoryName="mirror/gitlab",
+        imageTagMutability="MUTABLE",
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KMS_KEY},
+    )
+    emulator.app.enforce_iam = True
+    try:
+        yield emulator
+    finally:
+        emulator.app.enforce_iam = False
+
+
+def become_user(emulator: Emulator, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IAM user holding exactly `document`, whose keys the run will use."""
+    iam = admin("iam", emulator, "us-east-1")
+    iam.create_user(UserName="mirror-ci")
+    iam.put_user_policy(UserName="mirror-ci", PolicyName="ecrmirror", PolicyDocument=json.dumps(document))
+    key = iam.create_access_key(UserName="mirror-ci")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+
+
+def printed_policy(run: Any, mode: str) -> dict[str, Any]:
+    result = run(f"--ecrmirror-policy={mode}", "-q", "mirror.yaml")
+    assert result.ret == 0, result.stdout.str()
+    text = result.stdout.str()
+    start = text.index("{\n")
+    end = text.index("\n}\n", start) + 2
+    return json.loads(text[start:end])  # type: ignore[no-any-return]
+
+
+def test_the_printed_policy_is_what_the_cases_remove_from(account: Emulator, run) -> None:
+    account.app.requests.clear()
+    assert printed_policy(run, SYNC) == SYNC_POLICY
+    assert printed_policy(run, AUDIT) == AUDIT_POLICY
+    assert account.requests == [], "printing a policy must not touch AWS"
+
+
+def test_the_audit_policy_is_read_only() -> None:
+    actions = {action for _, action in statement_actions(AUDIT_POLICY)}
+    assert actions, "the audit policy allows nothing"
+    assert {a for a in actions if not READ_ONLY.match(a)} == set()
+    assert "ecr:GetAuthorizationToken" not in actions  # an audit never talks to the registry
+
+
+def test_the_sync_policy_scopes_repositories_to_the_prefix_and_only_what_must_be_star() -> None:
+    for statement in SYNC_POLICY["Statement"]:
+        if statement["Resource"] == "*":
+            assert set(statement["Action"]) == {
+                "ecr:GetAuthorizationToken",
+                "ecr:DescribeRegistry",
+                "ecr:PutReplicationConfiguration",
+            }
+    resources = {json.dumps(s["Resource"]) for s in SYNC_POLICY["Statement"]}
+    assert json.dumps("arn:aws:ecr:eu-west-1:123456789012:repository/mirror/*") in resources
+    assert (
+        json.dumps(
+            "arn:aws:iam::123456789012:role/aws-service-role/replication.ecr.amazonaws.com/"
+            "AWSServiceRoleForECRReplication"
+        )
+        in resources
+    )
+
+
+def test_a_user_with_exactly_the_sync_policy_can_sync_and_with_the_audit_policy_audit(
+    account: Emulator, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account.app.replication_outcomes["us-east-1"] = "IN_PROGRESS"  # so the audit asks ECR for the status
+    become_user(account, SYNC_POLICY, monkeypatch)
+
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    synced.assert_outcomes(passed=6)
+    synced.stdout.fnmatch_lines(["mirror.yaml::repository::mirror/gitlab UPDATED*"])
+
+    admin("iam", account, "us-east-1").put_user_policy(
+        UserName="mirror-ci", PolicyName="ecrmirror", PolicyDocument=json.dumps(AUDIT_POLICY)
+    )
+    audited = run("--check-only", "-v", "mirror.yaml")
+    audited.assert_outcomes(passed=6)
+    assert any(r.action == "DescribeImageReplicationStatus" for r in account.requests)
+
+
+@pytest.mark.parametrize(("statement", "action"), statement_actions(SYNC_POLICY))
+def test_sync_fails_without_any_one_action_of_its_policy(
+    account: Emulator, run, monkeypatch: pytest.MonkeyPatch, statement: int, action: str
+) -> None:
+    become_user(account, without(SYNC_POLICY, statement, action), monkeypatch)
+
+    result = run("--sync", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert action in result.stdout.str()  # the failure names what is missing
+
+
+@pytest.mark.parametrize(("statement", "action"), statement_actions(AUDIT_POLICY))
+def test_the_audit_fails_without_any_one_action_of_its_policy(
+    account: Emulator, run, monkeypatch: pytest.MonkeyPatch, statement: int, action: str
+) -> None:
+    account.app.replication_outcomes["us-east-1"] = "IN_PROGRESS"
+    account.app.enforce_iam = False
+    run("--sync", "mirror.yaml").assert_outcomes(passed=6)  # as the administrator
+    account.app.enforce_iam = True
+    become_user(account, without(AUDIT_POLICY, statement, action), monkeypatch)
+
+    result = run("--check-only", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert action in result.stdout.str()  # the failure names what is missing
+
+
+def test_policy_without_specs_is_a_usage_error(pytester: pytest.Pytester, run) -> None:
+    pytester.mkdir("empty")
+
+    result = run("--ecrmirror-policy=sync", "empty")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ecrmirror-policy found no spec files*"])
