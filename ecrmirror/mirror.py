@@ -400,15 +400,15 @@ class Mirror:
             return False
         ecr = self.ecr(target.registry)
         filters = governance.replication_filters(target, repositories)
-        wrote = False
-        for _ in range(REPLICATION_WRITE_ATTEMPTS):
+        for writes in range(REPLICATION_WRITE_ATTEMPTS + 1):
             configuration = ecr.replication_configuration()
             missing = governance.uncovered(configuration, repositories, destinations)
             if not missing:
                 self._replication_ensured.add(key)
-                return wrote
+                return writes > 0
+            if writes == REPLICATION_WRITE_ATTEMPTS:
+                break
             ecr.put_replication_configuration(governance.merged(configuration, filters, list(missing)))
-            wrote = True
         raise AwsError(
             f"the replication rule for {', '.join(filters)} did not stay in the registry's configuration "
             f"after {REPLICATION_WRITE_ATTEMPTS} writes: something else rewrites it concurrently. "

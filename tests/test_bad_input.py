@@ -15,6 +15,7 @@ from ecrmirror.errors import SpecError
 from ecrmirror.spec import load_spec
 
 GOOD_TARGET = f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+CHART = "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
 
 
 def spec_error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> SpecError:
@@ -116,6 +117,99 @@ SPEC_CASES = {
         5,
         "a chart entry must be a mapping",
         "",
+    ),
+    # -- repository settings and replication (line numbers count from `target:` = 1)
+    "typo in a repository setting": (
+        GOOD_TARGET + "  repository:\n    scan_on_pus: true\n" + CHART,
+        5,
+        "unknown key 'scan_on_pus' in target.repository",
+        "did you mean 'scan_on_push'?",
+    ),
+    "exclusion mutability without filters": (
+        GOOD_TARGET + "  repository:\n    image_tag_mutability: IMMUTABLE_WITH_EXCLUSION\n" + CHART,
+        5,
+        "image_tag_mutability IMMUTABLE_WITH_EXCLUSION needs image_tag_mutability_exclusion_filters",
+        "image_tag_mutability_exclusion_filters: [",
+    ),
+    "exclusion filters without an exclusion mutability": (
+        GOOD_TARGET
+        + "  repository:\n    image_tag_mutability: IMMUTABLE\n"
+        + "    image_tag_mutability_exclusion_filters: [latest]\n"
+        + CHART,
+        6,
+        "image_tag_mutability_exclusion_filters needs image_tag_mutability IMMUTABLE_WITH_EXCLUSION",
+        "set one of those, or remove the filters",
+    ),
+    "a bad exclusion filter": (
+        GOOD_TARGET
+        + "  repository:\n    image_tag_mutability: MUTABLE_WITH_EXCLUSION\n"
+        + "    image_tag_mutability_exclusion_filters: ['v1/*']\n"
+        + CHART,
+        6,
+        "tag pattern 'v1/*' is not valid for ECR",
+        "the wildcard *",
+    ),
+    "kms_key without KMS encryption": (
+        GOOD_TARGET
+        + "  repository:\n    encryption: AES256\n    kms_key: arn:aws:kms:eu-west-1:1:key/x\n"
+        + CHART,
+        6,
+        "kms_key needs encryption: KMS",
+        "add `encryption: KMS`",
+    ),
+    "kms_key is not an ARN": (
+        GOOD_TARGET + "  repository:\n    encryption: KMS\n    kms_key: alias/ecr\n" + CHART,
+        6,
+        "kms_key 'alias/ecr' is not a KMS key ARN",
+        "arn:aws:kms:<region>:<account>:key/<id>",
+    ),
+    "tags is a list": (
+        GOOD_TARGET + "  repository:\n    tags: [team]\n" + CHART,
+        5,
+        "tags must be a mapping of tag keys to values",
+        "tags: {team: platform}",
+    ),
+    "a reserved tag key": (
+        GOOD_TARGET + "  repository:\n    tags:\n      aws:owner: me\n" + CHART,
+        6,
+        "tag 'aws:owner' is not a valid AWS resource tag",
+        "do not start with aws:",
+    ),
+    "lifecycle policy that is not JSON": (
+        GOOD_TARGET + "  repository:\n    lifecycle_policy: '{rules: [}'\n" + CHART,
+        5,
+        "lifecycle_policy is not valid JSON",
+        "write it as YAML, or fix the JSON",
+    ),
+    "lifecycle policy without rules": (
+        GOOD_TARGET + "  repository:\n    lifecycle_policy: {rules: []}\n" + CHART,
+        5,
+        "lifecycle_policy must have a non-empty list of rules",
+        "lifecycle_policy_parameters",
+    ),
+    "replication without regions": (
+        GOOD_TARGET + "  replication:\n    registry_id: '210987654321'\n" + CHART,
+        5,
+        "target.replication has no 'regions'",
+        "add `regions:` to target.replication",
+    ),
+    "replication to a region that is not one": (
+        GOOD_TARGET + "  replication:\n    regions: [frankfurt]\n" + CHART,
+        5,
+        "'frankfurt' is not an AWS region",
+        "eu-central-1",
+    ),
+    "replication onto the registry itself": (
+        GOOD_TARGET + "  replication:\n    regions: [eu-west-1]\n" + CHART,
+        5,
+        "replication to eu-west-1 would copy the registry onto itself",
+        "set registry_id for another account",
+    ),
+    "replication registry_id that is not an account": (
+        GOOD_TARGET + "  replication:\n    regions: [us-east-1]\n    registry_id: prod\n" + CHART,
+        6,
+        "replication.registry_id 'prod' is not an AWS account id",
+        "12-digit account id",
     ),
 }
 

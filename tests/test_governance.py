@@ -367,3 +367,28 @@ def test_a_version_whose_replication_failed_fails_and_one_in_progress_passes_wit
         result.stdout.fnmatch_lines(
             ["note: mirror.yaml::gitlab::7.1.1: replication of * to us-east-1 (123456789012) is in progress"]
         )
+
+
+def test_workers_merging_rules_at_once_lose_none(
+    upstream: ChartServer, emulator: Emulator, pytester: pytest.Pytester, run_subprocess
+) -> None:
+    # given four specs, each replicating its own prefix, run by four xdist workers at once
+    for team in ("alpha", "beta", "gamma", "delta"):
+        (pytester.path / f"{team}.yaml").write_text(
+            f"target:\n  registry: {REGISTRY}\n  prefix: {team}\n  create_repositories: true\n"
+            f"  replication:\n    regions: [us-east-1]\n"
+            f"charts:\n  - name: ingress\n    repo: {upstream.url}\n    versions: ['1.0.0']\n"
+        )
+
+    result = run_subprocess("-p", "xdist.plugin", "-n", "4", "--sync", ".")
+
+    # then every spec's rule is in the registry: PutReplicationConfiguration replaces the whole
+    # configuration, so a writer that lost a race merges again
+    result.assert_outcomes(passed=12)
+    rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
+    filters = sorted(f["filter"] for rule in rules for f in rule["repositoryFilters"])
+    print(
+        "PutReplicationConfiguration calls:",
+        sum(r.action == "PutReplicationConfiguration" for r in emulator.requests),
+    )
+    assert filters == ["alpha", "beta", "delta", "gamma"]
