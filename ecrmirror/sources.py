@@ -143,6 +143,7 @@ class HttpRepository:
         self.location = url
         self._session = session
         self._index: _Index | None = None
+        self._failure: UpstreamError | None = None
         parts = urlsplit(url)
         # helm forces a trailing slash on the path and keeps the query string.
         self._base = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/", query=""))
@@ -159,19 +160,30 @@ class HttpRepository:
         return self._with_query(urljoin(self._base, "index.yaml"))
 
     def index(self) -> _Index:
+        """The index, downloaded once per run; a failed download (after the session's retries)
+        is not tried again by every item that needs it."""
+        if self._failure is not None:
+            raise self._failure
         if self._index is None:
-            url = self.index_url
             try:
-                response = self._session.get(url, timeout=TIMEOUT)
-            except requests.RequestException as exc:
-                raise UpstreamError(f"cannot download {url}: {_reason(exc)}") from None
-            if response.status_code != 200:
-                raise UpstreamError(
-                    f"cannot download {url}: HTTP {response.status_code} "
-                    f"{response.reason}. Check the repo URL in the spec."
-                )
-            self._index = parse_index(url, response.content)
+                self._index = self._download_index()
+            except UpstreamError as exc:
+                self._failure = exc
+                raise
         return self._index
+
+    def _download_index(self) -> _Index:
+        url = self.index_url
+        try:
+            response = self._session.get(url, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise UpstreamError(f"cannot download {url}: {_reason(exc)}") from None
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"cannot download {url}: HTTP {response.status_code} "
+                f"{response.reason}. Check the repo URL in the spec."
+            )
+        return parse_index(url, response.content)
 
     def release(self, name: str, version: str) -> ChartRelease:
         index = self.index()

@@ -286,6 +286,13 @@ def test_sync_merges_the_rule_and_keeps_a_rule_made_outside_ecrmirror(
             repositoryName="mirror/gitlab", imageIds=[{"imageTag": "7.1.1"}, {"imageTag": "7.1.2"}]
         )
         assert len(images["images"]) == 2
+    statuses = ecr().describe_image_replication_status(
+        repositoryName="mirror/gitlab", imageId={"imageTag": "7.1.1"}
+    )
+    assert [(s["region"], s["status"]) for s in statuses["replicationStatuses"]] == [
+        ("eu-central-1", "COMPLETE"),
+        ("us-east-1", "COMPLETE"),
+    ]
 
     # when it is synced again, nothing is written
     emulator.app.requests.clear()

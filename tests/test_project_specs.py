@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,21 @@ def test_examples_spec_is_valid_without_any_variable() -> None:
     spec = load_spec(ROOT / "examples" / "mirror.yaml", environ={})
 
     assert sum(len(c.versions) for c in spec.charts) == 5
+
+
+def test_the_readme_shows_the_policy_that_gitlab_spec_really_needs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### The IAM policy") :]
+    start = section.index("```json\n") + len("```json\n")
+    shown = json.loads(section[start : section.index("\n```", start)])
+    monkeypatch.setenv("ECR", ECR)
+    monkeypatch.delenv("ECR_REPLICA_REGION", raising=False)
+    (pytester.path / "specs").mkdir()
+    (pytester.path / "specs" / "gitlab.yaml").write_text((ROOT / "specs" / "gitlab.yaml").read_text())
+
+    result = pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "specs", "--ecrmirror-policy=sync", "-qq")
+
+    assert result.ret == 0, result.stdout.str()
+    assert json.loads(result.stdout.str()) == shown
