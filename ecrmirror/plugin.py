@@ -108,6 +108,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Print the least-privilege IAM policy that --sync (or the audit) of the "
         "collected specs needs, as JSON, and run nothing",
     )
+    group.addoption(
+        "--ecrmirror-policy-file",
+        metavar="PATH",
+        default=None,
+        help="With --ecrmirror-policy, also write the policy to PATH (only the JSON, for CI artifacts)",
+    )
     parser.addini(
         "ecrmirror_specs",
         default="specs",
@@ -249,8 +255,11 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     specs = {item.spec.path: item.spec for item in session.items if isinstance(item, RepositoryItem)}
     if not specs:
         raise pytest.UsageError("--ecrmirror-policy found no spec files: pass spec paths, e.g. pytest specs/")
-    document = policy.policy_document(specs.values(), mode)
-    session.config.get_terminal_writer().line(json.dumps(document, indent=2))
+    text = json.dumps(policy.policy_document(specs.values(), mode), indent=2)
+    session.config.get_terminal_writer().line(text)
+    output = session.config.getoption("ecrmirror_policy_file")
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,9 @@ def without(document: dict[str, Any], statement: int, action: str) -> dict[str, 
 
 # The cases are known at collection: the policy of the scenario, as the domain code computes it.
 # test_the_printed_policy_is_what_the_cases_remove_from proves the printed one is the same.
-_COLLECTION_TMP = Path(__import__("tempfile").mkdtemp(prefix="ecrmirror-policy-"))
-SYNC_POLICY = scenario_policy(SYNC, _COLLECTION_TMP)
-AUDIT_POLICY = scenario_policy(AUDIT, _COLLECTION_TMP)
+with tempfile.TemporaryDirectory(prefix="ecrmirror-policy-") as _tmp:
+    SYNC_POLICY = scenario_policy(SYNC, Path(_tmp))
+    AUDIT_POLICY = scenario_policy(AUDIT, Path(_tmp))
 
 
 @pytest.fixture
@@ -115,9 +116,8 @@ def printed_policy(run: Any, mode: str) -> dict[str, Any]:
     result = run(f"--ecrmirror-policy={mode}", "-q", "mirror.yaml")
     assert result.ret == 0, result.stdout.str()
     text = result.stdout.str()
-    start = text.index("{\n")
-    end = text.index("\n}\n", start) + 2
-    return json.loads(text[start:end])  # type: ignore[no-any-return]
+    document, _ = json.JSONDecoder().raw_decode(text, text.index("{\n"))
+    return document  # type: ignore[no-any-return]
 
 
 def test_the_printed_policy_is_what_the_cases_remove_from(account: Emulator, run) -> None:

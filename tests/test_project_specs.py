@@ -73,7 +73,9 @@ def test_the_readme_shows_the_policy_that_gitlab_spec_really_needs(
     (pytester.path / "specs").mkdir()
     (pytester.path / "specs" / "gitlab.yaml").write_text((ROOT / "specs" / "gitlab.yaml").read_text())
 
-    result = pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "specs", "--ecrmirror-policy=sync", "-qq")
+    result = pytester.runpytest_inprocess(
+        "-p", "ecrmirror.plugin", "specs", "--ecrmirror-policy=sync", "--ecrmirror-policy-file=policy.json"
+    )
 
     assert result.ret == 0, result.stdout.str()
-    assert json.loads(result.stdout.str()) == shown
+    assert json.loads((pytester.path / "policy.json").read_text()) == shown
