@@ -54,3 +54,7 @@ class RegistryError(EcrMirrorError):
 
 class TagConflict(RegistryError):
     """The tag already exists in ECR with other content; ecrmirror never overwrites it."""
+
+
+class ReplicationLimit(AwsError):
+    """Merging the spec's replication rule would exceed ECR's quotas for the registry."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ecrmirror.errors import EcrMirrorError
+from ecrmirror.errors import ReplicationLimit
 from ecrmirror.spec import Destination, RepositorySettings, Target
 
 # ECR's quotas for a registry's replication configuration.
@@ -95,10 +95,6 @@ def _show(value: Any) -> str:
 # -- replication ------------------------------------------------------------------------------
 
 
-class ReplicationLimit(EcrMirrorError):
-    """Merging the spec's rule would exceed ECR's quotas for a replication configuration."""
-
-
 def replication_filters(target: Target, repositories: Iterable[str]) -> tuple[str, ...]:
     """The rule's PREFIX_MATCH filters: the spec's prefix, or its repositories when it has none."""
     if target.prefix:
@@ -132,24 +128,29 @@ def uncovered(
 
 
 def merged(
-    configuration: Mapping[str, Any], filters: tuple[str, ...], destinations: Iterable[Destination]
+    configuration: Mapping[str, Any],
+    filters: tuple[str, ...],
+    declared: Iterable[Destination],
+    missing: Iterable[Destination],
 ) -> dict[str, Any]:
-    """`configuration` plus the destinations it lacks, leaving every other rule as it was.
+    """`configuration` plus the `missing` destinations, leaving every other rule as it was.
 
     PutReplicationConfiguration replaces the registry's whole configuration, so the new
-    configuration must carry every existing rule. A rule with exactly the spec's filters gains
-    the missing destinations; otherwise one new rule is appended.
+    configuration must carry every existing rule. Only a rule that ecrmirror could have written
+    for this spec (exactly its filters, and no destination outside `declared`) gains the missing
+    destinations; any other rule stays as it is, and a new rule is appended instead.
     """
     rules = [dict(rule) for rule in configuration.get("rules") or []]
-    wanted = [{"region": d.region, "registryId": d.registry_id} for d in destinations]
+    allowed = [{"region": d.region, "registryId": d.registry_id} for d in declared]
+    wanted = [{"region": d.region, "registryId": d.registry_id} for d in missing]
     our_filters = {("PREFIX_MATCH", f) for f in filters}
     for rule in rules:
         rule_filters = {
             (f.get("filterType", "PREFIX_MATCH"), f.get("filter"))
             for f in rule.get("repositoryFilters") or []
         }
-        if rule_filters == our_filters:
-            present = list(rule.get("destinations") or [])
+        present = list(rule.get("destinations") or [])
+        if rule_filters == our_filters and all(d in allowed for d in present):
             rule["destinations"] = present + [d for d in wanted if d not in present]
             return {"rules": rules}
     if len(rules) >= MAX_REPLICATION_RULES:

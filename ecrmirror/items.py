@@ -29,12 +29,14 @@ class MirrorRun:
 
     sync: bool
     endpoints: Endpoints
+    lock_dir: Path | None = None  # shared by all processes of the run (see plugin._XdistHooks)
     _mirror: Mirror | None = field(default=None, init=False)
 
     @property
     def mirror(self) -> Mirror:
         if self._mirror is None:
-            self._mirror = Mirror(self.endpoints, Path(tempfile.mkdtemp(prefix="ecrmirror-")))
+            workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
+            self._mirror = Mirror(self.endpoints, workdir, self.lock_dir)
         return self._mirror
 
     def close(self) -> None:

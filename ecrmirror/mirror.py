@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from filelock import FileLock
 
 from ecrmirror import governance
 from ecrmirror.chart import build_artifact, tag_for
@@ -82,9 +83,11 @@ class Endpoints:
 class Mirror:
     """One run's mirroring state: sources opened once, ECR inventory fetched in batches."""
 
-    def __init__(self, endpoints: Endpoints, workdir: Path) -> None:
+    def __init__(self, endpoints: Endpoints, workdir: Path, lock_dir: Path | None = None) -> None:
         self.endpoints = endpoints
         self.workdir = workdir
+        # Shared by every process of one run (xdist workers), so their replication merges take turns.
+        self.lock_dir = lock_dir or workdir
         self.http = new_session()
         self.sources = Sources(self.http)
         self.boto_session = boto3.session.Session(
@@ -390,8 +393,8 @@ class Mirror:
     def ensure_replication(self, target: Target, repositories: tuple[str, ...]) -> bool:
         """Merge the spec's rule into the registry's configuration; True if it had to be written.
 
-        Every other rule is written back unchanged. Two writers can still race (ECR has no
-        conditional put), so re-read after writing and merge again if our rule was lost.
+        Every other rule is written back unchanged. ECR has no conditional put, so the merge
+        takes a lock shared by this run's processes and re-reads after writing.
         """
         assert target.replication is not None
         destinations = target.replication.destinations
@@ -400,15 +403,29 @@ class Mirror:
             return False
         ecr = self.ecr(target.registry)
         filters = governance.replication_filters(target, repositories)
+        # Read-modify-write of one registry-wide document: workers of this run take turns (a
+        # writer that read before another's write would drop its rule), and every writer reads
+        # again after writing, for writers outside this run.
+        with FileLock(self.lock_dir / f"replication-{target.registry.host}.lock"):
+            changed = self._merge_replication(ecr, target, repositories, filters)
+        self._replication_ensured.add(key)
+        return changed
+
+    def _merge_replication(
+        self, ecr: Ecr, target: Target, repositories: tuple[str, ...], filters: tuple[str, ...]
+    ) -> bool:
+        assert target.replication is not None
+        destinations = target.replication.destinations
         for writes in range(REPLICATION_WRITE_ATTEMPTS + 1):
             configuration = ecr.replication_configuration()
             missing = governance.uncovered(configuration, repositories, destinations)
             if not missing:
-                self._replication_ensured.add(key)
                 return writes > 0
             if writes == REPLICATION_WRITE_ATTEMPTS:
                 break
-            ecr.put_replication_configuration(governance.merged(configuration, filters, list(missing)))
+            ecr.put_replication_configuration(
+                governance.merged(configuration, filters, destinations, missing)
+            )
         raise AwsError(
             f"the replication rule for {', '.join(filters)} did not stay in the registry's configuration "
             f"after {REPLICATION_WRITE_ATTEMPTS} writes: something else rewrites it concurrently. "

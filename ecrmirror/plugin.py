@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from ecrmirror.spec import looks_like_spec
 
 REGISTRY_ENDPOINT_ENV = "ECRMIRROR_REGISTRY_ENDPOINT"
 _WORKER_EMULATOR = "ecrmirror_emulator_url"
+_WORKER_LOCKS = "ecrmirror_lock_dir"
 
 
 @dataclass(eq=False)  # a plugin object must stay hashable
@@ -156,7 +159,10 @@ def pytest_configure(config: pytest.Config) -> None:
             aws_access_key_id=FAKE_ACCESS_KEY,
             aws_secret_access_key=FAKE_SECRET_KEY,
         )
-    config.stash[RUN_KEY] = MirrorRun(sync=bool(sync), endpoints=endpoints)
+    lock_dir = getattr(config, "workerinput", {}).get(_WORKER_LOCKS)
+    if lock_dir is None:  # the main process (or the xdist controller) owns the run's lock directory
+        lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
+    config.stash[RUN_KEY] = MirrorRun(sync=bool(sync), endpoints=endpoints, lock_dir=Path(lock_dir))
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 
@@ -172,7 +178,8 @@ def _specs_dir(config: pytest.Config) -> Path:
 
 
 class _XdistHooks:
-    """Hands the controller's emulator to each xdist worker, so all workers share one ECR."""
+    """Hands the controller's emulator and lock directory to each xdist worker, so all workers
+    share one ECR and take turns at registry-wide writes."""
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
@@ -181,6 +188,8 @@ class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         if "emulator_url" in self.state:
             node.workerinput[_WORKER_EMULATOR] = self.state["emulator_url"]
+        if "lock_dir" in self.state:
+            node.workerinput[_WORKER_LOCKS] = self.state["lock_dir"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -189,6 +198,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[RUN_KEY].close()
     if "emulator" in state:
         state["emulator"].stop()
+    if "lock_dir" in state:
+        shutil.rmtree(state["lock_dir"], ignore_errors=True)
     if "log_factory" in state:
         redact.uninstall(state["log_factory"])
 

@@ -316,6 +316,25 @@ def test_a_new_region_is_added_to_our_rule_and_nothing_else_changes(
     assert len(rules) == 2
 
 
+def test_a_rule_someone_else_made_for_the_same_prefix_is_not_changed_either(
+    upstream: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given someone replicates the same prefix to a region the spec does not list
+    theirs = {
+        "destinations": [{"region": "us-west-2", "registryId": "123456789012"}],
+        "repositoryFilters": [{"filter": "mirror", "filterType": "PREFIX_MATCH"}],
+    }
+    ecr().put_replication_configuration(replicationConfiguration={"rules": [theirs]})
+    write_spec(governed_spec(upstream, regions=("eu-central-1",)))
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+
+    # then their rule is as it was, and ours sits next to it
+    rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
+    assert rules[0] == theirs
+    assert rules[1]["destinations"] == [{"region": "eu-central-1", "registryId": "123456789012"}]
+
+
 def test_check_only_fails_the_replication_item_when_no_rule_covers_the_prefix(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
@@ -399,3 +418,34 @@ def test_workers_merging_rules_at_once_lose_none(
         sum(r.action == "PutReplicationConfiguration" for r in emulator.requests),
     )
     assert filters == ["alpha", "beta", "delta", "gamma"]
+
+
+# -- the merge itself, as plain functions ------------------------------------------------------------
+def _rule(filter_: str, *regions: str) -> dict[str, Any]:
+    return {
+        "destinations": [{"region": r, "registryId": "123456789012"} for r in regions],
+        "repositoryFilters": [{"filter": filter_, "filterType": "PREFIX_MATCH"}],
+    }
+
+
+def test_a_broader_prefix_rule_already_covers_the_spec() -> None:
+    from ecrmirror.governance import uncovered
+    from ecrmirror.spec import Destination
+
+    configuration = {"rules": [_rule("mirr", "us-east-1")]}
+
+    missing = uncovered(configuration, ["mirror/gitlab"], [Destination("us-east-1", "123456789012")])
+
+    assert missing == {}
+
+
+def test_a_full_configuration_is_never_replaced_to_make_room() -> None:
+    from ecrmirror.errors import ReplicationLimit
+    from ecrmirror.governance import merged
+    from ecrmirror.spec import Destination
+
+    configuration = {"rules": [_rule(f"team-{n}", "us-east-1") for n in range(10)]}
+    destination = Destination("eu-central-1", "123456789012")
+
+    with pytest.raises(ReplicationLimit, match="already has 10 replication rules, ECR's maximum"):
+        merged(configuration, ("mirror",), [destination], [destination])
