@@ -103,6 +103,15 @@ def chart_server(tmp_path: Path) -> Iterator[ChartServer]:
 
 
 @pytest.fixture
+def two_charts(chart_server: ChartServer) -> ChartServer:
+    """An upstream with gitlab 7.1.1 and 7.1.2, and ingress 1.0.0: two repositories' worth."""
+    for name, version in (("gitlab", "7.1.1"), ("gitlab", "7.1.2"), ("ingress", "1.0.0")):
+        chart_server.add(name, version)
+    chart_server.publish()
+    return chart_server
+
+
+@pytest.fixture
 def emulator(ecr_emulator: Emulator) -> Emulator:
     """The plugin's own fixture (an empty emulator, the environment pointed at it): we use what
     we ship. Runs reach it through the environment, as users' runs would."""

@@ -69,11 +69,8 @@ with tempfile.TemporaryDirectory(prefix="ecrmirror-policy-") as _tmp:
 
 
 @pytest.fixture
-def upstream(chart_server: ChartServer) -> ChartServer:
-    for name, version in (("gitlab", "7.1.1"), ("gitlab", "7.1.2"), ("ingress", "1.0.0")):
-        chart_server.add(name, version)
-    chart_server.publish()
-    return chart_server
+def upstream(two_charts: ChartServer) -> ChartServer:
+    return two_charts
 
 
 def admin(service: str, emulator: Emulator, region: str = "eu-west-1") -> Any:

@@ -224,7 +224,7 @@ class EmulatorApp:
         try:
             principal = create_access_key(account_id=account, partition="aws", access_key_id=key, headers={})
         except CreateAccessKeyFailure:
-            raise _Denied(f"The access key {key} is not known to IAM in account {account}") from None
+            raise _Denied(f"the caller's access key is not known to IAM in account {account}") from None
         policies = [IAMPolicy(policy) for policy in principal.collect_policies()]
         for action, resource in permissions:
             results = {policy.is_action_permitted(action, resource) for policy in policies}
