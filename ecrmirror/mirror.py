@@ -305,10 +305,7 @@ class Mirror:
         """
         state = self._repository_state(target, name)
         if state is None:
-            for chart in charts:
-                self.sources.get(chart.source_location(spec_path)).release(
-                    chart.name, chart.versions[0].version
-                )
+            self._require_upstream(spec_path, charts)
             if self._create_repository(spec_path, target, name):
                 return Result(Outcome.CREATED, f"created repository {name} with the declared settings")
             state = self._repository_state(target, name)  # someone else created it meanwhile

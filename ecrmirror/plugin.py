@@ -127,6 +127,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     sync, check_only = config.getoption("sync"), config.getoption("check_only")
     if config.getoption("ecrmirror_policy"):
+        if sync or check_only:
+            raise pytest.UsageError(
+                "--ecrmirror-policy prints a policy and runs nothing: leave out --sync and --check-only "
+                "(--ecrmirror-policy=sync prints what --sync needs, =audit what --check-only needs)"
+            )
         check_only = True  # collects the specs like an audit would, and then runs nothing
     if sync and check_only:
         raise pytest.UsageError(
@@ -208,6 +213,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if RUN_KEY not in config.stash:
         return None
     state = config.stash[_STATE]
+    if config.getoption("ecrmirror_policy"):
+        return f"ecrmirror: the IAM policy for --ecrmirror-policy={config.getoption('ecrmirror_policy')}"
     mode = "sync" if config.stash[RUN_KEY].sync else "audit (read-only)"
     if "emulator_url" in state:
         where = f"the offline emulator at {state['emulator_url']}"
@@ -261,8 +268,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     mode = session.config.getoption("ecrmirror_policy")
     if not mode:
         return None
-    if session.testsfailed:
-        return None  # a spec did not load: pytest reports its collection error
+    if session.testsfailed:  # a spec did not load: a policy without it would be wrong
+        raise session.Interrupted(f"{session.testsfailed} spec(s) could not be collected: no policy printed")
     specs = {item.spec.path: item.spec for item in session.items if isinstance(item, RepositoryItem)}
     if not specs:
         raise pytest.UsageError("--ecrmirror-policy found no spec files: pass spec paths, e.g. pytest specs/")

@@ -507,3 +507,18 @@ def test_archive_download_failure_fails_the_item(emulator: Emulator, write_spec,
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*cannot download https://cdn.example.test/gitlab-7.1.1.tgz: HTTP 403*"])
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_a_repository_is_created_for_a_chart_whose_upstream_has_any_of_its_versions(
+    chart_server: ChartServer, emulator: Emulator, spec_for_gitlab, run
+) -> None:
+    chart_server.add("gitlab", "7.1.1")
+    chart_server.publish()
+    spec_for_gitlab("7.0.9", "7.1.1")  # the first is a typo, the second is upstream
+
+    result = run("--sync", "-v", "mirror.yaml")
+
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["mirror.yaml::repository::gitlab CREATED*", "mirror.yaml::gitlab::7.0.9 FAILED*"]
+    )

@@ -204,3 +204,20 @@ def test_policy_without_specs_is_a_usage_error(pytester: pytest.Pytester, run) -
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ecrmirror-policy found no spec files*"])
+
+
+def test_a_spec_error_prints_no_policy(write_spec, run) -> None:
+    write_spec(f"target:\n  registry: {REGISTRY}\n  replicaton: {{}}\ncharts: []\n")
+
+    result = run("--ecrmirror-policy=sync", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*unknown key 'replicaton' in target*", "*no policy printed*"])
+    result.stdout.no_fnmatch_line('*"Statement"*')
+
+
+def test_policy_with_a_mode_flag_is_a_usage_error(write_spec, run) -> None:
+    result = run("--ecrmirror-policy=sync", "--sync")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ecrmirror-policy prints a policy and runs nothing*"])
