@@ -221,3 +221,41 @@ def test_policy_with_a_mode_flag_is_a_usage_error(write_spec, run) -> None:
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ecrmirror-policy prints a policy and runs nothing*"])
+
+
+def test_the_standalone_emulator_enforces_iam_on_request() -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecrmirror.emulator", "--port", "0", "--quiet", "--enforce-iam"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split("listening on ")[1].split(";")[0]
+        keys = {
+            "endpoint_url": url,
+            "aws_access_key_id": FAKE_ACCESS_KEY,
+            "aws_secret_access_key": FAKE_SECRET_KEY,
+        }
+        iam = boto3.client("iam", region_name="us-east-1", **keys)
+        iam.create_user(UserName="nobody")
+        key = iam.create_access_key(UserName="nobody")["AccessKey"]
+        user = boto3.client(
+            "ecr",
+            region_name="eu-west-1",
+            endpoint_url=url,
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+
+        with pytest.raises(
+            user.exceptions.ClientError, match="not authorized to perform: ecr:CreateRepository"
+        ):
+            user.create_repository(repositoryName="mirror/x")
+        boto3.client("ecr", region_name="eu-west-1", **keys).create_repository(repositoryName="mirror/x")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -19,9 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on")
     parser.add_argument("--port", type=int, default=5000, help="Port for the API and the registry")
     parser.add_argument("--quiet", action="store_true", help="Do not log each request to stderr")
+    parser.add_argument(
+        "--enforce-iam",
+        action="store_true",
+        help="Give callers other than the printed keys only what their IAM policies allow "
+        "(create users and policies through the emulator's IAM API with the printed keys)",
+    )
     args = parser.parse_args(argv)
 
-    emulator = Emulator(host=args.host, port=args.port, access_log=not args.quiet).start()
+    emulator = Emulator(
+        host=args.host, port=args.port, access_log=not args.quiet, enforce_iam=args.enforce_iam
+    ).start()
     print(f"# ECR emulator listening on {emulator.url}; point ecrmirror at it with:")
     for name, value in emulator.environ().items():
         print(f"export {name}={shlex.quote(value)}")
