@@ -14,11 +14,12 @@ import pytest
 
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
 from ecrmirror.mirror import Endpoints, Mirror, Outcome, PlannedVersion, Result
-from ecrmirror.spec import ChartEntry, Spec, load_spec
+from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
 
 OUTCOME_PROPERTY = "outcome"
 BYTES_PROPERTY = "bytes_uploaded"
 NOTE_PROPERTY = "note"
+RANGE_PROPERTY = "version_range"  # the constraint a version was selected by
 KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 
 
@@ -193,9 +194,23 @@ class ChartNode(pytest.Collector):
         self.repositories = repositories
 
     def collect(self) -> Iterator[ChartVersionItem]:
-        for version in self.chart.versions:
+        for version in self._versions():
             planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version, self.repositories)
             yield ChartVersionItem.from_parent(self, name=version.version, planned=planned)
+
+    def _versions(self) -> tuple[VersionEntry, ...]:
+        """The listed versions, or those a constraint selects upstream, resolved now so that
+        --collect-only shows exactly what a run would touch."""
+        version_range = self.chart.range
+        if version_range is None:
+            return self.chart.versions
+        if self.config.getoption("ecrmirror_policy"):
+            return ()  # a policy does not depend on versions: no upstream request for it
+        try:
+            chosen = self.config.stash[RUN_KEY].mirror.resolve(self.spec.path, self.chart)
+        except EcrMirrorError as exc:
+            raise self.CollectError(str(exc)) from None
+        return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
 
 
 class ChartVersionItem(_MirrorItem):
@@ -214,6 +229,10 @@ class ChartVersionItem(_MirrorItem):
                 ("tag", planned.tag),
             ]
         )
+        if planned.chart.range is not None:
+            self.user_properties.append(
+                (RANGE_PROPERTY, f"{planned.chart.name} {planned.chart.range.describe()}")
+            )
 
     def runtest(self) -> None:
         run = self.config.stash[RUN_KEY]
@@ -254,3 +273,10 @@ def report_kind(report: pytest.TestReport) -> str | None:
 
 def report_notes(report: pytest.TestReport) -> list[str]:
     return [str(value) for name, value in report.user_properties if name == NOTE_PROPERTY]
+
+
+def report_range(report: pytest.TestReport) -> str | None:
+    for name, value in report.user_properties:
+        if name == RANGE_PROPERTY:
+            return str(value)
+    return None

@@ -12,10 +12,10 @@ from pathlib import Path
 import boto3
 from filelock import FileLock
 
-from ecrmirror import governance
+from ecrmirror import governance, versions
 from ecrmirror.chart import build_artifact, tag_for
 from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState, create_repository_command
-from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing, TagConflict
+from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing, TagConflict, VersionNotFound
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import ChartRelease, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Target, VersionEntry
@@ -142,6 +142,29 @@ class Mirror:
         created = self.ecr(target.registry).create_repository(name, target.repository)
         self._repository_states.pop((target.registry.host, name), None)
         return created
+
+    def resolve(self, spec_path: Path, chart: ChartEntry) -> list[str]:
+        """The versions a chart entry stands for: its list, or what its range selects upstream."""
+        if chart.range is None:
+            return [v.version for v in chart.versions]
+        found = self.sources.get(chart.source_location(spec_path)).versions(chart.name)
+        chosen = versions.select(
+            found,
+            versions.parse_constraint(chart.range.constraint),
+            include_prereleases=chart.range.include_prereleases,
+            latest=chart.range.latest,
+            exclude=chart.range.exclude,
+        )
+        if not chosen:
+            newest = versions.newest_first(found)
+            shown = ", ".join(newest[:10]) + (f" (and {len(newest) - 10} more)" if len(newest) > 10 else "")
+            raise VersionNotFound(
+                f"{chart.range.where}: no version of {chart.name} in {chart.source_location(spec_path)} "
+                f"matches {chart.range.describe()}; it has {shown or 'none'}. Fix the constraint"
+                + ("" if chart.range.include_prereleases else ", or set include_prereleases: true")
+                + "."
+            )
+        return chosen
 
     def release(self, planned: PlannedVersion) -> ChartRelease:
         return self._source(planned).release(planned.chart.name, planned.version.version)

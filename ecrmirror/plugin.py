@@ -28,6 +28,7 @@ from ecrmirror.items import (
     report_kind,
     report_notes,
     report_outcome,
+    report_range,
 )
 from ecrmirror.mirror import Endpoints, Outcome
 from ecrmirror.spec import looks_like_spec
@@ -44,6 +45,7 @@ class _Totals:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     bytes_uploaded: int = 0
     notes: list[str] = field(default_factory=list)
+    ranges: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, range) -> versions
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         kind = report_kind(report)
@@ -57,6 +59,10 @@ class _Totals:
             counts[word] = counts.get(word, 0) + 1
             self.bytes_uploaded += report_bytes(report)
             self.notes.extend(f"{report.nodeid}: {note}" for note in report_notes(report))
+            version_range = report_range(report)
+            if version_range is not None:
+                spec = report.nodeid.split("::")[0]
+                self.ranges.setdefault((spec, version_range), []).append(report.nodeid.rsplit("::", 1)[1])
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.counts:
@@ -69,6 +75,8 @@ class _Totals:
         if versions:
             line = _count_line(versions, "versions", ("pushed", "present"))
             terminalreporter.write_line(f"{line}; {self.bytes_uploaded} bytes uploaded")
+        for (spec, version_range), selected in self.ranges.items():
+            terminalreporter.write_line(f"{spec}: {version_range} resolved to {', '.join(selected)}")
         for note in self.notes:
             terminalreporter.write_line(f"note: {note}")
 
@@ -288,6 +296,18 @@ def _require_credentials(config: pytest.Config) -> None:
         require_credentials(config.stash[RUN_KEY].mirror.boto_session)
     except CredentialsMissing as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """How each version constraint resolved, also under --collect-only."""
+    resolved: dict[tuple[str, str], list[str]] = {}
+    for item in items:
+        version_range = item.planned.chart.range if isinstance(item, ChartVersionItem) else None
+        if isinstance(item, ChartVersionItem) and version_range is not None:
+            chart = item.planned.chart
+            key = (item.nodeid.split("::")[0], f"{chart.name} {version_range.describe()}")
+            resolved.setdefault(key, []).append(item.planned.version.version)
+    return [f"ecrmirror: {spec}: {what} resolves to {', '.join(v)}" for (spec, what), v in resolved.items()]
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:

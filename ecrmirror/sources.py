@@ -45,6 +45,8 @@ class ChartRelease:
 class Source(Protocol):
     location: str
 
+    def versions(self, name: str) -> list[str]: ...
+
     def release(self, name: str, version: str) -> ChartRelease: ...
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path: ...
@@ -89,15 +91,24 @@ class _Index:
     def entry(self, name: str, version: str) -> dict[str, Any]:
         return _lookup(self.entries, name, version, self.location)
 
+    def versions(self, name: str) -> list[str]:
+        return list(_chart(self.entries, name, self.location))
 
-def _lookup(table: Mapping[str, Mapping[str, T]], name: str, version: str, location: str) -> T:
-    """table[name][version], or VersionNotFound naming what the upstream does have."""
+
+def _chart(table: Mapping[str, Mapping[str, T]], name: str, location: str) -> Mapping[str, T]:
+    """table[name], or VersionNotFound naming the charts the upstream does have."""
     versions = table.get(name)
     if versions is None:
         raise VersionNotFound(
             f"chart {name!r} is not in {location}; it lists "
             f"{_summarize(sorted(table), near=name)}. Check the chart name and repo."
         )
+    return versions
+
+
+def _lookup(table: Mapping[str, Mapping[str, T]], name: str, version: str, location: str) -> T:
+    """table[name][version], or VersionNotFound naming what the upstream does have."""
+    versions = _chart(table, name, location)
     found = versions.get(version)
     if found is None:
         raise VersionNotFound(
@@ -185,6 +196,9 @@ class HttpRepository:
             )
         return parse_index(url, response.content)
 
+    def versions(self, name: str) -> list[str]:
+        return self.index().versions(name)
+
     def release(self, name: str, version: str) -> ChartRelease:
         index = self.index()
         urls = index.entry(name, version).get("urls") or []
@@ -245,6 +259,9 @@ class LocalRepository:
             )
         self._releases = releases
         return releases
+
+    def versions(self, name: str) -> list[str]:
+        return list(_chart(self._scan(), name, str(self._directory)))
 
     def release(self, name: str, version: str) -> ChartRelease:
         return _lookup(self._scan(), name, version, str(self._directory))()

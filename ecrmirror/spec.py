@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ecrmirror.errors import SpecError
+from ecrmirror.versions import ConstraintError, parse_constraint
 
 try:  # libyaml is much faster; PyYAML's pure-Python loader gives the same nodes and marks.
     from yaml import CSafeLoader as _Loader
@@ -119,11 +120,34 @@ class VersionEntry:
 
 
 @dataclass(frozen=True)
+class VersionRange:
+    """`versions: ">=7.1 <8"` and its options: resolved against the upstream at collection."""
+
+    constraint: str
+    latest: int | None
+    include_prereleases: bool
+    exclude: tuple[str, ...]
+    where: str
+    line: int
+
+    def describe(self) -> str:
+        text = repr(self.constraint)
+        if self.include_prereleases:
+            text += " with prereleases"
+        if self.exclude:
+            text += f" except {', '.join(self.exclude)}"
+        if self.latest is not None:
+            text += f", latest {self.latest}"
+        return text
+
+
+@dataclass(frozen=True)
 class ChartEntry:
     name: str
     repo: str
-    versions: tuple[VersionEntry, ...]
+    versions: tuple[VersionEntry, ...]  # exact versions; empty when `range` says which
     where: str
+    range: VersionRange | None = None
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""
@@ -473,6 +497,34 @@ class _SpecReader:
             return self.expand(node, node.value)
         return yaml.safe_load(node.value)  # an int, bool or null, as YAML resolved it
 
+    def version_range(self, node: yaml.Node, fields: dict[str, yaml.Node]) -> VersionRange:
+        text = self.string(node, "versions").strip()
+        try:
+            parse_constraint(text)
+        except ConstraintError as exc:
+            raise self.fail(
+                node,
+                f"versions {text!r} is not a version constraint: {exc}",
+                'use helm\'s syntax: ">=7.1.0 <8.0.0", "~7.9", "^7", "7.x", or a list of exact versions',
+            ) from None
+        latest = None
+        if "latest" in fields:
+            latest = _positive(self.string(fields["latest"], "latest").strip())
+            if latest is None:
+                raise self.fail(fields["latest"], "latest must be a whole number above 0", "write latest: 3")
+        include = False
+        if "include_prereleases" in fields:
+            include = self.boolean(fields["include_prereleases"], "include_prereleases")
+        exclude: tuple[str, ...] = ()
+        if "exclude" in fields:
+            exclude_node = fields["exclude"]
+            if not isinstance(exclude_node, yaml.SequenceNode):
+                raise self.fail(
+                    exclude_node, "exclude must be a list of versions", 'write exclude: ["7.3.1"]'
+                )
+            exclude = tuple(self.string(item, "a version").strip() for item in exclude_node.value)
+        return VersionRange(text, latest, include, exclude, self.where(node), node.start_mark.line + 1)
+
     def replication(self, node: yaml.Node, registry: Registry) -> Replication:
         fields = self.mapping(node, "target.replication", ("regions",), ("registry_id",))
         registry_id = registry.account
@@ -507,7 +559,12 @@ class _SpecReader:
         return Replication(destinations=tuple(destinations), where=self.where(node))
 
     def chart(self, node: yaml.Node, target: Target) -> ChartEntry:
-        fields = self.mapping(node, "a chart entry", ("name", "repo", "versions"), ())
+        fields = self.mapping(
+            node,
+            "a chart entry",
+            ("name", "repo", "versions"),
+            ("latest", "include_prereleases", "exclude"),
+        )
         name = self.string(fields["name"], "name")
         repository = target.repository_for(name)
         if not REPOSITORY_NAME.match(repository):
@@ -524,11 +581,26 @@ class _SpecReader:
                 "give a Helm repository URL or a directory relative to the spec",
             )
         versions_node = fields["versions"]
+        if isinstance(versions_node, yaml.ScalarNode) and versions_node.tag != "tag:yaml.org,2002:null":
+            return ChartEntry(
+                name=name,
+                repo=repo,
+                versions=(),
+                where=self.where(node),
+                range=self.version_range(versions_node, fields),
+            )
+        for option in ("latest", "include_prereleases", "exclude"):
+            if option in fields:
+                raise self.fail(
+                    fields[option],
+                    f"{option} applies to a version constraint, but versions is a list",
+                    'write versions as a constraint string, e.g. versions: ">=7.1.0 <8.0.0"',
+                )
         if not isinstance(versions_node, yaml.SequenceNode) or not versions_node.value:
             raise self.fail(
                 versions_node,
-                "versions must be a non-empty list of versions",
-                'write versions: ["1.2.3", "1.2.4"]',
+                "versions must be a non-empty list of versions, or a constraint string",
+                'write versions: ["1.2.3", "1.2.4"] or versions: ">=1.2.0 <2.0.0"',
             )
         versions: list[VersionEntry] = []
         seen: set[str] = set()
@@ -549,6 +621,10 @@ class _SpecReader:
             seen.add(version)
             versions.append(VersionEntry(version, self.where(version_node), version_node.start_mark.line + 1))
         return ChartEntry(name=name, repo=repo, versions=tuple(versions), where=self.where(node))
+
+
+def _positive(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:

@@ -47,10 +47,10 @@ SPEC_CASES = {
         "environment variable ECR is not set",
         "export ECR=..., or give a default: ${ECR:-value}",
     ),
-    "versions is a string": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: 1.0.0\n",
+    "versions is a mapping": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: {1.0.0: yes}\n",
         7,
-        "versions must be a non-empty list",
+        "versions must be a non-empty list of versions, or a constraint string",
         'versions: ["1.2.3", "1.2.4"]',
     ),
     "not an ECR registry": (
@@ -117,6 +117,31 @@ SPEC_CASES = {
         5,
         "a chart entry must be a mapping",
         "",
+    ),
+    # -- version constraints
+    "a constraint that does not parse": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '>= seven'\n",
+        7,
+        "versions '>= seven' is not a version constraint",
+        '">=7.1.0 <8.0.0", "~7.9", "^7", "7.x"',
+    ),
+    "latest with a list of versions": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0.0']\n    latest: 2\n",
+        8,
+        "latest applies to a version constraint, but versions is a list",
+        "write versions as a constraint string",
+    ),
+    "latest is not a positive number": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '^1'\n    latest: 0\n",
+        8,
+        "latest must be a whole number above 0",
+        "latest: 3",
+    ),
+    "exclude is not a list": (
+        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '^1'\n    exclude: 1.2.0\n",
+        8,
+        "exclude must be a list of versions",
+        'exclude: ["7.3.1"]',
     ),
     # -- repository settings and replication (line numbers count from `target:` = 1)
     "typo in a repository setting": (
@@ -260,7 +285,7 @@ def test_a_spec_error_is_a_collection_error_without_traceback(write_spec, run) -
     result.stdout.fnmatch_lines(
         [
             "mirror.yaml:7: unknown key 'verions' in a chart entry",
-            "*fix: did you mean 'versions'? (allowed: name, repo, versions)",
+            "*fix: did you mean 'versions'? (allowed: name, repo, versions, latest, include_prereleases, *)",
         ]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
