@@ -17,6 +17,7 @@ from ecrmirror.errors import InvalidChart
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
 CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+PROVENANCE_MEDIA_TYPE = "application/vnd.cncf.helm.chart.provenance.v1.prov"
 
 # helm's chart.Metadata, in the order Go's encoding/json writes its struct fields.
 _METADATA_FIELDS = (
@@ -83,6 +84,7 @@ class HelmArtifact:
     config_descriptor: Descriptor
     chart_descriptor: Descriptor
     manifest: bytes
+    provenance_descriptor: Descriptor | None = None
 
     @property
     def manifest_digest(self) -> str:
@@ -200,6 +202,7 @@ def build_artifact(
     version: str,
     created: str | None,
     origin: str | None = None,
+    provenance: Path | None = None,
 ) -> HelmArtifact:
     """Build helm's artifact for a verified archive, refusing one that is not `name` at `version`."""
     metadata = read_chart_metadata(archive, origin)
@@ -217,15 +220,25 @@ def build_artifact(
     config = helm_config(metadata)
     config_descriptor = Descriptor(CONFIG_MEDIA_TYPE, sha256_digest(config), len(config))
     chart_descriptor = Descriptor(CHART_LAYER_MEDIA_TYPE, archive_digest, archive.stat().st_size)
+    layers = [chart_descriptor]
+    provenance_descriptor = None
+    if provenance is not None:
+        provenance_descriptor = Descriptor(
+            PROVENANCE_MEDIA_TYPE, sha256_digest(provenance.read_bytes()), provenance.stat().st_size
+        )
+        layers.append(provenance_descriptor)
+    layers.sort(key=lambda layer: layer.digest)  # as helm does, for a reproducible manifest
     manifest = go_json(
         {
             "schemaVersion": 2,
             "config": config_descriptor.as_json(),
-            "layers": [chart_descriptor.as_json()],
+            "layers": [layer.as_json() for layer in layers],
             "annotations": dict(sorted(helm_annotations(metadata, created).items())),
         }
     )
-    return HelmArtifact(tag_for(version), config, config_descriptor, chart_descriptor, manifest)
+    return HelmArtifact(
+        tag_for(version), config, config_descriptor, chart_descriptor, manifest, provenance_descriptor
+    )
 
 
 def chart_layer_digest(manifest: dict[str, Any]) -> str | None:

@@ -24,6 +24,8 @@ from ecrmirror.transport import USER_AGENT
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
+# Charts from OCI sources keep their manifest type; Docker's v2 type is what older tools push.
+ACCEPTED_MANIFESTS = [MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json"]
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
 _DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
@@ -120,7 +122,7 @@ class Ecr:
                 registryId=self.registry.account,
                 repositoryName=repository,
                 imageIds=[{"imageTag": tag} for tag in batch],
-                acceptedMediaTypes=[MANIFEST_MEDIA_TYPE],
+                acceptedMediaTypes=ACCEPTED_MANIFESTS,
             )
             if response is None:
                 return None

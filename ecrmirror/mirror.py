@@ -13,9 +13,17 @@ import boto3
 from filelock import FileLock
 
 from ecrmirror import governance, versions
-from ecrmirror.chart import build_artifact, tag_for
+from ecrmirror.chart import Descriptor, build_artifact, tag_for
 from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState, create_repository_command
-from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing, TagConflict, VersionNotFound
+from ecrmirror.errors import (
+    AwsError,
+    EcrMirrorError,
+    RepositoryMissing,
+    TagConflict,
+    UpstreamError,
+    VersionNotFound,
+)
+from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import ChartRelease, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Target, VersionEntry
@@ -128,7 +136,7 @@ class Mirror:
         return self._registries[registry.host]
 
     def _source(self, planned: PlannedVersion) -> Source:
-        return self.sources.get(planned.chart.source_location(planned.spec_path))
+        return self.sources.get(planned.chart.source_location(planned.spec_path), planned.chart.access)
 
     def _create_repository(self, spec_path: Path, target: Target, name: str) -> bool:
         """Create `name` with the spec's settings, or say how when the spec does not allow it."""
@@ -147,7 +155,7 @@ class Mirror:
         """The versions a chart entry stands for: its list, or what its range selects upstream."""
         if chart.range is None:
             return [v.version for v in chart.versions]
-        found = self.sources.get(chart.source_location(spec_path)).versions(chart.name)
+        found = self.sources.get(chart.source_location(spec_path), chart.access).versions(chart.name)
         chosen = versions.select(
             found,
             versions.parse_constraint(chart.range.constraint),
@@ -177,6 +185,16 @@ class Mirror:
         return self._inventory[key]
 
     def _compare(self, planned: PlannedVersion, release: ChartRelease, image: RemoteImage) -> Result:
+        if release.oci:  # a true mirror of an OCI source: the manifest itself is the identity
+            if image.manifest_digest == release.digest:
+                return Result(Outcome.PRESENT, f"{planned.reference} holds {release.digest}", release)
+            return Result(
+                Outcome.DIFFERS,
+                f"{planned.reference} holds manifest {image.manifest_digest}, but {release.url} is "
+                f"{release.digest}. ecrmirror never overwrites a tag: find out whether the upstream "
+                "re-pushed this version, then decide by hand.",
+                release,
+            )
         if image.chart_digest == release.digest:
             return Result(Outcome.PRESENT, f"{planned.reference} holds {release.digest}", release)
         held = image.chart_digest or "no Helm chart layer"
@@ -358,7 +376,7 @@ class Mirror:
         """Raise the upstream's error unless at least one of the versions is there to mirror."""
         first_error: EcrMirrorError | None = None
         for chart in charts:
-            source = self.sources.get(chart.source_location(spec_path))
+            source = self.sources.get(chart.source_location(spec_path), chart.access)
             for version in chart.versions:
                 try:
                     source.release(chart.name, version.version)
@@ -467,17 +485,11 @@ class Mirror:
             # ECR replicates only what is pushed after the rule exists.
             self.ensure_replication(target, planned.spec_repositories or (planned.repository,))
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-") as tmp:
-            archive = self._source(planned).fetch(release, Path(tmp))
-            artifact = build_artifact(
-                archive,
-                release.digest,
-                name=planned.chart.name,
-                version=planned.version.version,
-                created=release.created,
-                origin=release.url,
-            )
             try:
-                report = self.registry_client(target.registry).push(planned.repository, artifact, archive)
+                if release.oci:
+                    manifest_digest, uploaded = self._copy_oci(planned, release, Path(tmp))
+                else:
+                    manifest_digest, uploaded = self._push_archive(planned, release, Path(tmp))
             except TagConflict:
                 # Someone pushed the tag since our inventory: audit it instead of failing blindly.
                 self._inventory.pop(key, None)
@@ -485,14 +497,63 @@ class Mirror:
                 if planned.tag in fresh:
                     return self._compare(planned, release, fresh[planned.tag])
                 raise
-        images[planned.tag] = RemoteImage(planned.tag, artifact.manifest_digest, release.digest)
+        chart_digest = None if release.oci else release.digest
+        images[planned.tag] = RemoteImage(planned.tag, manifest_digest, chart_digest)
         return Result(
             Outcome.PUSHED,
-            f"pushed {planned.reference} ({artifact.manifest_digest}, "
-            f"{report.bytes_uploaded} bytes uploaded)",
+            f"pushed {planned.reference} ({manifest_digest}, {uploaded} bytes uploaded)",
             release,
-            report.bytes_uploaded,
+            uploaded,
         )
+
+    def _push_archive(self, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+        """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
+        source = self._source(planned)
+        archive = source.fetch(release, tmp)
+        provenance = source.provenance(release, tmp)
+        if provenance is None and planned.chart.provenance == "required":
+            raise UpstreamError(
+                f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance file "
+                f"(.prov), and the spec says provenance: required. Nothing was pushed."
+            )
+        artifact = build_artifact(
+            archive,
+            release.digest,
+            name=planned.chart.name,
+            version=planned.version.version,
+            created=release.created,
+            origin=release.url,
+            provenance=provenance,
+        )
+        client = self.registry_client(planned.target.registry)
+        report = client.push(planned.repository, artifact, archive, provenance)
+        return artifact.manifest_digest, report.bytes_uploaded
+
+    def _copy_oci(self, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+        """Copy an OCI source's manifest and blobs unchanged: the digest in ECR is the source's.
+
+        Blobs the target already holds are neither downloaded nor uploaded; the manifest goes last.
+        """
+        source = self._source(planned)
+        assert isinstance(source, OciRepository)
+        manifest = source.manifest(release)
+        if planned.chart.provenance == "required" and source.provenance(release, tmp) is None:
+            raise UpstreamError(
+                f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance layer, "
+                "and the spec says provenance: required. Nothing was pushed."
+            )
+        client = self.registry_client(planned.target.registry)
+        uploaded = 0
+        for blob in manifest.blobs():
+            descriptor = Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
+            if client.has_blob(planned.repository, descriptor.digest):
+                continue
+            path = source.blob(release, descriptor.digest, tmp / descriptor.digest.replace(":", "-"))
+            client.upload_blob(planned.repository, path, descriptor)
+            path.unlink()
+            uploaded += descriptor.size
+        client.put_manifest(planned.repository, planned.tag, manifest.body, manifest.media_type)
+        return manifest.digest, uploaded
 
 
 def _destination_registry(source: Registry, destination: Destination) -> Registry:

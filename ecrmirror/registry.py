@@ -97,42 +97,52 @@ class RegistryClient:
             self._token = self._fetch_token()
         return self._token
 
-    def push(self, repository: str, artifact: HelmArtifact, archive: Path) -> PushReport:
+    def _container(self, repository: str, tag: str) -> Any:
+        return self._oras.get_container(f"{self._oras.hostname}/{repository}:{tag}")
+
+    def push(
+        self, repository: str, artifact: HelmArtifact, archive: Path, provenance: Path | None = None
+    ) -> PushReport:
         """Push the blobs, then the manifest: an interrupted push leaves no tag behind."""
-        container = self._oras.get_container(f"{self._oras.hostname}/{repository}:{artifact.tag}")
         report = PushReport()
         with tempfile.TemporaryDirectory(prefix="ecrmirror-") as tmp:
             config_path = Path(tmp) / "config.json"
             config_path.write_bytes(artifact.config)
-            for path, descriptor in (
-                (config_path, artifact.config_descriptor),
-                (archive, artifact.chart_descriptor),
-            ):
-                if self._upload_blob(container, repository, path, descriptor):
+            blobs = [(config_path, artifact.config_descriptor), (archive, artifact.chart_descriptor)]
+            if provenance is not None and artifact.provenance_descriptor is not None:
+                blobs.append((provenance, artifact.provenance_descriptor))
+            for path, descriptor in blobs:
+                if not self.has_blob(repository, descriptor.digest):
+                    self.upload_blob(repository, path, descriptor)
                     report.bytes_uploaded += descriptor.size
                     report.blobs_uploaded += 1
-        self._put_manifest(container, repository, artifact)
+        self.put_manifest(repository, artifact.tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
         return report
 
-    def _upload_blob(self, container: Any, repository: str, path: Path, descriptor: Descriptor) -> bool:
-        """HEAD, then a monolithic POST + PUT (the upload ECR handles as the spec says).
+    def has_blob(self, repository: str, digest: str) -> bool:
+        # oras' blob_exists reads any non-200 (a 403 for a missing permission, say) as absent.
+        url = f"{self._oras.prefix}://{self._container(repository, 'latest').get_blob_url(digest)}"
+        try:
+            head = self._oras.do_request(url, "HEAD")
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"existence check of {digest} in {self.endpoint}/{repository} failed: {exc}"
+            ) from None
+        if head.status_code == 200:
+            return True
+        if head.status_code == 404:
+            return False
+        raise self._error(head, repository, f"existence check of {digest}", "ecr:BatchCheckLayerAvailability")
+
+    def upload_blob(self, repository: str, path: Path, descriptor: Descriptor) -> None:
+        """A monolithic POST + PUT (the upload ECR handles as the spec says).
 
         oras' put_upload reads the whole file into memory and hides the POST's status; this
         streams the file and keeps the registry's error code for the message.
         """
         prefix = self._oras.prefix
+        container = self._container(repository, "latest")
         try:
-            # oras' blob_exists reads any non-200 (a 403 for a missing permission, say) as absent.
-            head = self._oras.do_request(f"{prefix}://{container.get_blob_url(descriptor.digest)}", "HEAD")
-            if head.status_code == 200:
-                return False
-            if head.status_code != 404:
-                raise self._error(
-                    head,
-                    repository,
-                    f"existence check of {descriptor.digest}",
-                    "ecr:BatchCheckLayerAvailability",
-                )
             start = self._oras.do_request(
                 f"{prefix}://{container.upload_blob_url()}", "POST", headers={"Content-Length": "0"}
             )
@@ -162,24 +172,21 @@ class RegistryClient:
                 f"upload of {descriptor.digest}",
                 "ecr:UploadLayerPart and ecr:CompleteLayerUpload",
             )
-        return True
 
-    def _put_manifest(self, container: Any, repository: str, artifact: HelmArtifact) -> None:
-        url = f"{self._oras.prefix}://{container.manifest_url(artifact.tag)}"
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
+        """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag`."""
+        url = f"{self._oras.prefix}://{self._container(repository, tag).manifest_url(tag)}"
         try:
-            # Our exact bytes, not oras' upload_manifest (it re-serializes with requests' json).
-            response = self._oras.do_request(
-                url, "PUT", data=artifact.manifest, headers={"Content-Type": MANIFEST_MEDIA_TYPE}
-            )
+            response = self._oras.do_request(url, "PUT", data=body, headers={"Content-Type": media_type})
         except requests.RequestException as exc:
-            raise RegistryError(f"manifest PUT for {repository}:{artifact.tag} failed: {exc}") from None
+            raise RegistryError(f"manifest PUT for {repository}:{tag} failed: {exc}") from None
         if response.status_code != 201:
-            raise self._error(response, repository, f"manifest PUT for tag {artifact.tag}", "ecr:PutImage")
+            raise self._error(response, repository, f"manifest PUT for tag {tag}", "ecr:PutImage")
         echoed = response.headers.get("Docker-Content-Digest")
-        if echoed and echoed != sha256_digest(artifact.manifest):
+        if echoed and echoed != sha256_digest(body):
             raise RegistryError(
-                f"{self.endpoint}/{repository}:{artifact.tag}: the registry stored "
-                f"manifest {echoed}, not the {artifact.manifest_digest} we sent"
+                f"{self.endpoint}/{repository}:{tag}: the registry stored manifest {echoed}, "
+                f"not the {sha256_digest(body)} we sent"
             )
 
     def _error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import re
@@ -17,9 +18,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 import yaml
 
+from ecrmirror import transport
 from ecrmirror.chart import normalize_created, read_chart_metadata
 from ecrmirror.errors import DigestMismatch, EcrMirrorError, UpstreamError, VersionNotFound
-from ecrmirror.transport import TIMEOUT
+from ecrmirror.spec import Access
+from ecrmirror.transport import describe_error
 
 try:
     from yaml import CSafeLoader as _IndexLoader
@@ -27,6 +30,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _IndexLoader  # type: ignore[assignment]
 
 _CHUNK = 1 << 20
+NO_ACCESS = Access()
 T = TypeVar("T")
 
 
@@ -40,6 +44,7 @@ class ChartRelease:
     url: str  # an http(s) URL, or a local file path
     created: str | None  # RFC 3339 UTC, from the index; None when the upstream gives none
     source: str  # where it was listed, for messages
+    oci: bool = False  # from an OCI registry: `digest` is the manifest's, copied unchanged
 
 
 class Source(Protocol):
@@ -51,26 +56,35 @@ class Source(Protocol):
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path: ...
 
+    def provenance(self, release: ChartRelease, workdir: Path) -> Path | None: ...
+
 
 class Sources:
     """Every upstream of one run, each opened once: one index download per source per run."""
 
     def __init__(self, session: requests.Session) -> None:
         self._session = session
-        self._sources: dict[str, Source] = {}
+        self._sources: dict[tuple[str, Access], Source] = {}
 
-    def get(self, location: str) -> Source:
-        if location not in self._sources:
+    def get(self, location: str, access: Access = NO_ACCESS) -> Source:
+        key = (location, access)
+        if key not in self._sources:
+            source: Source
             if re.match(r"^https?://", location):
-                self._sources[location] = HttpRepository(location, self._session)
+                source = HttpRepository(location, self._session, access)
+            elif location.startswith("oci://"):
+                from ecrmirror.oci import OciRepository  # here: ecrmirror.oci builds on this module
+
+                source = OciRepository(location, self._session, access)
             elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
                 raise UpstreamError(
-                    f"{location}: unsupported repository scheme; "
-                    "use an http(s):// Helm repository or a local directory"
+                    f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "
+                    "an oci:// registry path, or a local directory"
                 )
             else:
-                self._sources[location] = LocalRepository(Path(location), self._session)
-        return self._sources[location]
+                source = LocalRepository(Path(location), self._session)
+            self._sources[key] = source
+        return self._sources[key]
 
 
 class _Index:
@@ -150,9 +164,11 @@ def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
 class HttpRepository:
     """A Helm repository served over HTTP(S): index.yaml plus archives."""
 
-    def __init__(self, url: str, session: requests.Session) -> None:
+    def __init__(self, url: str, session: requests.Session, access: Access = NO_ACCESS) -> None:
         self.location = url
         self._session = session
+        self._access = access
+        self._host = urlsplit(url).netloc
         self._index: _Index | None = None
         self._failure: UpstreamError | None = None
         parts = urlsplit(url)
@@ -183,12 +199,30 @@ class HttpRepository:
                 raise
         return self._index
 
+    def credentials_for(self, url: str) -> dict[str, str]:
+        """The repository's credentials for `url`: only on its own host, unless the spec says
+        pass_credentials (helm's rule since CVE-2021-32690)."""
+        credentials = self._access.credentials
+        if credentials is None or not (urlsplit(url).netloc == self._host or self._access.pass_credentials):
+            return {}
+        if credentials.token:
+            return {"Authorization": f"Bearer {credentials.token}"}
+        pair = f"{credentials.username}:{credentials.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
     def _download_index(self) -> _Index:
         url = self.index_url
         try:
-            response = self._session.get(url, timeout=TIMEOUT)
+            response = transport.get(
+                self._session, url, credentials_for=self.credentials_for, verify=self._access.verify
+            )
+        except requests.exceptions.SSLError as exc:
+            raise UpstreamError(
+                f"cannot verify the TLS certificate of {url}: {describe_error(exc)}. If the repository "
+                "uses a private CA, give its certificate as ca_file on the chart entry."
+            ) from None
         except requests.RequestException as exc:
-            raise UpstreamError(f"cannot download {url}: {_reason(exc)}") from None
+            raise UpstreamError(f"cannot download {url}: {describe_error(exc)}") from None
         if response.status_code != 200:
             raise UpstreamError(
                 f"cannot download {url}: HTTP {response.status_code} "
@@ -207,7 +241,13 @@ class HttpRepository:
         return _release(index, name, version, self._with_query(urljoin(self._base, urls[0])))
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
-        return _download(self._session, release, workdir)
+        return _download(self._session, release, workdir, self.credentials_for, self._access.verify)
+
+    def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
+        """`<archive URL>.prov`, as helm looks for it; None when the upstream publishes none."""
+        return _download_provenance(
+            self._session, release, workdir, self.credentials_for, self._access.verify
+        )
 
 
 class LocalRepository:
@@ -277,12 +317,37 @@ class LocalRepository:
         _verify(target, release)
         return target
 
+    def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
+        if re.match(r"^https?://", release.url):
+            return _download_provenance(self._session, release, workdir, _no_credentials, True)
+        source = Path(release.url + ".prov")
+        if not source.is_file():
+            return None
+        target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
+        shutil.copyfile(source, target)
+        return target
 
-def _download(session: requests.Session, release: ChartRelease, workdir: Path) -> Path:
+
+def _no_credentials(url: str) -> dict[str, str]:
+    return {}
+
+
+def _download(
+    session: requests.Session,
+    release: ChartRelease,
+    workdir: Path,
+    credentials_for: Callable[[str], dict[str, str]] = _no_credentials,
+    verify: bool | str = True,
+) -> Path:
     fd, name = tempfile.mkstemp(dir=workdir, suffix=".tgz")
     target = Path(name)
     try:
-        with open(fd, "wb") as out, session.get(release.url, stream=True, timeout=TIMEOUT) as resp:
+        with (
+            open(fd, "wb") as out,
+            transport.get(
+                session, release.url, credentials_for=credentials_for, verify=verify, stream=True
+            ) as resp,
+        ):
             if resp.status_code != 200:
                 raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}")
             for chunk in resp.iter_content(_CHUNK):
@@ -290,11 +355,40 @@ def _download(session: requests.Session, release: ChartRelease, workdir: Path) -
         _verify(target, release)
     except requests.RequestException as exc:
         target.unlink(missing_ok=True)
-        raise UpstreamError(f"cannot download {release.url}: {_reason(exc)}") from None
+        raise UpstreamError(f"cannot download {release.url}: {describe_error(exc)}") from None
     except EcrMirrorError:
         target.unlink(missing_ok=True)
         raise
     return target
+
+
+def _download_provenance(
+    session: requests.Session,
+    release: ChartRelease,
+    workdir: Path,
+    credentials_for: Callable[[str], dict[str, str]],
+    verify: bool | str,
+) -> Path | None:
+    url = _with_suffix(release.url, ".prov")
+    try:
+        with transport.get(session, url, credentials_for=credentials_for, verify=verify, stream=True) as resp:
+            if resp.status_code in (403, 404):  # object stores answer 403 for a missing key
+                return None
+            if resp.status_code != 200:
+                raise UpstreamError(f"cannot download {url}: HTTP {resp.status_code} {resp.reason}")
+            target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
+            with open(target, "wb") as out:
+                for chunk in resp.iter_content(_CHUNK):
+                    out.write(chunk)
+            return target
+    except requests.RequestException as exc:
+        raise UpstreamError(f"cannot download {url}: {describe_error(exc)}") from None
+
+
+def _with_suffix(url: str, suffix: str) -> str:
+    """`url` with `suffix` after its path, keeping a query string (helm keeps the repo's query)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + suffix))
 
 
 def _verify(path: Path, release: ChartRelease) -> None:
@@ -314,14 +408,6 @@ def _file_digest(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             sha.update(chunk)
     return "sha256:" + sha.hexdigest()
-
-
-def _reason(exc: requests.RequestException) -> str:
-    """The cause, without the urllib3 wrappers and object reprs requests puts around it."""
-    reason = exc.args[0] if exc.args else exc
-    reason = getattr(reason, "reason", None) or reason  # MaxRetryError wraps the real cause
-    text = str(reason)
-    return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
 def version_key(version: str) -> tuple[Any, ...]:

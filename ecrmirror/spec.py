@@ -40,6 +40,7 @@ ECR_HOST = re.compile(
 OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})")
 _STR_TAG = "tag:yaml.org,2002:str"
+_ACCESS_KEYS = ("auth", "ca_file", "insecure_skip_tls_verify", "pass_credentials", "plain_http")
 _SPEC_MARKER = re.compile(r"^charts\s*:", re.MULTILINE)
 
 
@@ -142,12 +143,45 @@ class VersionRange:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """What a spec gives for a private upstream: a username and password, or a token."""
+
+    username: str = ""
+    password: str = ""
+    token: str = ""
+
+    def __repr__(self) -> str:  # never let a secret reach a traceback or an assertion message
+        return f"Credentials(username={self.username!r}, password=***, token=***)"
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to reach a chart's upstream: credentials and TLS, as helm's repo options."""
+
+    credentials: Credentials | None = None
+    ca_file: str | None = None
+    insecure_skip_tls_verify: bool = False
+    pass_credentials: bool = False  # send credentials to chart URLs on other hosts (helm's flag)
+    plain_http: bool = False  # an OCI registry without TLS, as helm's --plain-http
+
+    @property
+    def verify(self) -> bool | str:
+        """requests' `verify`: a CA bundle, or whether to verify at all."""
+        if self.insecure_skip_tls_verify:
+            return False
+        return self.ca_file or True
+
+
+@dataclass(frozen=True)
 class ChartEntry:
     name: str
     repo: str
     versions: tuple[VersionEntry, ...]  # exact versions; empty when `range` says which
     where: str
     range: VersionRange | None = None
+    access: Access = Access()
+    provenance: str = "if-present"  # or "required"
+    with_dependencies: bool = False
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""
@@ -563,7 +597,7 @@ class _SpecReader:
             node,
             "a chart entry",
             ("name", "repo", "versions"),
-            ("latest", "include_prereleases", "exclude"),
+            ("latest", "include_prereleases", "exclude", *_ACCESS_KEYS, "provenance", "with_dependencies"),
         )
         name = self.string(fields["name"], "name")
         repository = target.repository_for(name)
@@ -580,6 +614,7 @@ class _SpecReader:
                 "repo is empty",
                 "give a Helm repository URL or a directory relative to the spec",
             )
+        extras = self.chart_options(fields, repo)
         versions_node = fields["versions"]
         if isinstance(versions_node, yaml.ScalarNode) and versions_node.tag != "tag:yaml.org,2002:null":
             return ChartEntry(
@@ -588,6 +623,7 @@ class _SpecReader:
                 versions=(),
                 where=self.where(node),
                 range=self.version_range(versions_node, fields),
+                **extras,
             )
         for option in ("latest", "include_prereleases", "exclude"):
             if option in fields:
@@ -620,7 +656,58 @@ class _SpecReader:
                 )
             seen.add(version)
             versions.append(VersionEntry(version, self.where(version_node), version_node.start_mark.line + 1))
-        return ChartEntry(name=name, repo=repo, versions=tuple(versions), where=self.where(node))
+        return ChartEntry(name=name, repo=repo, versions=tuple(versions), where=self.where(node), **extras)
+
+    def chart_options(self, fields: dict[str, yaml.Node], repo: str) -> dict[str, Any]:
+        """Access, provenance and dependency options of a chart entry."""
+        credentials = None
+        if "auth" in fields:
+            auth = self.mapping(fields["auth"], "auth", (), ("username", "password", "token"))
+            values = {key: self.string(value, f"auth.{key}") for key, value in auth.items()}
+            if "token" in values and ("username" in values or "password" in values):
+                raise self.fail(fields["auth"], "auth takes a token or a username and password, not both")
+            if "token" not in values and not values.get("username"):
+                raise self.fail(
+                    fields["auth"],
+                    "auth needs a username (with a password) or a token",
+                    "write auth: {username: ${REPO_USER}, password: ${REPO_PASSWORD}}",
+                )
+            credentials = Credentials(**values)
+        flags = {
+            key: self.boolean(fields[key], key)
+            for key in ("insecure_skip_tls_verify", "pass_credentials", "plain_http", "with_dependencies")
+            if key in fields
+        }
+        if flags.get("plain_http") and not repo.startswith("oci://"):
+            raise self.fail(
+                fields["plain_http"],
+                "plain_http applies to oci:// repositories",
+                "use an http:// repo URL instead",
+            )
+        ca_file = None
+        if "ca_file" in fields:
+            ca_path = Path(self.string(fields["ca_file"], "ca_file").strip())
+            ca_file = str(ca_path if ca_path.is_absolute() else (self.path.parent / ca_path).resolve())
+            if not Path(ca_file).is_file():
+                raise self.fail(
+                    fields["ca_file"],
+                    f"ca_file {ca_file} does not exist",
+                    "give a PEM file of CA certificates",
+                )
+        provenance = "if-present"
+        if "provenance" in fields:
+            provenance = self.choice(fields["provenance"], "provenance", ("if-present", "required"))
+        return {
+            "access": Access(
+                credentials=credentials,
+                ca_file=ca_file,
+                insecure_skip_tls_verify=flags.get("insecure_skip_tls_verify", False),
+                pass_credentials=flags.get("pass_credentials", False),
+                plain_http=flags.get("plain_http", False),
+            ),
+            "provenance": provenance,
+            "with_dependencies": flags.get("with_dependencies", False),
+        }
 
 
 def _positive(text: str) -> int | None:

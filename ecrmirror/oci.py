@@ -1,0 +1,275 @@
+"""Pull side of the OCI distribution API: tags, manifests and blobs from any registry, with its auth.
+
+oras-py's pull client does not fit: its token backend cannot answer a Basic challenge (a
+registry behind htpasswd), it retries with unbounded sleeps, and it follows redirects inside
+requests. This client handles the challenge flows registries use (Basic; Bearer with an
+anonymous or credentialed token request, as Docker Hub's token service expects), retries
+through the shared session (urllib3's Retry), and follows redirects itself so that credentials
+never go to another host (registries redirect blob GETs to object storage).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from ecrmirror import transport
+from ecrmirror.chart import CHART_LAYER_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, tag_for
+from ecrmirror.errors import DigestMismatch, UpstreamError, VersionNotFound
+from ecrmirror.sources import ChartRelease, nearest_versions
+from ecrmirror.spec import Access, Credentials
+from ecrmirror.transport import TIMEOUT, describe_error
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+_CHUNK = 1 << 20
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: bytes  # exactly as the registry serves it: its digest is the mirror's identity
+    media_type: str
+    digest: str
+
+    def blobs(self) -> list[dict[str, Any]]:
+        document = json.loads(self.body)
+        return [document["config"], *document.get("layers", [])]
+
+
+class OciClient:
+    """One registry host: authenticated GETs of tags, manifests and blobs."""
+
+    def __init__(
+        self,
+        host: str,
+        session: requests.Session,
+        *,
+        plain_http: bool = False,
+        credentials: Credentials | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.host = host
+        self.base = f"{'http' if plain_http else 'https'}://{host}"
+        self._session = session
+        self._credentials = credentials
+        self._verify = verify
+        self._authorization: dict[str, str] = {}  # scope -> Authorization header value
+
+    # -- reading -------------------------------------------------------------------------------------
+    def tags(self, repository: str) -> list[str]:
+        url = f"{self.base}/v2/{repository}/tags/list?n=1000"
+        found: list[str] = []
+        while url:
+            response = self._get(url, repository)
+            if response.status_code == 404:
+                raise VersionNotFound(f"{self.host}/{repository} does not exist (HTTP 404 on its tag list)")
+            self._expect_ok(response, f"the tag list of {self.host}/{repository}")
+            found.extend(response.json().get("tags") or [])
+            link = _NEXT.search(response.headers.get("Link", ""))
+            url = urljoin(url, link[1]) if link else ""
+        return found
+
+    def manifest(self, repository: str, reference: str) -> Manifest:
+        accept = ", ".join(MANIFEST_TYPES)
+        response = self._get(f"{self.base}/v2/{repository}/manifests/{reference}", repository, accept=accept)
+        if response.status_code == 404:
+            raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
+        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}")
+        body = response.content
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            media_type = str(json.loads(body).get("mediaType") or "")
+        if media_type not in MANIFEST_TYPES:
+            raise UpstreamError(
+                f"{self.host}/{repository}:{reference} is a {media_type or 'manifest of unknown type'}, "
+                "not a single OCI image manifest as helm pushes charts"
+            )
+        return Manifest(body, media_type, digest)
+
+    def blob(self, repository: str, digest: str, target: Path) -> Path:
+        """Stream one blob to `target`, verified against its digest."""
+        sha = hashlib.sha256()
+        with self._get(f"{self.base}/v2/{repository}/blobs/{digest}", repository, stream=True) as response:
+            self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
+            with open(target, "wb") as out:
+                for chunk in response.iter_content(_CHUNK):
+                    sha.update(chunk)
+                    out.write(chunk)
+        if "sha256:" + sha.hexdigest() != digest:
+            target.unlink(missing_ok=True)
+            raise DigestMismatch(
+                f"blob {digest} from {self.host}/{repository} arrived with digest sha256:{sha.hexdigest()}; "
+                "nothing was pushed"
+            )
+        return target
+
+    # -- requests, auth and redirects ------------------------------------------------------------------
+    def _get(
+        self, url: str, repository: str, *, accept: str | None = None, stream: bool = False
+    ) -> requests.Response:
+        scope = f"repository:{repository}:pull"
+        response = self._follow(url, scope, accept, stream)
+        if response.status_code == 401 and self._answer(response, scope):
+            response.close()
+            response = self._follow(url, scope, accept, stream)
+        return response
+
+    def _follow(self, url: str, scope: str, accept: str | None, stream: bool) -> requests.Response:
+        def credentials_for(hop: str) -> dict[str, str]:
+            if urlsplit(hop).netloc == self.host and scope in self._authorization:
+                return {"Authorization": self._authorization[scope]}
+            return {}  # object storage behind a redirect gets no registry credentials
+
+        try:
+            return transport.get(
+                self._session,
+                url,
+                credentials_for=credentials_for,
+                verify=self._verify,
+                accept=accept,
+                stream=stream,
+            )
+        except requests.RequestException as exc:
+            raise UpstreamError(f"cannot reach {self.host}: {describe_error(exc)}") from None
+
+    def _answer(self, response: requests.Response, scope: str) -> bool:
+        """Answer a 401's challenge; False when there is nothing more to try."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme, _, rest = challenge.partition(" ")
+        params = dict(_CHALLENGE.findall(rest))
+        credentials = self._credentials
+        if scheme.lower() == "basic":
+            if credentials is None or not credentials.username:
+                raise UpstreamError(
+                    f"{self.host} requires a username and password; add auth: {{username: ..., "
+                    "password: ${VARIABLE}} to the chart entry"
+                )
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            self._authorization[scope] = "Basic " + base64.b64encode(pair).decode()
+            return True
+        if scheme.lower() != "bearer" or "realm" not in params:
+            return False
+        if credentials is not None and credentials.token and scope not in self._authorization:
+            self._authorization[scope] = f"Bearer {credentials.token}"
+            return True
+        token = self._token(params["realm"], params.get("service"), params.get("scope") or scope)
+        self._authorization[scope] = f"Bearer {token}"
+        return True
+
+    def _token(self, realm: str, service: str | None, scope: str) -> str:
+        """A token from the registry's token service, anonymous or with the spec's credentials."""
+        query = {"scope": scope, **({"service": service} if service else {})}
+        auth = None
+        credentials = self._credentials
+        if credentials is not None and credentials.username:
+            auth = (credentials.username, credentials.password)
+        try:
+            response = self._session.get(realm, params=query, auth=auth, timeout=TIMEOUT, verify=self._verify)
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                f"cannot reach the token service of {self.host}: {describe_error(exc)}"
+            ) from None
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"the token service of {self.host} refused a {scope} token (HTTP {response.status_code}); "
+                "check the chart entry's auth"
+            )
+        answer = response.json()
+        token = answer.get("token") or answer.get("access_token")
+        if not token:
+            raise UpstreamError(f"the token service of {self.host} answered without a token")
+        return str(token)
+
+    def _expect_ok(self, response: requests.Response, what: str) -> None:
+        if response.status_code == 200:
+            return
+        if response.status_code in (401, 403):
+            raise UpstreamError(
+                f"{self.host} refused {what} (HTTP {response.status_code}); check the chart entry's auth"
+            )
+        raise UpstreamError(f"cannot read {what}: HTTP {response.status_code} {response.reason}")
+
+
+class OciRepository:
+    """`oci://HOST/PATH` as a chart source: chart <name> is the repository PATH/<name>, and a
+    version is the tag helm gives it. Its manifest and blobs are copied unchanged."""
+
+    def __init__(self, url: str, session: requests.Session, access: Access) -> None:
+        parts = urlsplit(url)
+        self.location = url
+        self._path = parts.path.strip("/")
+        self._client = OciClient(
+            parts.netloc,
+            session,
+            plain_http=access.plain_http,
+            credentials=access.credentials,
+            verify=access.verify,
+        )
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._tags: dict[str, list[str]] = {}
+
+    def repository(self, name: str) -> str:
+        return f"{self._path}/{name}" if self._path else name
+
+    def versions(self, name: str) -> list[str]:
+        if name not in self._tags:
+            self._tags[name] = self._client.tags(self.repository(name))
+        return [tag.replace("_", "+") for tag in self._tags[name]]
+
+    def release(self, name: str, version: str) -> ChartRelease:
+        tag = tag_for(version)
+        key = (name, version)
+        if key not in self._manifests:
+            try:
+                self._manifests[key] = self._client.manifest(self.repository(name), tag)
+            except VersionNotFound:
+                near = ", ".join(nearest_versions(version, self.versions(name))) or "none"
+                raise VersionNotFound(
+                    f"{name} {version} is not in {self.location} (no tag {tag}); nearest versions "
+                    f"there: {near}. Fix the version in the spec."
+                ) from None
+        manifest = self._manifests[key]
+        return ChartRelease(
+            name=name,
+            version=version,
+            digest=manifest.digest,
+            url=f"{self.location.rstrip('/')}/{name}:{tag}",
+            created=None,
+            source=self.location,
+            oci=True,
+        )
+
+    def manifest(self, release: ChartRelease) -> Manifest:
+        self.release(release.name, release.version)
+        return self._manifests[(release.name, release.version)]
+
+    def blob(self, release: ChartRelease, digest: str, target: Path) -> Path:
+        return self._client.blob(self.repository(release.name), digest, target)
+
+    def fetch(self, release: ChartRelease, workdir: Path) -> Path:
+        """The chart archive (its chart layer), verified by digest."""
+        for descriptor in self.manifest(release).blobs():
+            if descriptor.get("mediaType") == CHART_LAYER_MEDIA_TYPE:
+                target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
+                return self.blob(release, str(descriptor["digest"]), target)
+        raise UpstreamError(f"{release.url} has no Helm chart layer ({CHART_LAYER_MEDIA_TYPE})")
+
+    def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
+        """Copied with the manifest as it is; None unless the manifest holds a provenance layer."""
+        for descriptor in self.manifest(release).blobs():
+            if descriptor.get("mediaType") == PROVENANCE_MEDIA_TYPE:
+                return Path(str(descriptor["digest"]))  # a marker: the copy carries the layer itself
+        return None
