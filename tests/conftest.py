@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from chartfactory import ChartFile, package_chart, write_index
+from tools import require_tool
 
 from ecrmirror.emulator import Emulator
 
@@ -109,6 +110,20 @@ def two_charts(chart_server: ChartServer) -> ChartServer:
         chart_server.add(name, version)
     chart_server.publish()
     return chart_server
+
+
+@pytest.fixture
+def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    binary = require_tool("helm", "run .ci/run, or put a helm >= 3.8 binary on PATH")
+    for variable in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
+    return [
+        binary,
+        "--registry-config",
+        str(tmp_path / "helm-registry.json"),
+        "--repository-cache",
+        str(tmp_path / "helm-cache"),
+    ]
 
 
 @pytest.fixture

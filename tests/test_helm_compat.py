@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import boto3
 import pytest
 import requests
 from chartfactory import package_chart
-from tools import require_tool
+from tools import registry_password, require_tool, tool
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.chart import (
@@ -126,30 +124,6 @@ def test_manifest_is_reproducible_and_has_helms_shape(tmp_path: Path) -> None:
 
 
 # -- against real helm ------------------------------------------------------------------------------
-@pytest.fixture
-def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    binary = require_tool("helm", HELM_HOW)
-    for variable in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
-    return [
-        binary,
-        "--registry-config",
-        str(tmp_path / "helm-registry.json"),
-        "--repository-cache",
-        str(tmp_path / "helm-cache"),
-    ]
-
-
-def tool(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=60, check=False)
-
-
-def registry_password(emulator: Emulator) -> str:
-    client = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
-    token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
-    return base64.b64decode(token).decode().partition(":")[2]
-
-
 def test_helm_push_and_ecrmirror_store_byte_identical_manifests(
     helm: list[str], emulator: Emulator, tmp_path: Path
 ) -> None:

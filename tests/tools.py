@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
+import boto3
 import pytest
+
+from ecrmirror.emulator import Emulator
 
 TOOLS_DIR = Path(__file__).resolve().parent.parent / ".tools" / "bin"
 
@@ -20,3 +25,13 @@ def require_tool(name: str, how: str) -> str:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{message}: .ci/run must install it", pytrace=False)
     pytest.skip(message)
+
+
+def tool(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=60, check=False)
+
+
+def registry_password(emulator: Emulator) -> str:
+    client = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
+    token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    return base64.b64decode(token).decode().partition(":")[2]

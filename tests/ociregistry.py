@@ -1,0 +1,189 @@
+"""OCI registries for the tests, on 127.0.0.1: Debian's docker-registry, and a token-auth one.
+
+The token registry stands in for Docker Hub's scheme, which docker-registry only offers with a
+JWT-signing token server: a 401 with `Bearer realm=...`, a token service, and blob GETs that
+redirect to another host (as registries redirect to object storage). It records every request's
+Authorization header, so tests can see where credentials went.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from ecrmirror.chart import MANIFEST_MEDIA_TYPE, build_artifact
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class DockerRegistry:
+    """Debian's docker-registry (distribution 2.8), anonymous, plain HTTP on 127.0.0.1."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        config = directory / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n"
+        )
+        self._process = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://{self.host}/v2/", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("docker-registry did not start within 20 s")
+
+    def manifest_digest(self, repository: str, tag: str) -> str:
+        response = requests.head(
+            f"http://{self.host}/v2/{repository}/manifests/{tag}",
+            headers={"Accept": MANIFEST_MEDIA_TYPE},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.headers["Docker-Content-Digest"]
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+
+@dataclass
+class TokenRegistry:
+    """A read-only registry with Docker Hub's token flow; blobs redirect to a storage host."""
+
+    username: str = ""
+    password: str = ""
+    manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # (host, path, Authorization)
+
+    def start(self) -> TokenRegistry:
+        self._registry = self._serve(self._registry_handler())
+        self._storage = self._serve(self._storage_handler())
+        # Another host for the same machine: "localhost" is not "127.0.0.1" to an HTTP client.
+        self.host = f"127.0.0.1:{self._registry.server_port}"
+        self.storage_host = f"localhost:{self._storage.server_port}"
+        return self
+
+    def stop(self) -> None:
+        for server in (self._registry, self._storage):
+            server.shutdown()
+            server.server_close()
+
+    def add_chart(self, repository: str, archive: Path, name: str, version: str) -> str:
+        """Store a chart as helm would push it; returns its manifest digest."""
+        digest = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+        artifact = build_artifact(archive, digest, name=name, version=version, created=None)
+        self.blobs[artifact.config_descriptor.digest] = artifact.config
+        self.blobs[digest] = archive.read_bytes()
+        self.manifests[(repository, artifact.tag)] = artifact.manifest
+        return artifact.manifest_digest
+
+    def authorizations(self, host: str) -> list[str]:
+        return [auth for seen_host, _, auth in self.seen if seen_host == host and auth]
+
+    @staticmethod
+    def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def _registry_handler(self) -> type[BaseHTTPRequestHandler]:
+        registry = self
+
+        class Handler(_Quiet):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                auth = self.headers.get("Authorization", "")
+                registry.seen.append((registry.host, self.path, auth))
+                if path == "/token":
+                    return self._token(auth)
+                if auth != "Bearer granted":
+                    scope = "repository:" + path.split("/v2/", 1)[-1].rsplit("/", 2)[0] + ":pull"
+                    challenge = (
+                        f'Bearer realm="http://{registry.host}/token",service="test-registry",scope="{scope}"'
+                    )
+                    return self._send(401, b"{}", {"WWW-Authenticate": challenge})
+                name, kind, reference = _split(path)
+                if kind == "manifests" and (name, reference) in registry.manifests:
+                    body = registry.manifests[(name, reference)]
+                    return self._send(200, body, {"Content-Type": MANIFEST_MEDIA_TYPE})
+                if kind == "blobs" and reference in registry.blobs:
+                    location = f"http://{registry.storage_host}/{reference}"
+                    return self._send(307, b"", {"Location": location})
+                if kind == "tags":
+                    tags = sorted(tag for (repo, tag) in registry.manifests if repo == name)
+                    return self._send(200, json.dumps({"name": name, "tags": tags}).encode(), {})
+                return self._send(404, b"{}", {})
+
+            def _token(self, auth: str) -> None:
+                if registry.username:
+                    expected = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+                    if auth != f"Basic {expected}":
+                        return self._send(401, b"{}", {})
+                query = parse_qs(urlsplit(self.path).query)
+                if not query.get("scope"):
+                    return self._send(400, b"{}", {})
+                return self._send(200, json.dumps({"token": "granted"}).encode(), {})
+
+        return Handler
+
+    def _storage_handler(self) -> type[BaseHTTPRequestHandler]:
+        registry = self
+
+        class Handler(_Quiet):
+            def do_GET(self) -> None:
+                registry.seen.append(
+                    (registry.storage_host, self.path, self.headers.get("Authorization", ""))
+                )
+                body = registry.blobs.get(self.path.lstrip("/"))
+                self._send(200 if body is not None else 404, body or b"", {})
+
+        return Handler
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _split(path: str) -> tuple[str, str, str]:
+    """/v2/<name>/<kind>/<reference> -> (name, kind, reference); tags/list -> (name, 'tags', '')."""
+    rest = path.removeprefix("/v2/")
+    if rest.endswith("/tags/list"):
+        return rest.removesuffix("/tags/list"), "tags", ""
+    name, kind, reference = rest.rsplit("/", 2)
+    return name, kind, reference

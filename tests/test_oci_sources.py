@@ -1,0 +1,216 @@
+"""OCI registries as sources: a true mirror (same digests), auth flows, and no credential on a redirect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from chartfactory import package_chart
+from ociregistry import DockerRegistry, TokenRegistry
+from tools import registry_password, require_tool, tool
+
+from conftest import REGISTRY, ChartServer
+from ecrmirror.emulator import Emulator
+
+SECRET = "s3cret-registry-pa55word"
+
+
+@pytest.fixture(scope="session")
+def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
+    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def token_registry() -> Iterator[TokenRegistry]:
+    registry = TokenRegistry().start()
+    yield registry
+    registry.stop()
+
+
+def helm_push(helm: list[str], archive: Path, destination: str) -> None:
+    pushed = subprocess.run(
+        [*helm, "push", str(archive), destination, "--plain-http"], capture_output=True, text=True, timeout=60
+    )
+    assert pushed.returncode == 0, pushed.stderr
+
+
+def emulator_digest(repository: str, tag: str) -> str:
+    ecr = boto3.client("ecr", region_name="eu-west-1")
+    image = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])["images"][0]
+    return str(image["imageId"]["imageDigest"])
+
+
+def test_a_spec_mixing_http_local_and_oci_sources_mirrors_oci_digests_unchanged(
+    docker_registry: DockerRegistry,
+    helm: list[str],
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+) -> None:
+    # given an HTTP repository, a local directory and an OCI registry, each with charts
+    chart_server.add("web", "1.0.0")
+    chart_server.publish()
+    package_chart(pytester.path / "local", "tool", "0.1.0")
+    source = f"{docker_registry.host}/{tmp_path.name.lower()}/charts"
+    for version in ("2.0.0", "2.1.0+build.1"):
+        helm_push(helm, package_chart(tmp_path, "db", version).path, f"oci://{source}")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+        "charts:\n"
+        f"  - name: web\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n"
+        "  - name: tool\n    repo: local\n    versions: ['0.1.0']\n"
+        f"  - name: db\n    repo: oci://{source}\n    plain_http: true\n"
+        "    versions: ['2.0.0', '2.1.0+build.1']\n"
+    )
+
+    # when the spec is synced into the offline emulator
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    # then every version is there, and each OCI-sourced manifest has the source's digest
+    synced.assert_outcomes(passed=7)
+    synced.stdout.fnmatch_lines(["mirror.yaml::db::2.1.0+build.1 PUSHED*"])
+    for tag in ("2.0.0", "2.1.0_build.1"):
+        assert emulator_digest("mirror/db", tag) == docker_registry.manifest_digest(
+            f"{tmp_path.name.lower()}/charts/db", tag
+        )
+
+    # and an audit finds everything PRESENT, and a second sync writes nothing
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=7)
+    emulator.app.requests.clear()
+    run("--sync", "mirror.yaml").assert_outcomes(passed=7)
+    assert emulator.writes() == []
+
+
+def test_skopeo_copy_and_ecrmirror_give_the_same_manifest_digest(
+    docker_registry: DockerRegistry, helm: list[str], emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    skopeo = require_tool("skopeo", "apt-get install skopeo, as .ci/run does")
+    path = f"{tmp_path.name.lower()}/charts"
+    versions = ("0.1.0", "0.2.0-rc.1", "1.0.0+meta")
+    for version in versions:
+        helm_push(helm, package_chart(tmp_path, "app", version).path, f"oci://{docker_registry.host}/{path}")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: ecrmirror\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: oci://{docker_registry.host}/{path}\n    plain_http: true\n"
+        f"    versions: {json.dumps(list(versions))}\n"
+    )
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4)
+    boto3.client("ecr", region_name="eu-west-1").create_repository(repositoryName="skopeo/app")
+    host = emulator.url.removeprefix("http://")
+    creds = f"AWS:{registry_password(emulator)}"
+
+    for version in versions:
+        tag = version.replace("+", "_")
+        copied = tool(
+            skopeo,
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            creds,
+            f"docker://{docker_registry.host}/{path}/app:{tag}",
+            f"docker://{host}/skopeo/app:{tag}",
+        )
+        assert copied.returncode == 0, copied.stderr
+        assert emulator_digest("skopeo/app", tag) == emulator_digest("ecrmirror/app", tag)
+
+
+def test_a_version_constraint_resolves_against_the_registrys_tags(
+    docker_registry: DockerRegistry, helm: list[str], emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    path = f"{tmp_path.name.lower()}/charts"
+    for version in ("1.0.0", "1.4.0", "2.0.0", "1.5.0-rc.1", "1.4.1+build.2"):
+        helm_push(helm, package_chart(tmp_path, "svc", version).path, f"oci://{docker_registry.host}/{path}")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: svc\n    repo: oci://{docker_registry.host}/{path}\n    plain_http: true\n"
+        "    versions: '^1'\n"
+    )
+
+    result = run("--sync", "--collect-only", "-q", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(
+        ["mirror.yaml::svc::1.4.1+build.2", "mirror.yaml::svc::1.4.0", "mirror.yaml::svc::1.0.0"]
+    )
+    result.stdout.no_fnmatch_line("*1.5.0-rc.1*")
+
+
+def test_a_token_registry_gets_an_anonymous_token_and_blob_storage_no_credentials(
+    token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    chart = package_chart(tmp_path, "cache", "3.2.1")
+    digest = token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    versions: ['3.2.1']\n"
+    )
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+    assert emulator_digest("cache", "3.2.1") == digest
+    assert "Bearer granted" in token_registry.authorizations(token_registry.host)
+    assert token_registry.authorizations(token_registry.storage_host) == []  # the redirect got nothing
+    assert any(host == token_registry.storage_host for host, _, _ in token_registry.seen)
+
+
+def test_registry_credentials_reach_only_the_token_service_and_never_the_output(
+    token_registry: TokenRegistry,
+    emulator: Emulator,
+    write_spec,
+    run,
+    tmp_path: Path,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token_registry.username, token_registry.password = "mirror-bot", SECRET
+    chart = package_chart(tmp_path, "cache", "3.2.1")
+    token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
+    monkeypatch.setenv("SOURCE_PASSWORD", SECRET)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    auth: {username: mirror-bot, password: '${SOURCE_PASSWORD}'}\n"
+        "    versions: ['3.2.1', '9.9.9']\n"
+    )
+
+    result = run("--sync", "-v", "-rA", "--log-level=DEBUG", "--junitxml=report.xml", "mirror.yaml")
+
+    result.assert_outcomes(passed=2, failed=1)  # 9.9.9 is not there: a failing run says no secret either
+    token_requests = [auth for host, path, auth in token_registry.seen if path.startswith("/token")]
+    assert token_requests
+    assert all(auth.startswith("Basic ") for auth in token_requests)
+    assert token_registry.authorizations(token_registry.storage_host) == []
+    written = "\n".join(result.outlines + result.errlines) + (pytester.path / "report.xml").read_text()
+    assert SECRET not in written
+    assert "bWlycm9yLWJvdDpz" not in written  # the start of base64("mirror-bot:s3cret...")
+
+
+def test_wrong_registry_credentials_are_a_plain_error(
+    token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    token_registry.username, token_registry.password = "mirror-bot", SECRET
+    token_registry.add_chart(
+        "library/cache", package_chart(tmp_path, "cache", "3.2.1").path, "cache", "3.2.1"
+    )
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    auth: {username: mirror-bot, password: wrong}\n    versions: ['3.2.1']\n"
+    )
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(["*the token service of * refused a repository:library/cache:pull token*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert emulator.writes() == []
