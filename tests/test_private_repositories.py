@@ -1,0 +1,323 @@
+"""Private and unusual HTTP repositories: credentials only where they belong, TLS, JSON, gzip, .prov."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from chartfactory import ChartFile, package_chart, write_index
+
+from conftest import REGISTRY
+from ecrmirror.chart import PROVENANCE_MEDIA_TYPE
+from ecrmirror.emulator import Emulator
+
+PASSWORD = "hunter2-but-longer-Zq8"
+BASIC = "Basic " + base64.b64encode(f"mirror:{PASSWORD}".encode()).decode()
+
+
+@dataclass
+class Host:
+    """A directory served on 127.0.0.1 (or `localhost`, another host to a client), recording
+    every request's Authorization header; with `required`, anything else gets a 401."""
+
+    directory: Path
+    name: str = "127.0.0.1"
+    required: str | None = None
+    gzip_index: bool = False
+    tls: ssl.SSLContext | None = None
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization)
+
+    def start(self) -> Host:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                auth = self.headers.get("Authorization", "")
+                host.seen.append((self.path, auth))
+                if host.required is not None and auth != host.required:
+                    return self._send(401, b"unauthorized", {"WWW-Authenticate": 'Basic realm="charts"'})
+                path = host.directory / self.path.split("?")[0].lstrip("/")
+                if not path.is_file():
+                    return self._send(404, b"not found", {})
+                body = path.read_bytes()
+                headers = {}
+                if host.gzip_index and path.name == "index.yaml":
+                    body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+                return self._send(200, body, headers)
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://{self.name}:{self.server.server_port}/"
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def authorizations(self) -> list[str]:
+        return [auth for _, auth in self.seen if auth]
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
+    """A private repository (index on 127.0.0.1) whose archives sit on a CDN (localhost)."""
+    repo = Host(tmp_path / "repo", required=BASIC).start()
+    cdn = Host(tmp_path / "cdn", name="localhost").start()
+    repo.directory.mkdir()
+    cdn.directory.mkdir()
+    yield repo, cdn
+    repo.stop()
+    cdn.stop()
+
+
+def publish(directory: Path, charts: list[ChartFile], base_url: str = "") -> None:
+    write_index(directory, charts, base_url=base_url)
+
+
+def private_spec(url: str, extra: str = "", versions: str = "['1.0.0']") -> str:
+    return (
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: secret-app\n    repo: {url}\n    versions: {versions}\n"
+        "    auth: {username: mirror, password: '${REPO_PASSWORD}'}\n" + extra
+    )
+
+
+def test_the_password_reaches_the_repository_host_and_no_other_and_never_the_output(
+    hosts: tuple[Host, Host],
+    emulator: Emulator,
+    write_spec,
+    run,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo, cdn = hosts
+    chart = package_chart(cdn.directory, "secret-app", "1.0.0")
+    publish(repo.directory, [chart], base_url=cdn.url)  # absolute chart URLs on another host
+    monkeypatch.setenv("REPO_PASSWORD", PASSWORD)
+    write_spec(private_spec(repo.url, versions="['1.0.0', '1.0.1']"))
+
+    result = run("--sync", "-v", "-rA", "--log-level=DEBUG", "--junitxml=report.xml", "mirror.yaml")
+
+    result.assert_outcomes(passed=2, failed=1)  # 1.0.1 does not exist: a failing run too
+    assert repo.authorizations() == [BASIC]  # one index download, with the credentials
+    assert cdn.seen  # the archive came from the CDN ...
+    assert cdn.authorizations() == []  # ... which never saw them
+    written = "\n".join(result.outlines + result.errlines) + (pytester.path / "report.xml").read_text()
+    assert PASSWORD not in written
+    assert BASIC.removeprefix("Basic ") not in written
+
+
+def test_pass_credentials_sends_them_to_chart_urls_on_other_hosts_as_helm_does(
+    hosts: tuple[Host, Host], emulator: Emulator, write_spec, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, cdn = hosts
+    publish(repo.directory, [package_chart(cdn.directory, "secret-app", "1.0.0")], base_url=cdn.url)
+    monkeypatch.setenv("REPO_PASSWORD", PASSWORD)
+    write_spec(private_spec(repo.url, "    pass_credentials: true\n"))
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+    assert [auth for _, auth in cdn.seen] == [BASIC, BASIC]  # the archive and its .prov probe
+
+
+def test_a_token_is_sent_as_a_bearer_token(tmp_path: Path, emulator: Emulator, write_spec, run) -> None:
+    repo = Host(tmp_path / "repo", required="Bearer t0ken-abc").start()
+    repo.directory.mkdir()
+    try:
+        publish(repo.directory, [package_chart(repo.directory, "secret-app", "1.0.0")])
+        write_spec(
+            f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+            f"charts:\n  - name: secret-app\n    repo: {repo.url}\n    versions: ['1.0.0']\n"
+            "    auth: {token: t0ken-abc}\n"
+        )
+
+        run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    finally:
+        repo.stop()
+    assert set(repo.authorizations()) == {"Bearer t0ken-abc"}  # index and archive: same host
+
+
+def test_wrong_credentials_are_a_plain_error_naming_the_url(
+    hosts: tuple[Host, Host], emulator: Emulator, write_spec, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, cdn = hosts
+    publish(repo.directory, [package_chart(cdn.directory, "secret-app", "1.0.0")], base_url=cdn.url)
+    monkeypatch.setenv("REPO_PASSWORD", "wrong")
+    write_spec(private_spec(repo.url))
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([f"*cannot download {repo.url}index.yaml: HTTP 401 Unauthorized*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert emulator.writes() == []
+
+
+# -- TLS ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and the server context that serves it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecrmirror test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "ca.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+@pytest.fixture
+def tls_repo(tmp_path: Path, self_signed: tuple[ssl.SSLContext, Path]) -> Iterator[Host]:
+    repo = Host(tmp_path / "tls-repo", tls=self_signed[0])
+    repo.directory.mkdir()
+    publish(repo.directory, [package_chart(repo.directory, "secret-app", "1.0.0")])
+    yield repo.start()
+    repo.stop()
+
+
+def tls_spec(url: str, extra: str = "") -> str:
+    return (
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: secret-app\n    repo: {url}\n    versions: ['1.0.0']\n{extra}"
+    )
+
+
+def test_a_self_signed_upstream_fails_with_a_message_naming_ca_file(
+    tls_repo: Host, emulator: Emulator, write_spec, run
+) -> None:
+    write_spec(tls_spec(tls_repo.url))
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(["*cannot verify the TLS certificate of *give its certificate as ca_file*"])
+    assert emulator.writes() == []
+
+
+@pytest.mark.parametrize("option", ["ca_file", "insecure_skip_tls_verify"])
+def test_ca_file_or_an_explicit_insecure_skip_reaches_it(
+    tls_repo: Host, self_signed: tuple[ssl.SSLContext, Path], emulator: Emulator, write_spec, run, option: str
+) -> None:
+    extra = (
+        f"    ca_file: {self_signed[1]}\n" if option == "ca_file" else "    insecure_skip_tls_verify: true\n"
+    )
+    write_spec(tls_spec(tls_repo.url, extra))
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+
+# -- unusual indexes ---------------------------------------------------------------------------------
+def test_an_index_served_as_gzip_encoded_json_is_read(
+    tmp_path: Path, emulator: Emulator, write_spec, run
+) -> None:
+    repo = Host(tmp_path / "repo", gzip_index=True)
+    repo.directory.mkdir()
+    chart = package_chart(repo.directory, "secret-app", "1.0.0")
+    publish(repo.directory, [chart])
+    index = repo.directory / "index.yaml"
+    index.write_text(json.dumps(yaml.safe_load(index.read_text())))  # JSON is YAML, as helm reads it
+    repo.start()
+    try:
+        write_spec(tls_spec(repo.url + "?token=abc"))  # a query string, kept on every request
+
+        run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    finally:
+        repo.stop()
+    assert [path for path, _ in repo.seen] == [
+        "/index.yaml?token=abc",
+        "/secret-app-1.0.0.tgz?token=abc",
+        "/secret-app-1.0.0.tgz.prov?token=abc",  # is there a provenance file? (404: no)
+    ]
+
+
+# -- provenance --------------------------------------------------------------------------------------
+def test_a_provenance_file_becomes_helms_second_layer(
+    tmp_path: Path, emulator: Emulator, write_spec, run
+) -> None:
+    repo = Host(tmp_path / "repo")
+    repo.directory.mkdir()
+    chart = package_chart(repo.directory, "secret-app", "1.0.0")
+    Path(f"{chart.path}.prov").write_text("-----BEGIN PGP SIGNED MESSAGE-----\nfake but present\n")
+    publish(repo.directory, [chart])
+    repo.start()
+    try:
+        write_spec(tls_spec(repo.url, "    provenance: required\n"))
+        run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    finally:
+        repo.stop()
+    image = boto3.client("ecr", region_name="eu-west-1").batch_get_image(
+        repositoryName="secret-app", imageIds=[{"imageTag": "1.0.0"}]
+    )["images"][0]
+    layers = json.loads(image["imageManifest"])["layers"]
+    assert sorted(layer["mediaType"] for layer in layers) == [
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        PROVENANCE_MEDIA_TYPE,
+    ]
+    assert [layer["digest"] for layer in layers] == sorted(layer["digest"] for layer in layers)
+
+
+def test_provenance_required_fails_a_version_without_one(
+    tmp_path: Path, emulator: Emulator, write_spec, run
+) -> None:
+    repo = Host(tmp_path / "repo")
+    repo.directory.mkdir()
+    publish(repo.directory, [package_chart(repo.directory, "secret-app", "1.0.0")])
+    repo.start()
+    try:
+        write_spec(tls_spec(repo.url, "    provenance: required\n"))
+        result = run("--sync", "mirror.yaml")
+    finally:
+        repo.stop()
+
+    result.stdout.fnmatch_lines(["*has no provenance file (.prov), and the spec says provenance: required*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
