@@ -20,6 +20,7 @@ OUTCOME_PROPERTY = "outcome"
 BYTES_PROPERTY = "bytes_uploaded"
 NOTE_PROPERTY = "note"
 RANGE_PROPERTY = "version_range"  # the constraint a version was selected by
+PULLED_IN_BY_PROPERTY = "pulled_in_by"  # a dependency: the chart versions that declare it
 KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 
 
@@ -64,14 +65,35 @@ class SpecFile(pytest.File):
             spec = load_spec(self.path, display_path=_display_path(self))
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
-        repositories = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in spec.charts))
-        yield RepositoriesNode.from_parent(self, name="repository", spec=spec, repositories=repositories)
+        try:
+            dependencies = self._dependencies(spec)
+        except EcrMirrorError as exc:
+            raise self.CollectError(str(exc)) from None
+        charts = spec.charts + tuple(entry for entry, _ in dependencies)
+        repositories = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in charts))
+        yield RepositoriesNode.from_parent(
+            self, name="repository", spec=spec, repositories=repositories, charts=charts
+        )
         if spec.target.replication is not None:
             yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=repositories)
         for chart in spec.charts:
             yield ChartNode.from_parent(
                 self, name=chart.name, spec=spec, chart=chart, repositories=repositories
             )
+        for entry, pulled_in_by in dependencies:
+            yield ChartNode.from_parent(
+                self,
+                name=entry.name,
+                spec=spec,
+                chart=entry,
+                repositories=repositories,
+                pulled_in_by=pulled_in_by,
+            )
+
+    def _dependencies(self, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
+        if not any(chart.with_dependencies for chart in spec.charts):
+            return []
+        return self.config.stash[RUN_KEY].mirror.dependency_entries(spec)
 
 
 def _display_path(node: pytest.File) -> str:
@@ -89,14 +111,17 @@ def _line(where: str) -> int | None:
 class RepositoriesNode(pytest.Collector):
     """`<spec>::repository`: one item per ECR repository the spec mirrors into."""
 
-    def __init__(self, *, spec: Spec, repositories: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(
+        self, *, spec: Spec, repositories: tuple[str, ...], charts: tuple[ChartEntry, ...], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.repositories = repositories
+        self.charts = charts
 
     def collect(self) -> Iterator[RepositoryItem]:
         for name in self.repositories:
-            charts = tuple(c for c in self.spec.charts if self.spec.target.repository_for(c.name) == name)
+            charts = tuple(c for c in self.charts if self.spec.target.repository_for(c.name) == name)
             yield RepositoryItem.from_parent(self, name=name, spec=self.spec, repository=name, charts=charts)
 
 
@@ -186,17 +211,27 @@ class ReplicationItem(_MirrorItem):
 
 class ChartNode(pytest.Collector):
     def __init__(
-        self, *, spec: Spec, chart: ChartEntry, repositories: tuple[str, ...], **kwargs: Any
+        self,
+        *,
+        spec: Spec,
+        chart: ChartEntry,
+        repositories: tuple[str, ...],
+        pulled_in_by: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.chart = chart
         self.repositories = repositories
+        self.pulled_in_by = pulled_in_by or {}  # version -> the chart versions that depend on it
 
     def collect(self) -> Iterator[ChartVersionItem]:
         for version in self._versions():
             planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version, self.repositories)
-            yield ChartVersionItem.from_parent(self, name=version.version, planned=planned)
+            item = ChartVersionItem.from_parent(self, name=version.version, planned=planned)
+            if version.version in self.pulled_in_by:
+                item.user_properties.append((PULLED_IN_BY_PROPERTY, self.pulled_in_by[version.version]))
+            yield item
 
     def _versions(self) -> tuple[VersionEntry, ...]:
         """The listed versions, or those a constraint selects upstream, resolved now so that
@@ -278,5 +313,12 @@ def report_notes(report: pytest.TestReport) -> list[str]:
 def report_range(report: pytest.TestReport) -> str | None:
     for name, value in report.user_properties:
         if name == RANGE_PROPERTY:
+            return str(value)
+    return None
+
+
+def report_pulled_in_by(report: pytest.TestReport) -> str | None:
+    for name, value in report.user_properties:
+        if name == PULLED_IN_BY_PROPERTY:
             return str(value)
     return None

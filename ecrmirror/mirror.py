@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,14 +20,15 @@ from ecrmirror.errors import (
     AwsError,
     EcrMirrorError,
     RepositoryMissing,
+    SpecError,
     TagConflict,
     UpstreamError,
     VersionNotFound,
 )
 from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
-from ecrmirror.sources import ChartRelease, Source, Sources
-from ecrmirror.spec import ChartEntry, Destination, Registry, Target, VersionEntry
+from ecrmirror.sources import NO_ACCESS, ChartRelease, Source, Sources
+from ecrmirror.spec import ChartEntry, Destination, Registry, Spec, Target, VersionEntry
 from ecrmirror.transport import new_session
 
 REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
@@ -67,6 +69,16 @@ class PlannedVersion:
     @property
     def reference(self) -> str:
         return f"{self.target.registry.host}/{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A chart that a mirrored chart version declares, to be mirrored next to it."""
+
+    name: str
+    repository: str  # an http(s) or oci:// URL
+    version: str
+    pulled_in_by: str  # "<chart> <version>"
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,85 @@ class Mirror:
                 + "."
             )
         return chosen
+
+    def dependencies(self, spec_path: Path, chart: ChartEntry, version: str) -> list[Dependency]:
+        """The charts `chart` at `version` depends on from an http(s) or oci repository, each at
+        the version helm would pick: an exact match, else the newest the constraint allows."""
+        source = self.sources.get(chart.source_location(spec_path), chart.access)
+        found: list[Dependency] = []
+        for declared in source.metadata(chart.name, version).get("dependencies") or []:
+            if not isinstance(declared, dict):
+                continue
+            repository = str(declared.get("repository") or "")
+            if not re.match(r"^(https?|oci)://", repository):
+                continue  # vendored in charts/ (empty or file://), or a local repo alias: inside the archive
+            name, wanted = str(declared.get("name", "")), str(declared.get("version") or "*")
+            upstream = self.sources.get(repository, NO_ACCESS)
+            available = upstream.versions(name)
+            if wanted in available:
+                chosen = wanted
+            else:
+                try:
+                    matches = versions.select(available, versions.parse_constraint(wanted))
+                except versions.ConstraintError as exc:
+                    raise UpstreamError(
+                        f"{chart.name} {version} declares dependency {name} {wanted!r}: {exc}"
+                    ) from None
+                if not matches:
+                    raise VersionNotFound(
+                        f"{chart.name} {version} depends on {name} {wanted!r} from {repository}, which "
+                        f"has no such version (newest: {', '.join(versions.newest_first(available)[:5])})"
+                    )
+                chosen = matches[0]
+            found.append(Dependency(name, repository, chosen, f"{chart.name} {version}"))
+        return found
+
+    def dependency_entries(self, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
+        """with_dependencies: one chart entry per dependency chart, with the chart versions that
+        pulled in each of its versions. A version the spec lists already is not repeated."""
+        listed = {(chart.name, chart.repo): {v.version for v in chart.versions} for chart in spec.charts}
+        wanted: dict[tuple[str, str], dict[str, list[str]]] = {}
+        parents: dict[tuple[str, str], ChartEntry] = {}
+        for chart in spec.charts:
+            if not chart.with_dependencies:
+                continue
+            for version in self.resolve(spec.path, chart):
+                for dependency in self.dependencies(spec.path, chart, version):
+                    key = (dependency.name, dependency.repository)
+                    if dependency.version in listed.get(key, set()):
+                        continue
+                    clash = next(
+                        (
+                            c
+                            for c in spec.charts
+                            if c.name == dependency.name and c.repo != dependency.repository
+                        ),
+                        None,
+                    )
+                    if clash is not None:
+                        raise SpecError(
+                            chart.where,
+                            f"{dependency.pulled_in_by} depends on {dependency.name} from "
+                            f"{dependency.repository}, but the spec mirrors {dependency.name} from "
+                            f"{clash.repo} into the same repository",
+                            "mirror one of them with another spec and prefix",
+                        )
+                    parents.setdefault(key, chart)
+                    wanted.setdefault(key, {}).setdefault(dependency.version, []).append(
+                        dependency.pulled_in_by
+                    )
+        entries: list[tuple[ChartEntry, dict[str, str]]] = []
+        for (name, repository), chosen in wanted.items():
+            parent = parents[(name, repository)]
+            line = int(parent.where.rpartition(":")[2] or 1)
+            entry = ChartEntry(
+                name=name,
+                repo=repository,
+                versions=tuple(VersionEntry(v, parent.where, line) for v in chosen),
+                where=parent.where,
+            )
+            entries.append((entry, {v: ", ".join(by) for v, by in chosen.items()}))
+        return entries
 
     def release(self, planned: PlannedVersion) -> ChartRelease:
         return self._source(planned).release(planned.chart.name, planned.version.version)

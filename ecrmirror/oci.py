@@ -99,6 +99,14 @@ class OciClient:
             )
         return Manifest(body, media_type, digest)
 
+    def small_blob(self, repository: str, digest: str) -> bytes:
+        """A small blob (a config) in memory, verified against its digest."""
+        response = self._get(f"{self.base}/v2/{repository}/blobs/{digest}", repository)
+        self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
+        if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+            raise DigestMismatch(f"blob {digest} from {self.host}/{repository} does not match its digest")
+        return response.content
+
     def blob(self, repository: str, digest: str, target: Path) -> Path:
         """Stream one blob to `target`, verified against its digest."""
         sha = hashlib.sha256()
@@ -251,6 +259,17 @@ class OciRepository:
             source=self.location,
             oci=True,
         )
+
+    def metadata(self, name: str, version: str) -> dict[str, Any]:
+        """Chart.yaml's fields: helm's config blob holds them as JSON."""
+        release = self.release(name, version)
+        config = self.manifest(release).blobs()[0]
+        body = self._client.small_blob(self.repository(name), str(config["digest"]))
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise UpstreamError(f"the config of {release.url} is not JSON, so not a Helm chart's") from None
+        return document if isinstance(document, dict) else {}
 
     def manifest(self, release: ChartRelease) -> Manifest:
         self.release(release.name, release.version)

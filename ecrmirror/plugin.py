@@ -28,6 +28,7 @@ from ecrmirror.items import (
     report_kind,
     report_notes,
     report_outcome,
+    report_pulled_in_by,
     report_range,
 )
 from ecrmirror.mirror import Endpoints, Outcome
@@ -46,6 +47,7 @@ class _Totals:
     bytes_uploaded: int = 0
     notes: list[str] = field(default_factory=list)
     ranges: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, range) -> versions
+    dependencies: list[str] = field(default_factory=list)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         kind = report_kind(report)
@@ -59,6 +61,9 @@ class _Totals:
             counts[word] = counts.get(word, 0) + 1
             self.bytes_uploaded += report_bytes(report)
             self.notes.extend(f"{report.nodeid}: {note}" for note in report_notes(report))
+            pulled_in_by = report_pulled_in_by(report)
+            if pulled_in_by is not None:
+                self.dependencies.append(f"{report.nodeid.split('::', 1)[1]} (dependency of {pulled_in_by})")
             version_range = report_range(report)
             if version_range is not None:
                 spec = report.nodeid.split("::")[0]
@@ -77,6 +82,8 @@ class _Totals:
             terminalreporter.write_line(f"{line}; {self.bytes_uploaded} bytes uploaded")
         for (spec, version_range), selected in self.ranges.items():
             terminalreporter.write_line(f"{spec}: {version_range} resolved to {', '.join(selected)}")
+        for dependency in self.dependencies:
+            terminalreporter.write_line(f"pulled in: {dependency}")
         for note in self.notes:
             terminalreporter.write_line(f"note: {note}")
 

@@ -52,6 +52,8 @@ class Source(Protocol):
 
     def versions(self, name: str) -> list[str]: ...
 
+    def metadata(self, name: str, version: str) -> dict[str, Any]: ...
+
     def release(self, name: str, version: str) -> ChartRelease: ...
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path: ...
@@ -233,6 +235,10 @@ class HttpRepository:
     def versions(self, name: str) -> list[str]:
         return self.index().versions(name)
 
+    def metadata(self, name: str, version: str) -> dict[str, Any]:
+        """Chart.yaml's fields, as `helm repo index` copies them into the index entry."""
+        return self.index().entry(name, version)
+
     def release(self, name: str, version: str) -> ChartRelease:
         index = self.index()
         urls = index.entry(name, version).get("urls") or []
@@ -302,6 +308,15 @@ class LocalRepository:
 
     def versions(self, name: str) -> list[str]:
         return list(_chart(self._scan(), name, str(self._directory)))
+
+    def metadata(self, name: str, version: str) -> dict[str, Any]:
+        release = self.release(name, version)
+        if re.match(r"^https?://", release.url):
+            raise UpstreamError(
+                f"{name} {version} in {self._directory} is an archive on {release.url}; "
+                "list its repository as a chart of its own instead"
+            )
+        return read_chart_metadata(Path(release.url), release.url)
 
     def release(self, name: str, version: str) -> ChartRelease:
         return _lookup(self._scan(), name, version, str(self._directory))()
