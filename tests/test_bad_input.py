@@ -143,6 +143,37 @@ SPEC_CASES = {
         "exclude must be a list of versions",
         'exclude: ["7.3.1"]',
     ),
+    # -- upstream access options
+    "auth with both a token and a password": (
+        GOOD_TARGET + CHART + "    auth: {username: u, password: p, token: t}\n",
+        8,
+        "auth takes a token or a username and password, not both",
+        "",
+    ),
+    "auth without a username": (
+        GOOD_TARGET + CHART + "    auth: {password: p}\n",
+        8,
+        "auth needs a username (with a password) or a token",
+        "auth: {username: ${REPO_USER}, password: ${REPO_PASSWORD}}",
+    ),
+    "plain_http on an http repository": (
+        GOOD_TARGET + CHART + "    plain_http: true\n",
+        8,
+        "plain_http applies to oci:// repositories",
+        "use an http:// repo URL instead",
+    ),
+    "a ca_file that does not exist": (
+        GOOD_TARGET + CHART + "    ca_file: certs/none.pem\n",
+        8,
+        "none.pem does not exist",
+        "a PEM file of CA certificates",
+    ),
+    "provenance with an unknown value": (
+        GOOD_TARGET + CHART + "    provenance: always\n",
+        8,
+        "provenance must be one of if-present, required, not 'always'",
+        "",
+    ),
     # -- repository settings and replication (line numbers count from `target:` = 1)
     "typo in a repository setting": (
         GOOD_TARGET + "  repository:\n    scan_on_pus: true\n" + CHART,
