@@ -244,7 +244,14 @@ class HttpRepository:
         urls = index.entry(name, version).get("urls") or []
         if not urls or not isinstance(urls[0], str):
             raise UpstreamError(f"{name} {version} in {index.location} lists no download URL")
-        return _release(index, name, version, self._with_query(urljoin(self._base, urls[0])))
+        return _release(index, name, version, self.chart_url(urls[0]))
+
+    def chart_url(self, listed: str) -> str:
+        """As helm resolves it: an absolute URL as it is; a relative one against the repository,
+        with the repository's query string (which may be a signature for this host only)."""
+        if urlsplit(listed).scheme:
+            return listed
+        return self._with_query(urljoin(self._base, listed))
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         return _download(self._session, release, workdir, self.credentials_for, self._access.verify)

@@ -121,7 +121,7 @@ def test_the_password_reaches_the_repository_host_and_no_other_and_never_the_out
     chart = package_chart(cdn.directory, "secret-app", "1.0.0")
     publish(repo.directory, [chart], base_url=cdn.url)  # absolute chart URLs on another host
     monkeypatch.setenv("REPO_PASSWORD", PASSWORD)
-    write_spec(private_spec(repo.url, versions="['1.0.0', '1.0.1']"))
+    write_spec(private_spec(repo.url + "?sig=for-the-repo-host", versions="['1.0.0', '1.0.1']"))
 
     result = run("--sync", "-v", "-rA", "--log-level=DEBUG", "--junitxml=report.xml", "mirror.yaml")
 
@@ -129,6 +129,7 @@ def test_the_password_reaches_the_repository_host_and_no_other_and_never_the_out
     assert repo.authorizations() == [BASIC]  # one index download, with the credentials
     assert cdn.seen  # the archive came from the CDN ...
     assert cdn.authorizations() == []  # ... which never saw them
+    assert not any("sig=" in path for path, _ in cdn.seen)  # nor the repository's query string
     written = "\n".join(result.outlines + result.errlines) + (pytester.path / "report.xml").read_text()
     assert PASSWORD not in written
     assert BASIC.removeprefix("Basic ") not in written
