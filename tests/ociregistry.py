@@ -116,7 +116,7 @@ class TokenRegistry:
     def _registry_handler(self) -> type[BaseHTTPRequestHandler]:
         registry = self
 
-        class Handler(_Quiet):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 auth = self.headers.get("Authorization", "")
@@ -156,7 +156,7 @@ class TokenRegistry:
     def _storage_handler(self) -> type[BaseHTTPRequestHandler]:
         registry = self
 
-        class Handler(_Quiet):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 registry.seen.append(
                     (registry.storage_host, self.path, self.headers.get("Authorization", ""))
@@ -167,7 +167,9 @@ class TokenRegistry:
         return Handler
 
 
-class _Quiet(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and sends whole responses."""
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

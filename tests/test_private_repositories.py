@@ -11,14 +11,14 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 import yaml
 from chartfactory import ChartFile, package_chart, write_index
+from ociregistry import QuietHandler
 
 from conftest import REGISTRY
 from ecrmirror.chart import PROVENANCE_MEDIA_TYPE
@@ -43,7 +43,7 @@ class Host:
     def start(self) -> Host:
         host = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 auth = self.headers.get("Authorization", "")
                 host.seen.append((self.path, auth))
@@ -57,17 +57,6 @@ class Host:
                 if host.gzip_index and path.name == "index.yaml":
                     body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
                 return self._send(200, body, headers)
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if self.tls is not None:
