@@ -58,3 +58,7 @@ class TagConflict(RegistryError):
 
 class ReplicationLimit(AwsError):
     """Merging the spec's replication rule would exceed ECR's quotas for the registry."""
+
+
+class RetriesExhausted(EcrMirrorError):
+    """A network step failed transiently (connection, 408/429/5xx) on every attempt it had."""

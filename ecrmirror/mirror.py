@@ -29,7 +29,7 @@ from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import NO_ACCESS, ChartRelease, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Spec, Target, VersionEntry
-from ecrmirror.transport import new_session
+from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
 
 REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
 
@@ -103,12 +103,19 @@ class Endpoints:
 class Mirror:
     """One run's mirroring state: sources opened once, ECR inventory fetched in batches."""
 
-    def __init__(self, endpoints: Endpoints, workdir: Path, lock_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        workdir: Path,
+        lock_dir: Path | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.endpoints = endpoints
         self.workdir = workdir
         # Shared by every process of one run (xdist workers), so their replication merges take turns.
         self.lock_dir = lock_dir or workdir
-        self.http = new_session()
+        self.policy = policy
+        self.http = Http(policy)
         self.sources = Sources(self.http)
         self.boto_session = boto3.session.Session(
             aws_access_key_id=endpoints.aws_access_key_id,
@@ -138,13 +145,17 @@ class Mirror:
 
     def ecr(self, registry: Registry) -> Ecr:
         if registry.host not in self._ecr:
-            self._ecr[registry.host] = Ecr(registry, self.boto_session, self.endpoints.ecr_api)
+            self._ecr[registry.host] = Ecr(
+                registry, self.boto_session, self.endpoints.ecr_api, max_attempts=self.policy.attempts
+            )
         return self._ecr[registry.host]
 
     def registry_client(self, registry: Registry) -> RegistryClient:
         if registry.host not in self._registries:
             endpoint = self.endpoints.registry or f"https://{registry.host}"
-            self._registries[registry.host] = RegistryClient(endpoint, self.ecr(registry).registry_token)
+            self._registries[registry.host] = RegistryClient(
+                endpoint, self.ecr(registry).registry_token, self.policy
+            )
         return self._registries[registry.host]
 
     def _source(self, planned: PlannedVersion) -> Source:

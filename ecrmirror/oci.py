@@ -54,7 +54,7 @@ class OciClient:
     def __init__(
         self,
         host: str,
-        session: requests.Session,
+        http: transport.Http,
         *,
         plain_http: bool = False,
         credentials: Credentials | None = None,
@@ -62,7 +62,7 @@ class OciClient:
     ) -> None:
         self.host = host
         self.base = f"{'http' if plain_http else 'https'}://{host}"
-        self._session = session
+        self._http = http
         self._credentials = credentials
         self._verify = verify
         self._authorization: dict[str, str] = {}  # scope -> Authorization header value
@@ -109,13 +109,20 @@ class OciClient:
 
     def blob(self, repository: str, digest: str, target: Path) -> Path:
         """Stream one blob to `target`, verified against its digest."""
-        sha = hashlib.sha256()
-        with self._get(f"{self.base}/v2/{repository}/blobs/{digest}", repository, stream=True) as response:
-            self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
-            with open(target, "wb") as out:
-                for chunk in response.iter_content(_CHUNK):
-                    sha.update(chunk)
-                    out.write(chunk)
+
+        def attempt() -> Any:
+            sha = hashlib.sha256()
+            with self._get(
+                f"{self.base}/v2/{repository}/blobs/{digest}", repository, stream=True
+            ) as response:
+                self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
+                with open(target, "wb") as out:
+                    for chunk in response.iter_content(_CHUNK):
+                        sha.update(chunk)
+                        out.write(chunk)
+            return sha
+
+        sha = self._http.retrying(attempt, what=f"download of blob {digest} from {self.host}/{repository}")
         if "sha256:" + sha.hexdigest() != digest:
             target.unlink(missing_ok=True)
             raise DigestMismatch(
@@ -142,8 +149,7 @@ class OciClient:
             return {}  # object storage behind a redirect gets no registry credentials
 
         try:
-            return transport.get(
-                self._session,
+            return self._http.get(
                 url,
                 credentials_for=credentials_for,
                 verify=self._verify,
@@ -185,7 +191,9 @@ class OciClient:
         if credentials is not None and credentials.username:
             auth = (credentials.username, credentials.password)
         try:
-            response = self._session.get(realm, params=query, auth=auth, timeout=TIMEOUT, verify=self._verify)
+            response = self._http.session.get(
+                realm, params=query, auth=auth, timeout=TIMEOUT, verify=self._verify
+            )
         except requests.RequestException as exc:
             raise UpstreamError(
                 f"cannot reach the token service of {self.host}: {describe_error(exc)}"
@@ -215,13 +223,13 @@ class OciRepository:
     """`oci://HOST/PATH` as a chart source: chart <name> is the repository PATH/<name>, and a
     version is the tag helm gives it. Its manifest and blobs are copied unchanged."""
 
-    def __init__(self, url: str, session: requests.Session, access: Access) -> None:
+    def __init__(self, url: str, http: transport.Http, access: Access) -> None:
         parts = urlsplit(url)
         self.location = url
         self._path = parts.path.strip("/")
         self._client = OciClient(
             parts.netloc,
-            session,
+            http,
             plain_http=access.plain_http,
             credentials=access.credentials,
             verify=access.verify,

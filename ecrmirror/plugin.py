@@ -33,6 +33,7 @@ from ecrmirror.items import (
 )
 from ecrmirror.mirror import Endpoints, Outcome
 from ecrmirror.spec import looks_like_spec
+from ecrmirror.transport import RetryPolicy
 
 REGISTRY_ENDPOINT_ENV = "ECRMIRROR_REGISTRY_ENDPOINT"
 _WORKER_EMULATOR = "ecrmirror_emulator_url"
@@ -132,6 +133,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="With --ecrmirror-policy, also write the policy to PATH (only the JSON, for CI artifacts)",
     )
+    group.addoption(
+        "--ecrmirror-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Retries of a transient failure (connection, 408, 429, 5xx) per request or upload "
+        "step, with exponential backoff (default: ini ecrmirror_retries, else 4)",
+    )
+    parser.addini(
+        "ecrmirror_retries", default="4", help="Retries of a transient failure per step (default 4)"
+    )
+    parser.addini(
+        "ecrmirror_retry_backoff",
+        default="0.5",
+        help="Seconds before the first retry, doubled for each next one, with jitter (default 0.5)",
+    )
     parser.addini(
         "ecrmirror_specs",
         default="specs",
@@ -182,8 +199,25 @@ def pytest_configure(config: pytest.Config) -> None:
     lock_dir = getattr(config, "workerinput", {}).get(_WORKER_LOCKS)
     if lock_dir is None:  # the main process (or the xdist controller) owns the run's lock directory
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
-    config.stash[RUN_KEY] = MirrorRun(sync=bool(sync), endpoints=endpoints, lock_dir=Path(lock_dir))
+    config.stash[RUN_KEY] = MirrorRun(
+        sync=bool(sync), endpoints=endpoints, lock_dir=Path(lock_dir), policy=_retry_policy(config)
+    )
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
+
+
+def _retry_policy(config: pytest.Config) -> RetryPolicy:
+    """--ecrmirror-retries, else the ini keys, else the defaults."""
+    option = config.getoption("ecrmirror_retries")
+    try:
+        retries = int(option if option is not None else config.getini("ecrmirror_retries"))
+        backoff = float(str(config.getini("ecrmirror_retry_backoff")))
+    except ValueError:
+        raise pytest.UsageError(
+            "ecrmirror_retries must be a whole number and ecrmirror_retry_backoff a number of seconds"
+        ) from None
+    if retries < 0 or backoff < 0:
+        raise pytest.UsageError("--ecrmirror-retries and ecrmirror_retry_backoff cannot be negative")
+    return RetryPolicy(attempts=retries + 1, backoff=backoff)
 
 
 def _specs_dir(config: pytest.Config) -> Path:

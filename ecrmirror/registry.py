@@ -19,7 +19,7 @@ import requests
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
 from ecrmirror.ecr import RegistryToken
 from ecrmirror.errors import EcrMirrorError, RegistryError, RepositoryMissing, TagConflict
-from ecrmirror.transport import TIMEOUT, new_session
+from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_session, retrying
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
 TOKEN_RENEWAL_MARGIN = 15 * 60
@@ -40,10 +40,12 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
       non-idempotent uploads. Idempotent retries live in the session (transport.new_session).
     """
 
-    def __init__(self, endpoint: str, token: Callable[[bool], RegistryToken]) -> None:
+    def __init__(
+        self, endpoint: str, token: Callable[[bool], RegistryToken], policy: RetryPolicy = DEFAULT_POLICY
+    ) -> None:
         parts = urlsplit(endpoint)
         super().__init__(hostname=parts.netloc, insecure=parts.scheme == "http")
-        self.session = new_session()
+        self.session = new_session(policy)
         self._token = token
 
     def _authorization(self, refresh: bool = False) -> str:
@@ -86,11 +88,17 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
 class RegistryClient:
     """Pushes Helm artifacts into one registry endpoint, with the registry's ECR token."""
 
-    def __init__(self, endpoint: str, fetch_token: Callable[[], RegistryToken]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        fetch_token: Callable[[], RegistryToken],
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.policy = policy
         self._fetch_token = fetch_token
         self._token: RegistryToken | None = None
-        self._oras = _OrasRegistry(self.endpoint, self._current_token)
+        self._oras = _OrasRegistry(self.endpoint, self._current_token, policy)
 
     def _current_token(self, refresh: bool) -> RegistryToken:
         if refresh or self._token is None or time.time() > self._token.expires_at - TOKEN_RENEWAL_MARGIN:
@@ -135,24 +143,25 @@ class RegistryClient:
         raise self._error(head, repository, f"existence check of {digest}", "ecr:BatchCheckLayerAvailability")
 
     def upload_blob(self, repository: str, path: Path, descriptor: Descriptor) -> None:
-        """A monolithic POST + PUT (the upload ECR handles as the spec says).
+        """A monolithic POST + PUT (the upload ECR handles as the spec says), retried as a whole:
+        an upload session cannot be resumed after a failure, so a new one starts.
 
         oras' put_upload reads the whole file into memory and hides the POST's status; this
         streams the file and keeps the registry's error code for the message.
         """
         prefix = self._oras.prefix
         container = self._container(repository, "latest")
-        try:
+        what = f"upload of {descriptor.digest} to {self.endpoint}/{repository}"
+
+        def attempt() -> requests.Response:
             start = self._oras.do_request(
                 f"{prefix}://{container.upload_blob_url()}", "POST", headers={"Content-Length": "0"}
             )
             if start.status_code != 202 or not start.headers.get("Location"):
-                raise self._error(
-                    start, repository, f"upload of {descriptor.digest}", "ecr:InitiateLayerUpload"
-                )
+                return start
             location = urljoin(f"{prefix}://{container.registry}/", start.headers["Location"])
             with open(path, "rb") as body:
-                done = self._oras.do_request(
+                return self._oras.do_request(
                     oras.utils.append_url_params(location, {"digest": descriptor.digest}),
                     "PUT",
                     data=body,
@@ -161,23 +170,35 @@ class RegistryClient:
                         "Content-Length": str(descriptor.size),
                     },
                 )
+
+        try:
+            done = retrying(attempt, what=what, policy=self.policy)
         except requests.RequestException as exc:
-            raise RegistryError(
-                f"upload of {descriptor.digest} to {self.endpoint}/{repository} failed: {exc}"
-            ) from None
+            raise RegistryError(f"{what} failed: {exc}") from None
+        if done.status_code == 202:  # the POST was refused, not the PUT
+            raise self._error(done, repository, f"upload of {descriptor.digest}", "ecr:InitiateLayerUpload")
         if done.status_code != 201:
-            raise self._error(
-                done,
-                repository,
-                f"upload of {descriptor.digest}",
-                "ecr:UploadLayerPart and ecr:CompleteLayerUpload",
+            permission = (
+                "ecr:InitiateLayerUpload"
+                if done.request.method == "POST"
+                else "ecr:UploadLayerPart and ecr:CompleteLayerUpload"
             )
+            raise self._error(done, repository, f"upload of {descriptor.digest}", permission)
 
     def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
-        """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag`."""
+        """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag`.
+
+        Retrying is safe: the same bytes again are the same manifest, and if a lost answer hid a
+        success, an immutable repository refuses the repeat as TAG_INVALID, which the caller
+        audits instead of failing.
+        """
         url = f"{self._oras.prefix}://{self._container(repository, tag).manifest_url(tag)}"
+
+        def attempt() -> requests.Response:
+            return self._oras.do_request(url, "PUT", data=body, headers={"Content-Type": media_type})
+
         try:
-            response = self._oras.do_request(url, "PUT", data=body, headers={"Content-Type": media_type})
+            response = retrying(attempt, what=f"manifest PUT for {repository}:{tag}", policy=self.policy)
         except requests.RequestException as exc:
             raise RegistryError(f"manifest PUT for {repository}:{tag} failed: {exc}") from None
         if response.status_code != 201:

@@ -64,8 +64,8 @@ class Source(Protocol):
 class Sources:
     """Every upstream of one run, each opened once: one index download per source per run."""
 
-    def __init__(self, session: requests.Session) -> None:
-        self._session = session
+    def __init__(self, http: transport.Http) -> None:
+        self._http = http
         self._sources: dict[tuple[str, Access], Source] = {}
 
     def get(self, location: str, access: Access = NO_ACCESS) -> Source:
@@ -73,18 +73,18 @@ class Sources:
         if key not in self._sources:
             source: Source
             if re.match(r"^https?://", location):
-                source = HttpRepository(location, self._session, access)
+                source = HttpRepository(location, self._http, access)
             elif location.startswith("oci://"):
                 from ecrmirror.oci import OciRepository  # here: ecrmirror.oci builds on this module
 
-                source = OciRepository(location, self._session, access)
+                source = OciRepository(location, self._http, access)
             elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
                 raise UpstreamError(
                     f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "
                     "an oci:// registry path, or a local directory"
                 )
             else:
-                source = LocalRepository(Path(location), self._session)
+                source = LocalRepository(Path(location), self._http)
             self._sources[key] = source
         return self._sources[key]
 
@@ -166,9 +166,9 @@ def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
 class HttpRepository:
     """A Helm repository served over HTTP(S): index.yaml plus archives."""
 
-    def __init__(self, url: str, session: requests.Session, access: Access = NO_ACCESS) -> None:
+    def __init__(self, url: str, http: transport.Http, access: Access = NO_ACCESS) -> None:
         self.location = url
-        self._session = session
+        self._http = http
         self._access = access
         self._host = urlsplit(url).netloc
         self._index: _Index | None = None
@@ -214,10 +214,14 @@ class HttpRepository:
 
     def _download_index(self) -> _Index:
         url = self.index_url
+
+        def attempt() -> requests.Response:
+            response = self._http.get(url, credentials_for=self.credentials_for, verify=self._access.verify)
+            response.content  # noqa: B018 - read the body inside the attempt: a cut-short body is retried
+            return response
+
         try:
-            response = transport.get(
-                self._session, url, credentials_for=self.credentials_for, verify=self._access.verify
-            )
+            response = self._http.retrying(attempt, what=f"download of {url}")
         except requests.exceptions.SSLError as exc:
             raise UpstreamError(
                 f"cannot verify the TLS certificate of {url}: {describe_error(exc)}. If the repository "
@@ -254,22 +258,20 @@ class HttpRepository:
         return self._with_query(urljoin(self._base, listed))
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
-        return _download(self._session, release, workdir, self.credentials_for, self._access.verify)
+        return _download(self._http, release, workdir, self.credentials_for, self._access.verify)
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
         """`<archive URL>.prov`, as helm looks for it; None when the upstream publishes none."""
-        return _download_provenance(
-            self._session, release, workdir, self.credentials_for, self._access.verify
-        )
+        return _download_provenance(self._http, release, workdir, self.credentials_for, self._access.verify)
 
 
 class LocalRepository:
     """A directory holding an index.yaml, packaged .tgz charts, or both."""
 
-    def __init__(self, directory: Path, session: requests.Session) -> None:
+    def __init__(self, directory: Path, http: transport.Http) -> None:
         self.location = str(directory)
         self._directory = directory
-        self._session = session
+        self._http = http
         # name -> version -> how to make its release: index entries are checked (digest and all)
         # only when asked for, so one bad entry cannot break the versions next to it.
         self._releases: dict[str, dict[str, Callable[[], ChartRelease]]] | None = None
@@ -330,7 +332,7 @@ class LocalRepository:
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         if re.match(r"^https?://", release.url):
-            return _download(self._session, release, workdir)
+            return _download(self._http, release, workdir)
         source = Path(release.url)
         if not source.is_file():
             raise UpstreamError(f"{source} is listed in {release.source} but does not exist")
@@ -341,7 +343,7 @@ class LocalRepository:
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
         if re.match(r"^https?://", release.url):
-            return _download_provenance(self._session, release, workdir, _no_credentials, True)
+            return _download_provenance(self._http, release, workdir, _no_credentials, True)
         source = Path(release.url + ".prov")
         if not source.is_file():
             return None
@@ -355,25 +357,28 @@ def _no_credentials(url: str) -> dict[str, str]:
 
 
 def _download(
-    session: requests.Session,
+    http: transport.Http,
     release: ChartRelease,
     workdir: Path,
     credentials_for: Callable[[str], dict[str, str]] = _no_credentials,
     verify: bool | str = True,
 ) -> Path:
-    fd, name = tempfile.mkstemp(dir=workdir, suffix=".tgz")
-    target = Path(name)
-    try:
+    """Stream the archive to disk and verify it; a body cut short is downloaded again."""
+    target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
+
+    def attempt() -> Path:
         with (
-            open(fd, "wb") as out,
-            transport.get(
-                session, release.url, credentials_for=credentials_for, verify=verify, stream=True
-            ) as resp,
+            open(target, "wb") as out,
+            http.get(release.url, credentials_for=credentials_for, verify=verify, stream=True) as resp,
         ):
             if resp.status_code != 200:
                 raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}")
             for chunk in resp.iter_content(_CHUNK):
                 out.write(chunk)
+        return target
+
+    try:
+        http.retrying(attempt, what=f"download of {release.url}")
         _verify(target, release)
     except requests.RequestException as exc:
         target.unlink(missing_ok=True)
@@ -385,7 +390,7 @@ def _download(
 
 
 def _download_provenance(
-    session: requests.Session,
+    http: transport.Http,
     release: ChartRelease,
     workdir: Path,
     credentials_for: Callable[[str], dict[str, str]],
@@ -393,7 +398,7 @@ def _download_provenance(
 ) -> Path | None:
     url = _with_suffix(release.url, ".prov")
     try:
-        with transport.get(session, url, credentials_for=credentials_for, verify=verify, stream=True) as resp:
+        with http.get(url, credentials_for=credentials_for, verify=verify, stream=True) as resp:
             if resp.status_code in (403, 404):  # object stores answer 403 for a missing key
                 return None
             if resp.status_code != 200:

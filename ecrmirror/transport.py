@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from ecrmirror import __version__
-from ecrmirror.errors import UpstreamError
+from ecrmirror.errors import RetriesExhausted, UpstreamError
 
+log = logging.getLogger(__name__)
 USER_AGENT = f"ecrmirror/{__version__}"
 # (connect, read) seconds: fail a dead host fast, give a slow but alive one time.
 TIMEOUT = (10.0, 120.0)
@@ -19,28 +25,123 @@ MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def new_session(retries: int = 3) -> requests.Session:
-    """A session that retries transient failures of idempotent requests, honouring Retry-After.
+# Statuses worth another try: timeouts, throttling, and server errors.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# An error that a new attempt may not repeat: the connection, not the request, was at fault.
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,  # the body was cut short
+)
 
-    Uploads (POST/PUT of an upload session) are not retried here: a blob upload session cannot be
-    replayed, so the registry client restarts the whole blob instead.
+
+def _worth_another_try(exc: Exception) -> bool:
+    """A transient error that urllib3 has not retried already: it retries what it can (connect
+    errors, and any error of a GET or HEAD) and then wraps the last in MaxRetryError; retrying
+    that again would multiply the attempts. What it leaves alone is a cut-short body and a
+    broken upload (POST, PUT): those are ours to retry."""
+    cause = exc.args[0] if exc.args else None
+    return not isinstance(cause, MaxRetryError)
+
+
+T = TypeVar("T")
+
+
+class _CappedRetry(Retry):
+    """urllib3's Retry, with a server's Retry-After honoured up to a cap, so one answer cannot
+    stall an unattended run for an hour."""
+
+    RETRY_AFTER_CAP = 30.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        wait = super().get_retry_after(response)
+        return None if wait is None else min(wait, self.RETRY_AFTER_CAP)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts (the first included), exponential backoff with jitter, and a
+    deadline for one step, however many attempts remain."""
+
+    attempts: int = 5
+    backoff: float = 0.5  # seconds before the first retry, doubled for each next one
+    max_wait: float = 30.0
+    deadline: float = 300.0
+
+    def retry(self, methods: frozenset[str] | None) -> Retry:
+        return _CappedRetry(
+            total=self.attempts - 1,
+            backoff_factor=self.backoff,
+            backoff_jitter=self.backoff / 2,
+            backoff_max=self.max_wait,
+            status_forcelist=TRANSIENT_STATUSES,
+            allowed_methods=methods,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def new_session(policy: RetryPolicy = DEFAULT_POLICY) -> requests.Session:
+    """A session whose GETs and HEADs retry transient failures by themselves (urllib3's Retry).
+
+    Uploads are not retried here: an upload session cannot be replayed, and a streamed body
+    cannot be rewound by urllib3, so the registry client retries a whole blob with `retrying`.
     """
-    retry = Retry(
-        total=retries,
-        backoff_factor=0.5,
-        backoff_jitter=0.25,
-        status_forcelist=(408, 429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = HTTPAdapter(max_retries=policy.retry(frozenset({"GET", "HEAD"})))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     session.trust_env = True
     return session
+
+
+def retrying(step: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
+    """Run `step` until it succeeds, backing off between attempts as urllib3's Retry computes it.
+
+    A step fails transiently by raising one of TRANSIENT_ERRORS, or by returning a response with
+    a TRANSIENT_STATUSES status; anything else it returns or raises is final. When the attempts
+    or the deadline run out, a returned response is handed back (the caller reports its status)
+    and an error becomes RetriesExhausted, naming the attempts and the last error.
+    """
+    retry = policy.retry(None)
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        error: Exception | None = None
+        response: Any = None
+        try:
+            result = step()
+        except TRANSIENT_ERRORS as exc:
+            if not _worth_another_try(exc):
+                raise
+            error = exc
+        else:
+            if not (isinstance(result, requests.Response) and result.status_code in TRANSIENT_STATUSES):
+                return result
+            response = result
+        out_of_time = time.monotonic() - started >= policy.deadline
+        try:
+            if out_of_time:
+                raise MaxRetryError(None, what)  # type: ignore[arg-type]
+            retry = retry.increment(
+                method="PUT", url=what, response=getattr(response, "raw", None), error=error
+            )
+        except MaxRetryError:
+            if response is not None:
+                return response  # type: ignore[no-any-return]
+            detail = describe_error(error) if isinstance(error, requests.RequestException) else str(error)
+            raise RetriesExhausted(f"{what} failed after {attempt} attempts: {detail}") from None
+        log.info(
+            "retrying %s (attempt %d failed: %s)", what, attempt, error or f"HTTP {response.status_code}"
+        )
+        retry.sleep(getattr(response, "raw", None))
+        if response is not None:
+            response.close()
 
 
 def describe_error(exc: requests.RequestException) -> str:
@@ -74,3 +175,28 @@ def get(
         url = urljoin(url, response.headers.get("Location", ""))
         response.close()
     raise UpstreamError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+
+class Http:
+    """The run's HTTP for upstreams: one session (idempotent retries in urllib3), redirects
+    followed by `get`, and `retrying` for steps that read a body or span several requests."""
+
+    def __init__(self, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.policy = policy
+        self.session = new_session(policy)
+
+    def get(
+        self,
+        url: str,
+        *,
+        credentials_for: Callable[[str], dict[str, str]],
+        verify: bool | str = True,
+        accept: str | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        return get(
+            self.session, url, credentials_for=credentials_for, verify=verify, accept=accept, stream=stream
+        )
+
+    def retrying(self, step: Callable[[], T], *, what: str) -> T:
+        return retrying(step, what=what, policy=self.policy)

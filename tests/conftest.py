@@ -19,6 +19,8 @@ from tools import require_tool
 from ecrmirror.emulator import Emulator
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+# The same retries as a user gets, with short waits: failure tests need not sleep for seconds.
+FAST_RETRIES = ("-o", "ecrmirror_retry_backoff=0.05")
 # Anything the project's own runs could inherit from a developer's shell that would reach AWS.
 _AWS_VARIABLES = (
     "AWS_PROFILE",
@@ -149,7 +151,9 @@ def run(pytester: pytest.Pytester) -> Any:
     """Run pytest with ecrmirror in-process, as `pytest ARGS` in the pytester directory."""
 
     def run_pytest(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_inprocess("-p", "ecrmirror.plugin", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_inprocess(
+            "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", *FAST_RETRIES, *args
+        )
 
     return run_pytest
 
@@ -159,7 +163,7 @@ def run_subprocess(pytester: pytest.Pytester) -> Any:
     """Run pytest with ecrmirror in a child process: for --offline, which starts its own emulator."""
 
     def run_pytest(*args: str, timeout: float = 120) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "ecrmirror.plugin", *args, timeout=timeout)
+        return pytester.runpytest_subprocess("-p", "ecrmirror.plugin", *FAST_RETRIES, *args, timeout=timeout)
 
     return run_pytest
 
