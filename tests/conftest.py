@@ -176,3 +176,11 @@ def copy_examples(destination: Path) -> Path:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Figures that tests measured (record_property("figures", ...)), shown at the end of the run."""
+    for report in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "figures":
+                terminalreporter.write_line(f"figures: {report.nodeid}: {value}")
