@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -77,3 +81,95 @@ def test_a_sync_through_a_fifth_of_requests_failing_ends_complete_and_correct(
         layers = json.loads(image["images"][0]["imageManifest"])["layers"]
         assert [layer["digest"] for layer in layers] == [f"sha256:{chart.digest}"]
     assert "DIFFERS" not in synced.stdout.str() + audited.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill"]
+)
+def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    signal_number: int,
+) -> None:
+    # given a sync slowed down enough to be caught in the middle of a push
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        chart_server.add("app", version)
+    chart_server.publish()
+    slow = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=("slow",), slow_seconds=0.3).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", slow.url)
+    monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", slow.url)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0', '1.1.0', '1.2.0']\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "ecrmirror.plugin",
+        "-p",
+        "no:cacheprovider",
+        "--sync",
+        "mirror.yaml",
+    ]
+    process = subprocess.Popen(
+        command, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    # when it is stopped right after its first blob upload, before any manifest
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.method == "PUT" and "/blobs/uploads/" in r.path for r in emulator.requests):
+            assert time.monotonic() < deadline, "the sync never started uploading"
+            time.sleep(0.01)
+        process.send_signal(signal_number)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        slow.stop()
+    tags_then = ecr_tags(emulator, "app")
+
+    # then no tag was left half-pushed, and a new run completes the mirror, with no stray tag
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", emulator.url)
+    monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", emulator.url)
+    rerun = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, timeout=120)
+
+    assert tags_then == set()
+    assert rerun.returncode == 0, rerun.stdout
+    assert ecr_tags(emulator, "app") == {"1.0.0", "1.1.0", "1.2.0"}
+
+
+def ecr_tags(emulator: Emulator, repository: str) -> set[str]:
+    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
+    try:
+        images = ecr.list_images(repositoryName=repository)["imageIds"]
+    except ecr.exceptions.RepositoryNotFoundException:
+        return set()
+    return {image["imageTag"] for image in images if "imageTag" in image}
+
+
+def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
+    chart_server: ChartServer, emulator: Emulator, pytester: pytest.Pytester, run_subprocess
+) -> None:
+    # given two specs that mirror the same eight versions into the same repository
+    versions = [f"2.{minor}.0" for minor in range(8)]
+    for version in versions:
+        chart_server.add("shared", version)
+    chart_server.publish()
+    for spec in ("team-a", "team-b"):
+        (pytester.path / f"{spec}.yaml").write_text(
+            f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+            f"charts:\n  - name: shared\n    repo: {chart_server.url}\n    versions: {json.dumps(versions)}\n"
+        )
+
+    # when four workers take the items as they come
+    result = run_subprocess("-p", "xdist.plugin", "-n", "4", "--dist", "load", "--sync", ".")
+
+    # then every item passes however the races fell, and each version is there once
+    result.assert_outcomes(passed=18)
+    result.stdout.fnmatch_lines(["16 versions: * pushed, * present, 0 failed; *"])
+    assert ecr_tags(emulator, "shared") == set(versions)
