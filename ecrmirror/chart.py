@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,33 +92,64 @@ class HelmArtifact:
         return sha256_digest(self.manifest)
 
 
-def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, Any]:
-    """Chart.yaml of a packaged chart, checked the way helm's loader checks it.
+# helm's loader limits (pkg/chart/loader): a chart may not decompress to more than these.
+MAX_CHART_SIZE = 100 * 1024 * 1024
+MAX_FILE_SIZE = 5 * 1024 * 1024
 
-    `origin` names the archive in messages (its URL), since `archive` may be a temporary file.
+
+def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, Any]:
+    """Chart.yaml of a packaged chart, after checking the whole archive as helm's loader does.
+
+    Nothing is extracted to disk. Every member is checked from its header before its data is
+    read, so a gzip bomb stops at helm's limits rather than filling memory or disk; a member
+    that escapes the chart directory, or a link, makes the archive invalid. `origin` names the
+    archive in messages (its URL), since `archive` may be a temporary file.
     """
     shown = origin or str(archive)
+    metadata: dict[str, Any] | None = None
+    total = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
-                parts = member.name.lstrip("./").split("/")
+                name = member.name
+                parts = [p for p in name.split("/") if p not in ("", ".")]
+                if name.startswith("/") or ".." in parts:
+                    raise InvalidChart(f"{shown}: member {name!r} points outside the chart directory")
+                if member.issym() or member.islnk():
+                    raise InvalidChart(
+                        f"{shown}: member {name!r} is a link; a chart archive holds files only"
+                    )
+                if not (member.isfile() or member.isdir()):
+                    raise InvalidChart(f"{shown}: member {name!r} is not a file or directory")
+                if member.size > MAX_FILE_SIZE:
+                    raise InvalidChart(
+                        f"{shown}: {name} is {member.size} bytes decompressed; helm allows at most "
+                        f"{MAX_FILE_SIZE} per file"
+                    )
+                total += member.size
+                if total > MAX_CHART_SIZE:
+                    raise InvalidChart(
+                        f"{shown} decompresses to more than {MAX_CHART_SIZE} bytes, helm's limit for a chart"
+                    )
                 if parts == ["Chart.yaml"]:
                     raise InvalidChart(
                         f"{shown}: Chart.yaml is at the archive root; a chart archive holds <name>/Chart.yaml"
                     )
-                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
+                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile() and metadata is None:
                     handle = tar.extractfile(member)
                     if handle is None:  # pragma: no cover - isfile() guarantees a handle
-                        break
-                    metadata = yaml.safe_load(handle.read())
-                    if not isinstance(metadata, dict):
-                        raise InvalidChart(f"{shown}: {member.name} is not a YAML mapping")
-                    return metadata
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                        continue
+                    loaded = yaml.safe_load(handle.read())
+                    if not isinstance(loaded, dict):
+                        raise InvalidChart(f"{shown}: {name} is not a YAML mapping")
+                    metadata = loaded
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidChart(f"{shown} is not a gzipped tar archive: {exc}") from None
     except yaml.YAMLError as exc:
         raise InvalidChart(f"{shown}: Chart.yaml is not valid YAML: {exc}") from None
-    raise InvalidChart(f"{shown} holds no <name>/Chart.yaml: it is not a Helm chart")
+    if metadata is None:
+        raise InvalidChart(f"{shown} holds no <name>/Chart.yaml: it is not a Helm chart")
+    return metadata
 
 
 def helm_config(metadata: dict[str, Any]) -> bytes:

@@ -273,13 +273,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
-    if (
-        file_path.suffix in (".yaml", ".yml")
-        and parent.config.stash.get(_COLLECT_SPECS, False)
-        and looks_like_spec(file_path)
-    ):
+    config = parent.config
+    if file_path.suffix not in (".yaml", ".yml") or not config.stash.get(_COLLECT_SPECS, False):
+        return None
+    # In a directory, only files with a top-level `charts` are specs; a file named on the command
+    # line is one, so that an empty or unreadable spec says so instead of being skipped.
+    named = file_path.resolve() in _named_files(config)
+    if named or looks_like_spec(file_path):
         return SpecFile.from_parent(parent, path=file_path)
     return None
+
+
+def _named_files(config: pytest.Config) -> set[Path]:
+    base = config.invocation_params.dir
+    return {(base / arg.split("::")[0]).resolve() for arg in config.args}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -19,6 +19,7 @@ _PATTERNS = (
     (re.compile(r"(?i)(\bBasic\s+)[A-Za-z0-9+/=]{8,}"), r"\1***"),
     (re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
     (re.compile(r"(?i)(Signature=)[0-9a-f]{64}"), r"\1***"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1***@"),  # user:password@host
 )
 
 RecordFactory = Callable[..., logging.LogRecord]

@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _IndexLoader  # type: ignore[assignment]
 
 _CHUNK = 1 << 20
+# Upstreams are not trusted to end their answers: an index or archive stops being read here.
+MAX_INDEX_BYTES = 128 * 1024 * 1024  # the biggest public indexes are tens of MB
+MAX_ARCHIVE_BYTES = 100 * 1024 * 1024  # helm's limit for a whole chart, decompressed
 NO_ACCESS = Access()
 T = TypeVar("T")
 
@@ -95,6 +98,8 @@ class _Index:
     def __init__(self, location: str, document: Any) -> None:
         if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
             raise UpstreamError(f"{location} is not a Helm repository index (no `entries` mapping)")
+        if not document.get("apiVersion"):
+            raise UpstreamError(f"{location} has no apiVersion, so helm would not read it either")
         self.location = location
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}
         for name, versions in document["entries"].items():
@@ -215,13 +220,17 @@ class HttpRepository:
     def _download_index(self) -> _Index:
         url = self.index_url
 
-        def attempt() -> requests.Response:
-            response = self._http.get(url, credentials_for=self.credentials_for, verify=self._access.verify)
-            response.content  # noqa: B018 - read the body inside the attempt: a cut-short body is retried
-            return response
+        def attempt() -> tuple[requests.Response, bytes]:
+            response = self._http.get(
+                url, credentials_for=self.credentials_for, verify=self._access.verify, stream=True
+            )
+            with response:
+                # Read inside the attempt (a cut-short body is retried), and never without bound.
+                body = _read_capped(response, MAX_INDEX_BYTES, url) if response.status_code == 200 else b""
+            return response, body
 
         try:
-            response = self._http.retrying(attempt, what=f"download of {url}")
+            response, body = self._http.retrying(attempt, what=f"download of {url}")
         except requests.exceptions.SSLError as exc:
             raise UpstreamError(
                 f"cannot verify the TLS certificate of {url}: {describe_error(exc)}. If the repository "
@@ -234,7 +243,7 @@ class HttpRepository:
                 f"cannot download {url}: HTTP {response.status_code} "
                 f"{response.reason}. Check the repo URL in the spec."
             )
-        return parse_index(url, response.content)
+        return parse_index(url, body)
 
     def versions(self, name: str) -> list[str]:
         return self.index().versions(name)
@@ -252,8 +261,17 @@ class HttpRepository:
 
     def chart_url(self, listed: str) -> str:
         """As helm resolves it: an absolute URL as it is; a relative one against the repository,
-        with the repository's query string (which may be a signature for this host only)."""
-        if urlsplit(listed).scheme:
+        with the repository's query string (which may be a signature for this host only).
+
+        Only http(s) is followed: an index must never make ecrmirror read a local file or talk
+        to another kind of service."""
+        scheme = urlsplit(listed).scheme
+        if scheme and scheme not in ("http", "https"):
+            raise UpstreamError(
+                f"{self.location} lists a chart URL with scheme {scheme!r} ({listed[:100]}); only http(s) "
+                "chart URLs are downloaded"
+            )
+        if scheme:
             return listed
         return self._with_query(urljoin(self._base, listed))
 
@@ -291,8 +309,8 @@ class LocalRepository:
             index = parse_index(str(index_path), index_path.read_bytes())
             for name, versions in index.entries.items():
                 for version, entry in versions.items():
-                    url = (entry.get("urls") or [""])[0]
-                    target = url if re.match(r"^https?://", url) else str(self._directory / url)
+                    url = str((entry.get("urls") or [""])[0])
+                    target = url if re.match(r"^https?://", url) else self._inside(url)
                     indexed.add(target)
                     releases.setdefault(name, {})[version] = partial(_release, index, name, version, target)
         for archive in sorted(self._directory.glob("*.tgz")):
@@ -315,6 +333,15 @@ class LocalRepository:
         self._releases = releases
         return releases
 
+    def _inside(self, listed: str) -> str:
+        """A path the index lists, as long as it stays inside the repository directory."""
+        if re.match(r"^[a-z][a-z0-9+.-]*:", listed):
+            return listed  # another scheme: refused when the version is asked for (see fetch)
+        path = (self._directory / listed).resolve()
+        if not path.is_relative_to(self._directory.resolve()):
+            return f"outside:{listed}"
+        return str(path)
+
     def versions(self, name: str) -> list[str]:
         return list(_chart(self._scan(), name, str(self._directory)))
 
@@ -333,6 +360,12 @@ class LocalRepository:
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         if re.match(r"^https?://", release.url):
             return _download(self._http, release, workdir)
+        if release.url.startswith("outside:") or re.match(r"^[a-z][a-z0-9+.-]*:", release.url):
+            raise UpstreamError(
+                f"{self._directory}/index.yaml lists {release.url.removeprefix('outside:')!r} for "
+                f"{release.name} {release.version}: a local index may only point inside its directory "
+                "or at http(s) URLs"
+            )
         source = Path(release.url)
         if not source.is_file():
             raise UpstreamError(f"{source} is listed in {release.source} but does not exist")
@@ -350,6 +383,17 @@ class LocalRepository:
         target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
         shutil.copyfile(source, target)
         return target
+
+
+def _read_capped(response: requests.Response, limit: int, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError(f"{url} is larger than {limit} bytes; ecrmirror stopped reading it")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _no_credentials(url: str) -> dict[str, str]:
@@ -373,7 +417,14 @@ def _download(
         ):
             if resp.status_code != 200:
                 raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}")
+            size = 0
             for chunk in resp.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > MAX_ARCHIVE_BYTES:
+                    raise UpstreamError(
+                        f"{release.url} is larger than {MAX_ARCHIVE_BYTES} bytes, more than a chart can be "
+                        "(helm's limit is 100 MiB decompressed); nothing was pushed"
+                    )
                 out.write(chunk)
         return target
 

@@ -7,9 +7,10 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
@@ -36,6 +37,7 @@ ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
     r"\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$"
 )
+CHART_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})")
@@ -234,7 +236,30 @@ def load_spec(path: Path, environ: Mapping[str, str] | None = None, display_path
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(shown, f"invalid YAML: {exc}") from None
+    _reject_aliases(root, shown)
     return _SpecReader(path, shown, env).spec(root)
+
+
+def _reject_aliases(root: yaml.Node | None, shown: str) -> None:
+    """A spec with anchors and aliases (&a, *a) is refused: they hide what the file says, and a
+    few lines of them expand to billions of values (the "billion laughs")."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            line = node.start_mark.line + 1
+            raise SpecError(
+                f"{shown}:{line}",
+                "YAML anchors and aliases (&name, *name) are not allowed in a spec",
+                "write the value out where it is used",
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 class _SpecReader:
@@ -600,6 +625,13 @@ class _SpecReader:
             ("latest", "include_prereleases", "exclude", *_ACCESS_KEYS, "provenance", "with_dependencies"),
         )
         name = self.string(fields["name"], "name")
+        if not CHART_NAME.match(name):
+            raise self.fail(
+                fields["name"],
+                f"chart name {name!r} is not a chart name",
+                "chart names are lowercase letters and digits, with . _ - between them (no / or ..); "
+                "helm cannot push anything else to an OCI registry",
+            )
         repository = target.repository_for(name)
         if not REPOSITORY_NAME.match(repository):
             raise self.fail(
@@ -614,7 +646,10 @@ class _SpecReader:
                 "repo is empty",
                 "give a Helm repository URL or a directory relative to the spec",
             )
+        repo, in_url = self.credentials_in_url(fields["repo"], repo, "auth" in fields)
         extras = self.chart_options(fields, repo)
+        if in_url is not None:
+            extras["access"] = replace(extras["access"], credentials=in_url)
         versions_node = fields["versions"]
         if isinstance(versions_node, yaml.ScalarNode) and versions_node.tag != "tag:yaml.org,2002:null":
             return ChartEntry(
@@ -657,6 +692,23 @@ class _SpecReader:
             seen.add(version)
             versions.append(VersionEntry(version, self.where(version_node), version_node.start_mark.line + 1))
         return ChartEntry(name=name, repo=repo, versions=tuple(versions), where=self.where(node), **extras)
+
+    def credentials_in_url(
+        self, node: yaml.Node, repo: str, has_auth: bool
+    ) -> tuple[str, Credentials | None]:
+        """`https://user:password@host/...` works, but the credentials leave the URL at once, so
+        that no message or log that names the repository can show them."""
+        parts = urlsplit(repo)
+        if not parts.username:
+            return repo, None
+        if has_auth:
+            raise self.fail(
+                node, "repo has credentials in its URL and the entry has auth too", "keep one of them"
+            )
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        clean = urlunsplit(parts._replace(netloc=netloc))
+        return clean, Credentials(username=unquote(parts.username), password=unquote(parts.password or ""))
 
     def chart_options(self, fields: dict[str, yaml.Node], repo: str) -> dict[str, Any]:
         """Access, provenance and dependency options of a chart entry."""

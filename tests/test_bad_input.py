@@ -86,7 +86,7 @@ SPEC_CASES = {
     "uppercase chart name": (
         GOOD_TARGET + "charts:\n  - name: MyChart\n    repo: ./c\n    versions: ['1']\n",
         5,
-        "chart name 'MyChart' cannot be an ECR repository name",
+        "chart name 'MyChart' is not a chart name",
         "lowercase",
     ),
     "boolean that is not": (
