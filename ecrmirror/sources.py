@@ -241,7 +241,7 @@ class HttpRepository:
         if response.status_code != 200:
             raise UpstreamError(
                 f"cannot download {url}: HTTP {response.status_code} "
-                f"{response.reason}. Check the repo URL in the spec."
+                f"{response.reason}{transport.attempts_note(response)}. Check the repo URL in the spec."
             )
         return parse_index(url, body)
 
@@ -416,7 +416,10 @@ def _download(
             http.get(release.url, credentials_for=credentials_for, verify=verify, stream=True) as resp,
         ):
             if resp.status_code != 200:
-                raise UpstreamError(f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}")
+                raise UpstreamError(
+                    f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}"
+                    + transport.attempts_note(resp)
+                )
             size = 0
             for chunk in resp.iter_content(_CHUNK):
                 size += len(chunk)

@@ -104,8 +104,7 @@ def retrying(step: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
 
     A step fails transiently by raising one of TRANSIENT_ERRORS, or by returning a response with
     a TRANSIENT_STATUSES status; anything else it returns or raises is final. When the attempts
-    or the deadline run out, a returned response is handed back (the caller reports its status)
-    and an error becomes RetriesExhausted, naming the attempts and the last error.
+    or the deadline run out, RetriesExhausted names the step, the attempts and the last error.
     """
     retry = policy.retry(None)
     started = time.monotonic()
@@ -133,8 +132,11 @@ def retrying(step: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
             )
         except MaxRetryError:
             if response is not None:
-                return response  # type: ignore[no-any-return]
-            detail = describe_error(error) if isinstance(error, requests.RequestException) else str(error)
+                detail = f"HTTP {response.status_code} {response.reason}".strip()
+            elif isinstance(error, requests.RequestException):
+                detail = describe_error(error)
+            else:
+                detail = str(error)
             raise RetriesExhausted(f"{what} failed after {attempt} attempts: {detail}") from None
         log.info(
             "retrying %s (attempt %d failed: %s)", what, attempt, error or f"HTTP {response.status_code}"
@@ -200,3 +202,10 @@ class Http:
 
     def retrying(self, step: Callable[[], T], *, what: str) -> T:
         return retrying(step, what=what, policy=self.policy)
+
+
+def attempts_note(response: requests.Response) -> str:
+    """ " after N attempts" when urllib3 retried this response's request, for messages."""
+    retries = getattr(response.raw, "retries", None)
+    history = getattr(retries, "history", ()) or ()
+    return f" after {len(history) + 1} attempts" if history else ""

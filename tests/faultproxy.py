@@ -43,6 +43,7 @@ class FaultProxy:
     kinds: tuple[str, ...] = KINDS
     retry_after: int = 1
     slow_seconds: float = 0.2
+    only: str | None = None  # a regular expression: fault only requests whose path matches
     requests: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -125,7 +126,7 @@ class FaultProxy:
             key = (method, _UPLOAD_ID.sub("<upload>", path))  # upload ids are random; the rest is not
             self._seen[key] += 1
             roll = random.Random(f"{self.seed}:{method}:{path}:{self._seen[key]}")
-            if roll.random() >= self.rate:
+            if roll.random() >= self.rate or (self.only and not re.search(self.only, path)):
                 return None
             fault = roll.choice(self.kinds)
             self.faults[fault] += 1

@@ -173,3 +173,48 @@ def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
     result.assert_outcomes(passed=18)
     result.stdout.fnmatch_lines(["16 versions: * pushed, * present, 0 failed; *"])
     assert ecr_tags(emulator, "shared") == set(versions)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            r"/bad-1\.0\.0\.tgz",
+            "*bad 1.0.0: cannot download http://*/bad-1.0.0.tgz: HTTP 503 * after 5 attempts*",
+        ),
+        (r"/v2/bad/manifests/", "*bad 1.0.0: manifest PUT for bad:1.0.0 failed after 5 attempts: HTTP 503*"),
+    ],
+    ids=["upstream archive", "registry manifest"],
+)
+def test_a_step_that_keeps_failing_fails_only_its_item_naming_the_attempts(
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+    message: str,
+) -> None:
+    chart_server.add("good", "1.0.0")
+    chart_server.add("bad", "1.0.0")
+    chart_server.publish()
+    to_ecr = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=("503",), only=broken).start()
+    to_charts = FaultProxy(
+        chart_server.url.rstrip("/"), rate=1.0, seed=SEED, kinds=("503",), only=broken
+    ).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", to_ecr.url)
+    monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", to_ecr.url)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\ncharts:\n"
+        f"  - name: bad\n    repo: {to_charts.url}/\n    versions: ['1.0.0']\n"
+        f"  - name: good\n    repo: {to_charts.url}/\n    versions: ['1.0.0']\n"
+    )
+    try:
+        result = run("--sync", "-v", "mirror.yaml")
+    finally:
+        to_ecr.stop()
+        to_charts.stop()
+
+    result.assert_outcomes(passed=3, failed=1)  # both repositories, and good 1.0.0
+    result.stdout.fnmatch_lines(["mirror.yaml::good::1.0.0 PUSHED*", message])
+    assert ecr_tags(emulator, "bad") == set()
