@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import shlex
 import time
@@ -29,6 +30,19 @@ ACCEPTED_MANIFESTS = [MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
 _DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
+# The field each answer we read must have (see Ecr._invoke).
+_ANSWERS = {
+    "batch_get_image": "images",
+    "describe_repositories": "repositories",
+    "describe_registry": "registryId",
+    "describe_image_replication_status": "replicationStatuses",
+    "get_authorization_token": "authorizationData",
+    "get_lifecycle_policy": "lifecyclePolicyText",
+    "list_tags_for_resource": "tags",
+    "create_repository": "repository",
+    "put_replication_configuration": "replicationConfiguration",
+}
+log = logging.getLogger(__name__)
 _NOT_FOUND_NAME = re.compile(r"repository with name '(?P<name>[^']+)' does not exist")
 CREDENTIALS_HELP = (
     "ecrmirror found no AWS credentials. Provide them the way boto3 looks for them: "
@@ -88,6 +102,7 @@ class Ecr:
         max_attempts: int = 5,
     ) -> None:
         self.registry = registry
+        self.max_attempts = max_attempts
         config = Config(
             region_name=registry.region,
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -96,11 +111,31 @@ class Ecr:
         # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL itself.
         self.client: ECRClient = session.client("ecr", endpoint_url=endpoint_url, config=config)
 
+    def _invoke(self, operation: str, **kwargs: Any) -> Any:
+        """Call `operation`; an answer without the field it must have is asked for again.
+
+        botocore reads a 200 whose body is not JSON (cut short on the way, say) as a success
+        with no fields, and does not retry it: DescribeRepositories would then say that no
+        repository exists. So the answer's shape is checked, and a broken one retried.
+        """
+        required = _ANSWERS.get(operation)
+        for attempt in range(1, self.max_attempts + 1):
+            response = getattr(self.client, operation)(**kwargs)
+            if required is None or required in response:
+                return response
+            log.info("ECR %s answered without %r (attempt %d); asking again", operation, required, attempt)
+            time.sleep(min(0.1 * 2**attempt, 5.0))
+        action = "".join(part.title() for part in operation.split("_"))
+        raise AwsError(
+            f"ECR {action} in {self.registry.region} answered without {required!r} "
+            f"{self.max_attempts} times: the network or a proxy is mangling answers"
+        )
+
     def _call(self, operation: str, missing_ok: str | None = None, **kwargs: Any) -> Any:
         """Call `operation`, translating botocore's errors; None when the error code is `missing_ok`."""
         action = "".join(part.title() for part in operation.split("_"))  # as IAM names it
         try:
-            return getattr(self.client, operation)(**kwargs)
+            return self._invoke(operation, **kwargs)
         except botocore.exceptions.NoCredentialsError:
             raise CredentialsMissing(CREDENTIALS_HELP) from None
         except botocore.exceptions.ClientError as exc:
@@ -154,8 +189,8 @@ class Ecr:
             batch = wanted[start : start + DESCRIBE_REPOSITORIES_LIMIT]
             while batch:
                 try:
-                    response = self.client.describe_repositories(
-                        registryId=self.registry.account, repositoryNames=batch
+                    response = self._invoke(
+                        "describe_repositories", registryId=self.registry.account, repositoryNames=batch
                     )
                 except botocore.exceptions.ClientError as exc:
                     missing = _NOT_FOUND_NAME.search(str(exc.response.get("Error", {}).get("Message", "")))
