@@ -141,6 +141,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Retries of a transient failure (connection, 408, 429, 5xx) per request or upload "
         "step, with exponential backoff (default: ini ecrmirror_retries, else 4)",
     )
+    group.addoption(
+        "--ecrmirror-shard",
+        default=None,
+        metavar="K/N",
+        help="Run only the K-th of N shares of the spec items (1-based, as GitLab's "
+        "CI_NODE_INDEX/CI_NODE_TOTAL), whole repositories at a time",
+    )
     parser.addini(
         "ecrmirror_retries", default="4", help="Retries of a transient failure per step (default 4)"
     )
@@ -170,6 +177,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "--sync and --check-only exclude each other: --sync pushes what "
             "is missing, --check-only only audits. Pick one."
         )
+    if config.getoption("ecrmirror_shard"):
+        _parse_shard(config.getoption("ecrmirror_shard"))  # a bad value is a usage error up front
     paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
     if (sync or check_only) and not paths_given:
         config.args[:] = [str(_specs_dir(config))]
@@ -297,6 +306,59 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # The xdist controller collects nothing, and a worker cannot end the run with a usage
         # error: check before the workers start, so the run says it once.
         _require_credentials(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--ecrmirror-shard=K/N: keep the K-th share of our items; the project's own tests stay."""
+    value = config.getoption("ecrmirror_shard")
+    if not value:
+        return
+    index, total = _parse_shard(value)
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        key = _shard_key(item)
+        if key is not None:
+            groups.setdefault(key, []).append(item)
+    keep = set(shard_of(groups, total)[index - 1])
+    selected = [item for item in items if _shard_key(item) is None or _shard_key(item) in keep]
+    deselected = [item for item in items if item not in selected]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def _parse_shard(value: str) -> tuple[int, int]:
+    index, _, total = value.partition("/")
+    if not (index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+        raise pytest.UsageError(
+            f"--ecrmirror-shard={value}: write K/N with 1 <= K <= N, e.g. "
+            "--ecrmirror-shard=$CI_NODE_INDEX/$CI_NODE_TOTAL"
+        )
+    return int(index), int(total)
+
+
+def _shard_key(item: pytest.Item) -> str | None:
+    """Items of one repository share a key, so a shard holds whole repositories (and their
+    BatchGetImage batches stay whole)."""
+    if isinstance(item, ChartVersionItem):
+        return f"{item.planned.target.registry.host}/{item.planned.repository}"
+    if isinstance(item, RepositoryItem):
+        return f"{item.spec.target.registry.host}/{item.repository}"
+    if isinstance(item, ReplicationItem):
+        return f"replication {item.spec.path}"
+    return None
+
+
+def shard_of(groups: dict[str, list[pytest.Item]], total: int) -> list[list[str]]:
+    """Deal the groups to `total` shards, biggest first to the lightest shard, ties by key: every
+    job computes the same split from the same specs."""
+    shards: list[list[str]] = [[] for _ in range(total)]
+    load = [0] * total
+    for key in sorted(groups, key=lambda k: (-len(groups[k]), k)):
+        lightest = min(range(total), key=lambda n: (load[n], n))
+        shards[lightest].append(key)
+        load[lightest] += len(groups[key])
+    return shards
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

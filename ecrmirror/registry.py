@@ -120,7 +120,11 @@ class RegistryClient:
             if provenance is not None and artifact.provenance_descriptor is not None:
                 blobs.append((provenance, artifact.provenance_descriptor))
             for path, descriptor in blobs:
-                if not self.has_blob(repository, descriptor.digest):
+                # The config is a few hundred bytes and almost always new: uploading it costs
+                # less than asking first. Archives are asked about (HEAD) before uploading.
+                if descriptor is artifact.config_descriptor or not self.has_blob(
+                    repository, descriptor.digest
+                ):
                     self.upload_blob(repository, path, descriptor)
                     report.bytes_uploaded += descriptor.size
                     report.blobs_uploaded += 1

@@ -45,9 +45,8 @@ def test_token_goes_with_the_first_request_so_no_401_round_trips(
 
     statuses = [r.status for r in emulator.requests if r.kind == "registry"]
     assert 401 not in statuses
-    # HEAD + POST + PUT per blob, then one manifest PUT
+    # the config uploaded straight away (POST + PUT), the archive after a HEAD, the manifest last
     assert [r.method for r in emulator.requests if r.kind == "registry"] == [
-        "HEAD",
         "POST",
         "PUT",
         "HEAD",
@@ -72,7 +71,7 @@ def test_token_is_renewed_before_it_expires(ecr: Ecr, artifact_and_archive, emul
     client = RegistryClient(emulator.url, short_lived)
     client.push("helm/demo", artifact, archive)
 
-    assert len(issued) == 7  # one per request: each found the last one about to expire
+    assert len(issued) == 6  # one per request: each found the last one about to expire
 
 
 def test_expired_token_403_is_renewed_once_and_the_request_retried(
@@ -92,7 +91,7 @@ def test_expired_token_403_is_renewed_once_and_the_request_retried(
     client.push("helm/demo", artifact, archive)
 
     registry = [(r.method, r.status) for r in emulator.requests if r.kind == "registry"]
-    assert registry[:2] == [("HEAD", 403), ("HEAD", 404)]
+    assert registry[:2] == [("POST", 403), ("POST", 202)]
     assert registry[-1] == ("PUT", 201)
 
 
@@ -116,7 +115,7 @@ def test_immutable_tag_cannot_be_pushed_twice(ecr: Ecr, artifact_and_archive, em
         client.push("helm/demo", artifact, archive)
 
 
-def test_second_push_of_same_blobs_uploads_nothing(
+def test_second_push_of_same_blobs_sends_only_the_config_again(
     ecr: Ecr, artifact_and_archive, emulator: Emulator, tmp_path: Path
 ) -> None:
     artifact, archive = artifact_and_archive
@@ -127,8 +126,9 @@ def test_second_push_of_same_blobs_uploads_nothing(
     emulator.app.requests.clear()
     second = client.push("helm/demo", artifact, archive)
 
-    assert (first.blobs_uploaded, second.blobs_uploaded) == (2, 0)
-    assert second.bytes_uploaded == 0
+    # the archive is not sent again; the config (a few hundred bytes) is, instead of a HEAD
+    assert (first.blobs_uploaded, second.blobs_uploaded) == (2, 1)
+    assert second.bytes_uploaded == artifact.config_descriptor.size
 
 
 def test_inventory_is_batched_at_100_tags_per_call(ecr: Ecr, emulator: Emulator) -> None:
