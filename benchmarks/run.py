@@ -1,0 +1,266 @@
+"""ecrmirror's benchmark: builds its own inputs, runs ecrmirror as users do, prints the figures.
+
+    python benchmarks/run.py --quick --json out.json
+
+Requests are counted from the emulator's and the chart server's own records, never from
+ecrmirror's output. Each figure has its target from issue 6; the last column says whether it
+is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's chart factory builds real archives
+
+from chartfactory import package_chart, write_index  # noqa: E402
+
+from ecrmirror.emulator import Emulator  # noqa: E402
+from ecrmirror.sources import parse_index  # noqa: E402
+
+REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float | str
+    target: str
+    met: bool | None  # None: measured, no target to meet
+
+
+class _Recorder(SimpleHTTPRequestHandler):
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(directory: Path) -> tuple[str, list[str], ThreadingHTTPServer]:
+    seen: list[str] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/", seen, server
+
+
+def pytest_run(workdir: Path, emulator: Emulator, *args: str) -> tuple[float, int]:
+    """`pytest ARGS` in a child process against the emulator: (seconds, peak RSS in MiB)."""
+    env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "ecrmirror.plugin",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *args,
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode not in (0, 5):
+        raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return elapsed, int(peak)
+
+
+def spec_text(url: str, charts: dict[str, list[str]]) -> str:
+    entries = "".join(
+        f"  - name: {n}\n    repo: {url}\n    versions: {json.dumps(v)}\n" for n, v in charts.items()
+    )
+    return (
+        f"target:\n  registry: {REGISTRY}\n  prefix: bench\n  create_repositories: true\ncharts:\n{entries}"
+    )
+
+
+def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Figure]:
+    upstream = work / "upstream"
+    upstream.mkdir()
+    charts = {f"app{r}": [f"1.{v // 10}.{v % 10}" for v in range(versions_each)] for r in range(repositories)}
+    packaged = [
+        package_chart(upstream, name, version) for name, versions in charts.items() for version in versions
+    ]
+    write_index(upstream, packaged)
+    url, seen, server = serve(upstream)
+    total = repositories * versions_each
+    figures: list[Figure] = []
+    with Emulator() as emulator:
+        (work / "mirror.yaml").write_text(spec_text(url, charts))
+        sync_seconds, _ = pytest_run(work, emulator, "--sync", "mirror.yaml")
+        registry = [r for r in emulator.requests if r.kind == "registry"]
+        per_push = len(registry) / total
+        figures.append(Figure(f"sync of {total} versions (s)", round(sync_seconds, 1), "measured", None))
+        figures.append(
+            Figure("registry requests per pushed version", round(per_push, 2), "<= 6", per_push <= 6)
+        )
+        unauthorized = sum(1 for r in registry if r.status == 401)
+        figures.append(Figure("401 round trips", unauthorized, "0", unauthorized == 0))
+
+        emulator.app.requests.clear()
+        seen.clear()
+        pytest_run(work, emulator, "--sync", "mirror.yaml")
+        archives = sum(1 for p in seen if p.split("?")[0].endswith(".tgz"))
+        registry_again = sum(1 for r in emulator.requests if r.kind == "registry")
+        figures.append(Figure("up-to-date sync: archive downloads", archives, "0", archives == 0))
+        figures.append(Figure("up-to-date sync: registry requests", registry_again, "0", registry_again == 0))
+
+        emulator.app.requests.clear()
+        audit_seconds, _ = pytest_run(work, emulator, "--check-only", "mirror.yaml")
+        api = [r.action for r in emulator.requests if r.kind == "api"]
+        limit = repositories * math.ceil(versions_each / 100) + math.ceil(repositories / 100)
+        figures.append(
+            Figure(
+                f"audit of {total} versions in {repositories} repositories (s)",
+                round(audit_seconds, 1),
+                "measured",
+                None,
+            )
+        )
+        figures.append(Figure("audit API calls", len(api), f"<= {limit}", len(api) <= limit))
+    server.shutdown()
+    return figures
+
+
+def memory_figures(work: Path, small: int, large: int) -> list[Figure]:
+    """Peak RSS of a sync does not grow with the number of versions."""
+    peaks = []
+    for count in (small, large):
+        directory = work / f"memory-{count}"
+        (directory / "upstream").mkdir(parents=True)
+        charts = {"mem": [f"2.{v // 10}.{v % 10}" for v in range(count)]}
+        write_index(
+            directory / "upstream", [package_chart(directory / "upstream", "mem", v) for v in charts["mem"]]
+        )
+        url, _, server = serve(directory / "upstream")
+        (directory / "mirror.yaml").write_text(spec_text(url, charts))
+        with Emulator() as emulator:
+            env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+            command = [sys.executable, "-c", _PEAK_RSS, "--sync", "mirror.yaml"]
+            done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+            peaks.append(int(done.stdout.strip().splitlines()[-1]))
+        server.shutdown()
+    growth = peaks[1] - peaks[0]
+    return [
+        Figure(f"peak RSS, sync of {small} versions (MiB)", peaks[0], "measured", None),
+        Figure(f"peak RSS, sync of {large} versions (MiB)", peaks[1], f"<= {peaks[0]} + 20", growth <= 20),
+    ]
+
+
+# Runs pytest in-process and prints the process's own peak RSS: children's maxrss would mix runs.
+_PEAK_RSS = (
+    "import resource, sys, pytest; "
+    "pytest.main(['-p', 'ecrmirror.plugin', '-p', 'no:cacheprovider', '-q', *sys.argv[1:]]); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+)
+
+
+def index_figures(work: Path, megabytes: int) -> list[Figure]:
+    """A big publisher's index, parsed cold by yaml-rs and by PyYAML."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bigindex import write_big_index
+
+    path = work / "big-index.yaml"
+    size = write_big_index(path, megabytes)
+    text = path.read_bytes()
+    started = time.perf_counter()
+    parse_index(str(path), text, fast=True)
+    fast = time.perf_counter() - started
+    figures = [
+        Figure(f"index of {size / 1e6:.0f} MB, cold parse, yaml-rs (s)", round(fast, 2), "<= 3", fast <= 3)
+    ]
+    started = time.perf_counter()
+    parse_index(str(path), text, fast=False)
+    slow = time.perf_counter() - started
+    figures.append(
+        Figure(
+            f"index of {size / 1e6:.0f} MB, cold parse, PyYAML C loader (s)", round(slow, 2), "measured", None
+        )
+    )
+    figures.append(Figure("index from a cache directory (s)", "not built yet", "<= 1", False))
+    return figures
+
+
+def collection_figures(work: Path, versions: int) -> list[Figure]:
+    """Collection of many versions from an already written index (no archives needed)."""
+    directory = work / "collection"
+    (directory / "upstream").mkdir(parents=True)
+    per_chart = 100
+    entries = {
+        f"c{c}": [
+            {
+                "name": f"c{c}",
+                "version": f"1.{v // 10}.{v % 10}",
+                "digest": "ab" * 32,
+                "urls": [f"c{c}-{v}.tgz"],
+            }
+            for v in range(per_chart)
+        ]
+        for c in range(versions // per_chart)
+    }
+    (directory / "upstream" / "index.yaml").write_text(json.dumps({"apiVersion": "v1", "entries": entries}))
+    charts = {name: [e["version"] for e in listed] for name, listed in entries.items()}
+    (directory / "mirror.yaml").write_text(spec_text("upstream", charts))
+    with Emulator() as emulator:
+        (directory / "empty").mkdir()
+        baseline, _ = pytest_run(directory, emulator, "--collect-only", "--sync", "empty")
+        full, _ = pytest_run(directory, emulator, "--collect-only", "--sync", "mirror.yaml")
+    collect = max(full - baseline, 0.0)
+    return [
+        Figure(
+            f"collection of {versions} versions (s, beyond pytest's start)",
+            round(collect, 2),
+            "<= 2",
+            collect <= 2,
+        )
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Small inputs: under a minute on 2 cores")
+    parser.add_argument("--json", metavar="PATH", help="Also write the figures as JSON")
+    args = parser.parse_args()
+    repositories, versions_each = (4, 25) if args.quick else (20, 100)
+    index_mb = 5 if args.quick else 30
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="ecrmirror-bench-") as tmp:
+        work = Path(tmp)
+        (work / "mirror").mkdir()
+        figures += mirror_figures(work / "mirror", repositories, versions_each)
+        figures += memory_figures(work, 10, 40 if args.quick else 200)
+        figures += index_figures(work, index_mb)
+        figures += collection_figures(work, 2000 if args.quick else 10_000)
+    width = max(len(f.name) for f in figures)
+    print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
+    for f in figures:
+        met = "-" if f.met is None else ("yes" if f.met else "NO")
+        print(f"{f.name:<{width}}  {f.value!s:>14}  {f.target:<14}  {met}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
