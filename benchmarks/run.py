@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,8 +62,8 @@ def serve(directory: Path) -> tuple[str, list[str], ThreadingHTTPServer]:
     return f"http://127.0.0.1:{server.server_port}/", seen, server
 
 
-def pytest_run(workdir: Path, emulator: Emulator, *args: str) -> tuple[float, int]:
-    """`pytest ARGS` in a child process against the emulator: (seconds, peak RSS in MiB)."""
+def pytest_run(workdir: Path, emulator: Emulator, *args: str) -> float:
+    """`pytest ARGS` in a child process against the emulator: how many seconds it took."""
     env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     command = [
         sys.executable,
@@ -82,8 +81,7 @@ def pytest_run(workdir: Path, emulator: Emulator, *args: str) -> tuple[float, in
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 5):
         raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
-    return elapsed, int(peak)
+    return elapsed
 
 
 def spec_text(url: str, charts: dict[str, list[str]]) -> str:
@@ -108,7 +106,7 @@ def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Fi
     figures: list[Figure] = []
     with Emulator() as emulator:
         (work / "mirror.yaml").write_text(spec_text(url, charts))
-        sync_seconds, _ = pytest_run(work, emulator, "--sync", "mirror.yaml")
+        sync_seconds = pytest_run(work, emulator, "--sync", "mirror.yaml")
         registry = [r for r in emulator.requests if r.kind == "registry"]
         per_push = len(registry) / total
         figures.append(Figure(f"sync of {total} versions (s)", round(sync_seconds, 1), "measured", None))
@@ -127,7 +125,7 @@ def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Fi
         figures.append(Figure("up-to-date sync: registry requests", registry_again, "0", registry_again == 0))
 
         emulator.app.requests.clear()
-        audit_seconds, _ = pytest_run(work, emulator, "--check-only", "mirror.yaml")
+        audit_seconds = pytest_run(work, emulator, "--check-only", "mirror.yaml")
         api = [r.action for r in emulator.requests if r.kind == "api"]
         limit = repositories * math.ceil(versions_each / 100) + math.ceil(repositories / 100)
         figures.append(
@@ -224,8 +222,8 @@ def collection_figures(work: Path, versions: int) -> list[Figure]:
     (directory / "mirror.yaml").write_text(spec_text("upstream", charts))
     with Emulator() as emulator:
         (directory / "empty").mkdir()
-        baseline, _ = pytest_run(directory, emulator, "--collect-only", "--sync", "empty")
-        full, _ = pytest_run(directory, emulator, "--collect-only", "--sync", "mirror.yaml")
+        baseline = pytest_run(directory, emulator, "--collect-only", "--sync", "empty")
+        full = pytest_run(directory, emulator, "--collect-only", "--sync", "mirror.yaml")
     collect = max(full - baseline, 0.0)
     return [
         Figure(

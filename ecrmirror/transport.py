@@ -154,31 +154,6 @@ def describe_error(exc: requests.RequestException) -> str:
     return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
-def get(
-    session: requests.Session,
-    url: str,
-    *,
-    credentials_for: Callable[[str], dict[str, str]],
-    verify: bool | str = True,
-    accept: str | None = None,
-    stream: bool = False,
-) -> requests.Response:
-    """GET `url`, following redirects here rather than in requests, so that each hop's
-    credentials come from `credentials_for(that URL)`: a redirect to another host (object
-    storage, a CDN) gets none unless the caller says so."""
-    for _ in range(MAX_REDIRECTS + 1):
-        headers = {"Accept": accept} if accept else {}
-        headers.update(credentials_for(url))
-        response = session.get(
-            url, headers=headers, stream=stream, timeout=TIMEOUT, verify=verify, allow_redirects=False
-        )
-        if response.status_code not in _REDIRECTS:
-            return response
-        url = urljoin(url, response.headers.get("Location", ""))
-        response.close()
-    raise UpstreamError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
-
-
 class Http:
     """The run's HTTP for upstreams: one session (idempotent retries in urllib3), redirects
     followed by `get`, and `retrying` for steps that read a body or span several requests."""
@@ -196,9 +171,20 @@ class Http:
         accept: str | None = None,
         stream: bool = False,
     ) -> requests.Response:
-        return get(
-            self.session, url, credentials_for=credentials_for, verify=verify, accept=accept, stream=stream
-        )
+        """GET `url`, following redirects here rather than in requests, so that each hop's
+        credentials come from `credentials_for(that URL)`: a redirect to another host (object
+        storage, a CDN) gets none unless the caller says so."""
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = {"Accept": accept} if accept else {}
+            headers.update(credentials_for(url))
+            response = self.session.get(
+                url, headers=headers, stream=stream, timeout=TIMEOUT, verify=verify, allow_redirects=False
+            )
+            if response.status_code not in _REDIRECTS:
+                return response
+            url = urljoin(url, response.headers.get("Location", ""))
+            response.close()
+        raise UpstreamError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
 
     def retrying(self, step: Callable[[], T], *, what: str) -> T:
         return retrying(step, what=what, policy=self.policy)
