@@ -34,6 +34,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 _CHUNK = 1 << 20
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 
@@ -76,7 +77,11 @@ class OciClient:
             if response.status_code == 404:
                 raise VersionNotFound(f"{self.host}/{repository} does not exist (HTTP 404 on its tag list)")
             self._expect_ok(response, f"the tag list of {self.host}/{repository}")
-            found.extend(response.json().get("tags") or [])
+            try:
+                tags = response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise UpstreamError(f"the tag list of {self.host}/{repository} is not JSON") from None
+            found.extend(str(tag) for tag in tags)
             link = _NEXT.search(response.headers.get("Link", ""))
             url = urljoin(url, link[1]) if link else ""
         return found
@@ -89,9 +94,24 @@ class OciClient:
         self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}")
         body = response.content
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        where = f"{self.host}/{repository}:{reference}"
+        echoed = response.headers.get("Docker-Content-Digest")
+        if echoed and echoed != digest:
+            raise DigestMismatch(f"{where}: the registry says {echoed}, but the manifest it sent is {digest}")
+        try:
+            document = json.loads(body)
+            descriptors = [document["config"], *document.get("layers", [])]
+            for descriptor in descriptors:
+                # The digest names a temporary file and a URL: it must be a digest and nothing else.
+                if not isinstance(descriptor, dict) or not _DIGEST.match(str(descriptor.get("digest"))):
+                    raise ValueError(f"a descriptor without a sha256 digest: {str(descriptor)[:100]}")
+                if not isinstance(descriptor.get("size"), int) or descriptor["size"] < 0:
+                    raise ValueError(f"a descriptor without a size: {str(descriptor)[:100]}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError(f"{where}: the manifest is not a valid OCI image manifest ({exc})") from None
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in MANIFEST_TYPES:
-            media_type = str(json.loads(body).get("mediaType") or "")
+            media_type = str(document.get("mediaType") or "")
         if media_type not in MANIFEST_TYPES:
             raise UpstreamError(
                 f"{self.host}/{repository}:{reference} is a {media_type or 'manifest of unknown type'}, "

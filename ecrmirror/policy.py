@@ -143,12 +143,3 @@ def _statement(sid: str, actions: Iterable[str], resources: list[str]) -> dict[s
         "Action": sorted(actions),
         "Resource": resources[0] if len(resources) == 1 else resources,
     }
-
-
-def actions_of(document: dict[str, Any]) -> set[str]:
-    """Every action a policy document allows."""
-    found: set[str] = set()
-    for statement in document.get("Statement", []):
-        action = statement.get("Action", [])
-        found.update([action] if isinstance(action, str) else action)
-    return found

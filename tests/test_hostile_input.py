@@ -373,6 +373,7 @@ def test_a_hostile_archive_is_refused_and_nothing_is_pushed(
 
 # -- the docs table lists exactly these cases -----------------------------------------------------------
 OTHER_CASES = {
+    "oci: a digest that is a path": "tests/test_oci_sources.py",
     "tls: self-signed upstream": "tests/test_private_repositories.py",
     "secrets: canary credentials": "tests/test_secrets.py",
 }

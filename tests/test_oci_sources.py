@@ -214,3 +214,34 @@ def test_wrong_registry_credentials_are_a_plain_error(
     result.stdout.fnmatch_lines(["*the token service of * refused a repository:library/cache:pull token*"])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert emulator.writes() == []
+
+
+def test_a_manifest_whose_digests_are_not_digests_is_refused(
+    token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    token_registry.add_chart(
+        "library/cache", package_chart(tmp_path, "cache", "3.2.1").path, "cache", "3.2.1"
+    )
+    hostile = {
+        "schemaVersion": 2,
+        "config": {
+            "mediaType": "application/vnd.cncf.helm.config.v1+json",
+            "digest": "sha256:../../x",
+            "size": 2,
+        },
+        "layers": [],
+    }
+    token_registry.manifests[("library/cache", "3.2.1")] = json.dumps(hostile).encode()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    versions: ['3.2.1']\n"
+    )
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(
+        ["*the manifest is not a valid OCI image manifest (a descriptor without a sha256 digest*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
