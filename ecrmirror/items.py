@@ -14,6 +14,7 @@ import pytest
 
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
 from ecrmirror.mirror import Endpoints, Mirror, Outcome, PlannedVersion, Result
+from ecrmirror.sources import IndexCache
 from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
 from ecrmirror.transport import DEFAULT_POLICY, RetryPolicy
 
@@ -34,13 +35,14 @@ class MirrorRun:
     endpoints: Endpoints
     lock_dir: Path | None = None  # shared by all processes of the run (see plugin._XdistHooks)
     policy: RetryPolicy = DEFAULT_POLICY
+    index_cache: IndexCache | None = None
     _mirror: Mirror | None = field(default=None, init=False)
 
     @property
     def mirror(self) -> Mirror:
         if self._mirror is None:
             workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
-            self._mirror = Mirror(self.endpoints, workdir, self.lock_dir, self.policy)
+            self._mirror = Mirror(self.endpoints, workdir, self.lock_dir, self.policy, self.index_cache)
         return self._mirror
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from ecrmirror.errors import (
 )
 from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
-from ecrmirror.sources import NO_ACCESS, ChartRelease, Source, Sources
+from ecrmirror.sources import NO_ACCESS, ChartRelease, IndexCache, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Spec, Target, VersionEntry
 from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
 
@@ -109,6 +109,7 @@ class Mirror:
         workdir: Path,
         lock_dir: Path | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
+        index_cache: IndexCache | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.workdir = workdir
@@ -116,7 +117,7 @@ class Mirror:
         self.lock_dir = lock_dir or workdir
         self.policy = policy
         self.http = Http(policy)
-        self.sources = Sources(self.http)
+        self.sources = Sources(self.http, index_cache)
         self.boto_session = boto3.session.Session(
             aws_access_key_id=endpoints.aws_access_key_id,
             aws_secret_access_key=endpoints.aws_secret_access_key,

@@ -32,6 +32,7 @@ from ecrmirror.items import (
     report_range,
 )
 from ecrmirror.mirror import Endpoints, Outcome
+from ecrmirror.sources import IndexCache
 from ecrmirror.spec import looks_like_spec
 from ecrmirror.transport import RetryPolicy
 
@@ -148,6 +149,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run only the K-th of N shares of the spec items (1-based, as GitLab's "
         "CI_NODE_INDEX/CI_NODE_TOTAL), whole repositories at a time",
     )
+    group.addoption(
+        "--ecrmirror-cache-dir",
+        default=None,
+        metavar="PATH",
+        help="Keep parsed repository indexes here across runs (a CI cache), revalidated with "
+        "conditional GETs (default: ini ecrmirror_cache_dir, else none)",
+    )
+    parser.addini("ecrmirror_cache_dir", default="", help="Directory for parsed indexes kept across runs")
     parser.addini(
         "ecrmirror_retries", default="4", help="Retries of a transient failure per step (default 4)"
     )
@@ -208,8 +217,19 @@ def pytest_configure(config: pytest.Config) -> None:
     lock_dir = getattr(config, "workerinput", {}).get(_WORKER_LOCKS)
     if lock_dir is None:  # the main process (or the xdist controller) owns the run's lock directory
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
+    option, ini = config.getoption("ecrmirror_cache_dir"), str(config.getini("ecrmirror_cache_dir") or "")
+    keep = (config.invocation_params.dir / option) if option else (config.rootpath / ini) if ini else None
+    index_cache = IndexCache(
+        # Under xdist the first worker parses an index and the others read its JSON.
+        shared=Path(lock_dir) / "indexes" if hasattr(config, "workerinput") else None,
+        keep=keep.resolve() if keep else None,
+    )
     config.stash[RUN_KEY] = MirrorRun(
-        sync=bool(sync), endpoints=endpoints, lock_dir=Path(lock_dir), policy=_retry_policy(config)
+        sync=bool(sync),
+        endpoints=endpoints,
+        lock_dir=Path(lock_dir),
+        policy=_retry_policy(config),
+        index_cache=index_cache,
     )
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 

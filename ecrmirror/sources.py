@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import json
+import os
 import re
 import shutil
 import tempfile
@@ -17,6 +19,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import yaml
+from filelock import FileLock
 
 from ecrmirror import transport
 from ecrmirror.chart import normalize_created, read_chart_metadata
@@ -72,8 +75,9 @@ class Source(Protocol):
 class Sources:
     """Every upstream of one run, each opened once: one index download per source per run."""
 
-    def __init__(self, http: transport.Http) -> None:
+    def __init__(self, http: transport.Http, cache: IndexCache | None = None) -> None:
         self._http = http
+        self._cache = cache or IndexCache()
         self._sources: dict[tuple[str, Access], Source] = {}
 
     def get(self, location: str, access: Access = NO_ACCESS) -> Source:
@@ -81,7 +85,7 @@ class Sources:
         if key not in self._sources:
             source: Source
             if re.match(r"^https?://", location):
-                source = HttpRepository(location, self._http, access)
+                source = HttpRepository(location, self._http, access, self._cache)
             elif location.startswith("oci://"):
                 from ecrmirror.oci import OciRepository  # here: ecrmirror.oci builds on this module
 
@@ -145,7 +149,24 @@ def _lookup(table: Mapping[str, Mapping[str, T]], name: str, version: str, locat
     return found
 
 
+@dataclass(frozen=True)
+class IndexCache:
+    """Where parsed indexes are kept as JSON (which loads many times faster than YAML parses).
+
+    `shared` is this run's own directory: under pytest-xdist the first worker downloads and parses
+    an index, the others read its JSON. `keep` (ecrmirror_cache_dir, for CI caches) lasts across
+    runs: an index there is revalidated with a conditional GET (ETag, Last-Modified).
+    """
+
+    shared: Path | None = None
+    keep: Path | None = None
+
+
 def parse_index(location: str, text: str | bytes, fast: bool = True) -> _Index:
+    return _Index(location, load_index_document(location, text, fast))
+
+
+def load_index_document(location: str, text: str | bytes, fast: bool = True) -> Any:
     """An index file, parsed with yaml-rs (Rust) when it is installed: a 25 MB index takes it about
     1.5 s, where PyYAML's C loader needs about 28 s, because PyYAML builds its objects in Python.
     PyYAML stays as the fallback (and for spec files, where line numbers matter); tests check
@@ -158,12 +179,11 @@ def parse_index(location: str, text: str | bytes, fast: bool = True) -> _Index:
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
-        return _Index(location, document)
+        return document
     try:
-        document = yaml.load(text, Loader=_IndexLoader)
+        return yaml.load(text, Loader=_IndexLoader)
     except yaml.YAMLError as exc:
         raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
-    return _Index(location, document)
 
 
 def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
@@ -189,9 +209,12 @@ def _release(index: _Index, name: str, version: str, url: str) -> ChartRelease:
 class HttpRepository:
     """A Helm repository served over HTTP(S): index.yaml plus archives."""
 
-    def __init__(self, url: str, http: transport.Http, access: Access = NO_ACCESS) -> None:
+    def __init__(
+        self, url: str, http: transport.Http, access: Access = NO_ACCESS, cache: IndexCache | None = None
+    ) -> None:
         self.location = url
         self._http = http
+        self._cache = cache or IndexCache()
         self._access = access
         self._host = urlsplit(url).netloc
         self._index: _Index | None = None
@@ -218,11 +241,52 @@ class HttpRepository:
             raise self._failure
         if self._index is None:
             try:
-                self._index = self._download_index()
+                self._index = _Index(self.index_url, self._document())
             except UpstreamError as exc:
                 self._failure = exc
                 raise
         return self._index
+
+    def _document(self) -> Any:
+        """The parsed index: from this run's shared copy, else downloaded (revalidated when kept)."""
+        shared = self._cache.shared
+        if shared is None:
+            return self._download_document()
+        key = hashlib.sha256(self.index_url.encode()).hexdigest()[:32]
+        shared.mkdir(parents=True, exist_ok=True)
+        copy = shared / f"{key}.json"
+        with FileLock(shared / f"{key}.lock"):
+            if copy.is_file():
+                return json.loads(copy.read_bytes())
+            document = self._download_document()
+            _write_atomically(copy, json.dumps(document, default=str).encode())
+            return document
+
+    def _download_document(self) -> Any:
+        keep = self._cache.keep
+        if keep is None:
+            return self._download_index(headers={})[1]
+        key = hashlib.sha256(self.index_url.encode()).hexdigest()[:32]
+        data, meta = keep / f"{key}.json", keep / f"{key}.meta.json"
+        validators: dict[str, str] = {}
+        if data.is_file() and meta.is_file():
+            saved = json.loads(meta.read_text())
+            if saved.get("etag"):
+                validators["If-None-Match"] = saved["etag"]
+            if saved.get("last_modified"):
+                validators["If-Modified-Since"] = saved["last_modified"]
+        response, document = self._download_index(headers=validators)
+        if response.status_code == 304:
+            return json.loads(data.read_bytes())
+        keep.mkdir(parents=True, exist_ok=True)
+        _write_atomically(data, json.dumps(document, default=str).encode())
+        saved = {
+            "url": self.index_url,
+            "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"),
+        }
+        _write_atomically(meta, json.dumps(saved).encode())
+        return document
 
     def credentials_for(self, url: str) -> dict[str, str]:
         """The repository's credentials for `url`: only on its own host, unless the spec says
@@ -235,12 +299,18 @@ class HttpRepository:
         pair = f"{credentials.username}:{credentials.password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
-    def _download_index(self) -> _Index:
+    def _download_index(self, headers: dict[str, str]) -> tuple[requests.Response, Any]:
+        """GET the index (conditionally, with `headers`): the response, and the parsed document
+        unless the answer was 304 Not Modified."""
         url = self.index_url
 
         def attempt() -> tuple[requests.Response, bytes]:
             response = self._http.get(
-                url, credentials_for=self.credentials_for, verify=self._access.verify, stream=True
+                url,
+                credentials_for=self.credentials_for,
+                verify=self._access.verify,
+                stream=True,
+                headers=headers,
             )
             with response:
                 # Read inside the attempt (a cut-short body is retried), and never without bound.
@@ -256,12 +326,14 @@ class HttpRepository:
             ) from None
         except requests.RequestException as exc:
             raise UpstreamError(f"cannot download {url}: {describe_error(exc)}") from None
+        if response.status_code == 304 and headers:
+            return response, None
         if response.status_code != 200:
             raise UpstreamError(
                 f"cannot download {url}: HTTP {response.status_code} "
                 f"{response.reason}{transport.attempts_note(response)}. Check the repo URL in the spec."
             )
-        return parse_index(url, body)
+        return response, load_index_document(url, body)
 
     def versions(self, name: str) -> list[str]:
         return self.index().versions(name)
@@ -401,6 +473,14 @@ class LocalRepository:
         target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
         shutil.copyfile(source, target)
         return target
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers (other workers, the next run) see the old file or the new one, never half of one."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name)
+    with open(fd, "wb") as out:
+        out.write(data)
+    os.replace(temporary, path)
 
 
 def _read_capped(response: requests.Response, limit: int, url: str) -> bytes:

@@ -170,12 +170,14 @@ class Http:
         verify: bool | str = True,
         accept: str | None = None,
         stream: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """GET `url`, following redirects here rather than in requests, so that each hop's
         credentials come from `credentials_for(that URL)`: a redirect to another host (object
         storage, a CDN) gets none unless the caller says so."""
+        extra = headers or {}
         for _ in range(MAX_REDIRECTS + 1):
-            headers = {"Accept": accept} if accept else {}
+            headers = {**extra, **({"Accept": accept} if accept else {})}
             headers.update(credentials_for(url))
             response = self.session.get(
                 url, headers=headers, stream=stream, timeout=TIMEOUT, verify=verify, allow_redirects=False

@@ -1,0 +1,66 @@
+"""Indexes: kept across runs in a cache directory and revalidated; parsed once per run under xdist."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import REGISTRY, ChartServer
+from ecrmirror.emulator import Emulator
+
+
+@pytest.fixture
+def upstream(chart_server: ChartServer, write_spec) -> ChartServer:
+    versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
+    for version in versions:
+        chart_server.add("app", version)
+    chart_server.publish()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: '>=1.0.0'\n"
+    )
+    return chart_server
+
+
+def test_a_kept_index_is_revalidated_and_used_when_not_modified(
+    upstream: ChartServer, emulator: Emulator, run, pytester: pytest.Pytester
+) -> None:
+    first = run("--sync", "--collect-only", "-q", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+    index = upstream.directory / "index.yaml"
+    stat = index.stat()
+    # the upstream's file now holds something unreadable, but claims not to have changed
+    index.write_text("entries: [broken")
+    os.utime(index, (stat.st_atime, stat.st_mtime))
+
+    second = run("--sync", "--collect-only", "-q", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+
+    assert [line for line in first.outlines if "::app::" in line] == [
+        line for line in second.outlines if "::app::" in line
+    ]
+    assert len([line for line in second.outlines if "::app::" in line]) == 6
+    assert upstream.requests == ["/index.yaml", "/index.yaml"]  # the second answered 304
+    assert list((pytester.path / "index-cache").glob("*.json"))
+
+
+def test_without_the_cache_the_same_index_is_read_again(
+    upstream: ChartServer, emulator: Emulator, run
+) -> None:
+    run("--sync", "--collect-only", "-q", "mirror.yaml")
+    index = upstream.directory / "index.yaml"
+    stat = index.stat()
+    index.write_text("entries: [broken")
+    os.utime(index, (stat.st_atime, stat.st_mtime))
+
+    result = run("--sync", "--collect-only", "-q", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(["*the index is not valid YAML or JSON*"])
+
+
+def test_under_xdist_an_index_is_downloaded_and_parsed_once_per_run(
+    upstream: ChartServer, emulator: Emulator, run_subprocess
+) -> None:
+    result = run_subprocess("-p", "xdist.plugin", "-n", "2", "--sync", "mirror.yaml")
+
+    result.assert_outcomes(passed=7)
+    assert upstream.requests.count("/index.yaml") == 1
