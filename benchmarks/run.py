@@ -106,6 +106,7 @@ def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Fi
     total = repositories * versions_each
     figures: list[Figure] = []
     with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
         (work / "mirror.yaml").write_text(spec_text(url, charts))
         sync_seconds = pytest_run(work, emulator, "--sync", "mirror.yaml")
         registry = [r for r in emulator.requests if r.kind == "registry"]
@@ -155,6 +156,7 @@ def memory_figures(work: Path, small: int, large: int) -> list[Figure]:
         url, _, server = serve(directory / "upstream")
         (directory / "mirror.yaml").write_text(spec_text(url, charts))
         with Emulator() as emulator:
+            emulator.reset()  # moto's state is per process: start each measurement empty
             env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
             command = [sys.executable, "-c", _PEAK_RSS, "--sync", "mirror.yaml"]
             done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
@@ -231,6 +233,7 @@ def collection_figures(work: Path, versions: int) -> list[Figure]:
     charts = {name: [e["version"] for e in listed] for name, listed in entries.items()}
     (directory / "mirror.yaml").write_text(spec_text("upstream", charts))
     with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
         (directory / "empty").mkdir()
         baseline = pytest_run(directory, emulator, "--collect-only", "--sync", "empty")
         full = pytest_run(directory, emulator, "--collect-only", "--sync", "mirror.yaml")
@@ -243,6 +246,68 @@ def collection_figures(work: Path, versions: int) -> list[Figure]:
             collect <= 2,
         )
     ]
+
+
+def latency_figures(work: Path, versions: int, latency: float) -> list[Figure]:
+    """A sync where every request waits `latency` s (the fault proxy's slow answers): serial,
+    then on 8 xdist workers, against the floor of requests x latency / workers."""
+    from faultproxy import FaultProxy
+
+    figures: list[Figure] = []
+    timings: dict[int, float] = {}
+    requests: dict[int, int] = {}
+    for workers in (0, 8):
+        directory = work / f"latency-{workers}"
+        (directory / "upstream").mkdir(parents=True)
+        charts = {f"lat{c}": [f"3.{v // 10}.{v % 10}" for v in range(versions // 10)] for c in range(10)}
+        packaged = [package_chart(directory / "upstream", n, v) for n, vs in charts.items() for v in vs]
+        write_index(directory / "upstream", packaged)
+        url, _, server = serve(directory / "upstream")
+        with Emulator() as emulator:
+            emulator.reset()  # moto's state is per process: start each measurement empty
+            to_ecr = FaultProxy(emulator.url, rate=1.0, seed=1, kinds=("slow",), slow_seconds=latency).start()
+            to_charts = FaultProxy(
+                url.rstrip("/"), rate=1.0, seed=1, kinds=("slow",), slow_seconds=latency
+            ).start()
+            (directory / "mirror.yaml").write_text(spec_text(to_charts.url + "/", charts))
+            environ = {
+                **emulator.environ(),
+                "AWS_ENDPOINT_URL_ECR": to_ecr.url,
+                "ECRMIRROR_REGISTRY_ENDPOINT": to_ecr.url,
+            }
+            extra = ["-p", "xdist.plugin", "-n", str(workers)] if workers else []
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", "-q",
+                 *extra, "--sync", "mirror.yaml"],
+                cwd=directory, env={**os.environ, **environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+                capture_output=True, text=True,
+            )  # fmt: skip
+            timings[workers] = time.perf_counter() - started
+            requests[workers] = to_ecr.requests + to_charts.requests
+            to_ecr.stop()
+            to_charts.stop()
+            if done.returncode != 0:
+                raise SystemExit(f"latency run with {workers} workers failed:\n{done.stdout[-2000:]}")
+        server.shutdown()
+    speedup = timings[0] / timings[8]
+    floor = requests[8] * latency / 8
+    figures.append(
+        Figure(f"latency sync of {versions} versions, -n 0 (s)", round(timings[0], 1), "measured", None)
+    )
+    figures.append(
+        Figure(f"latency sync of {versions} versions, -n 8 (s)", round(timings[8], 1), "measured", None)
+    )
+    figures.append(Figure("latency sync: -n 8 speed-up over -n 0", round(speedup, 1), ">= 5", speedup >= 5))
+    figures.append(
+        Figure(
+            "latency sync: -n 8 against its floor",
+            round(timings[8] / floor, 1),
+            "<= 2",
+            timings[8] <= 2 * floor,
+        )
+    )
+    return figures
 
 
 def main() -> int:
@@ -260,6 +325,8 @@ def main() -> int:
         figures += memory_figures(work, 10, 40 if args.quick else 200)
         figures += index_figures(work, index_mb)
         figures += collection_figures(work, 2000 if args.quick else 10_000)
+        if not args.quick:
+            figures += latency_figures(work, 200, 0.020)
     width = max(len(f.name) for f in figures)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
     for f in figures:
