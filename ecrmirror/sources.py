@@ -269,15 +269,20 @@ class HttpRepository:
         key = hashlib.sha256(self.index_url.encode()).hexdigest()[:32]
         data, meta = keep / f"{key}.json", keep / f"{key}.meta.json"
         validators: dict[str, str] = {}
-        if data.is_file() and meta.is_file():
+        kept: Any = None
+        try:  # a cache that is missing, half-deleted or hand-edited is simply not used
             saved = json.loads(meta.read_text())
-            if saved.get("etag"):
-                validators["If-None-Match"] = saved["etag"]
-            if saved.get("last_modified"):
-                validators["If-Modified-Since"] = saved["last_modified"]
+            kept = json.loads(data.read_bytes())
+            validators = {
+                name: str(saved[key])
+                for name, key in (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified"))
+                if saved.get(key)
+            }
+        except (OSError, ValueError, TypeError, AttributeError):
+            validators = {}
         response, document = self._download_index(headers=validators)
         if response.status_code == 304:
-            return json.loads(data.read_bytes())
+            return kept
         keep.mkdir(parents=True, exist_ok=True)
         _write_atomically(data, json.dumps(document, default=str).encode())
         saved = {

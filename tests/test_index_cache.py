@@ -64,3 +64,16 @@ def test_under_xdist_an_index_is_downloaded_and_parsed_once_per_run(
 
     result.assert_outcomes(passed=7)
     assert upstream.requests.count("/index.yaml") == 1
+
+
+def test_a_damaged_cache_is_not_used_but_read_again(
+    upstream: ChartServer, emulator: Emulator, run, pytester: pytest.Pytester
+) -> None:
+    run("--sync", "--collect-only", "-q", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+    for kept in (pytester.path / "index-cache").glob("*.json"):
+        kept.write_text("{not json")
+
+    result = run("--sync", "--collect-only", "-q", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+
+    assert len([line for line in result.outlines if "::app::" in line]) == 6
+    result.stdout.no_fnmatch_line("*Traceback*")
