@@ -15,7 +15,6 @@ import pytest
 from ecrmirror import policy, redact
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
-from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
 from ecrmirror.errors import CredentialsMissing
 from ecrmirror.items import (
     RUN_KEY,
@@ -202,6 +201,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state["log_factory"] = redact.install()
     endpoints = Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
     if config.getoption("offline"):
+        # Imported only here: the emulator's werkzeug and moto would slow every worker's start.
+        from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
+
         url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
         if url is None:  # the main process (or the xdist controller) owns the emulator
             emulator = Emulator().start()

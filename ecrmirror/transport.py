@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from ecrmirror import __version__
 from ecrmirror.errors import RetriesExhausted, UpstreamError
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"ecrmirror/{__version__}"
@@ -84,13 +90,48 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
+class _Session(requests.Session):
+    """requests.Session, reading the environment's proxy and CA-bundle settings once per host.
+
+    requests reads them again for every request: two scans of os.environ, about 1 ms of CPU in
+    a GitLab job with its 150 variables, more than the rest of a small request costs. The
+    environment does not change during a run. The result is what requests itself would merge.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._from_environment: dict[tuple[str, str], dict[str, str]] = {}
+        self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if self.trust_env:
+            parts = urlsplit(url)
+            key = (parts.scheme, parts.netloc)
+            if key not in self._from_environment:
+                self._from_environment[key] = get_environ_proxies(url, no_proxy=None)
+            proxies = dict(proxies or {})
+            for scheme, proxy in self._from_environment[key].items():
+                proxies.setdefault(scheme, proxy)
+            if verify is True or verify is None:
+                verify = self._ca_bundle or verify
+        merge: Callable[[Any, Any], Any] = merge_setting  # untyped in requests' stubs
+        return {
+            "proxies": merge(proxies, self.proxies),
+            "stream": merge(stream, self.stream),
+            "verify": merge(verify, self.verify),
+            "cert": merge(cert, self.cert),
+        }
+
+
 def new_session(policy: RetryPolicy = DEFAULT_POLICY) -> requests.Session:
     """A session whose GETs and HEADs retry transient failures by themselves (urllib3's Retry).
 
     Uploads are not retried here: an upload session cannot be replayed, and a streamed body
     cannot be rewound by urllib3, so the registry client retries a whole blob with `retrying`.
     """
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(max_retries=policy.retry(frozenset({"GET", "HEAD"})))
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
-from ecrmirror.emulator.server import Emulator, EmulatorApp, RecordedRequest
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ecrmirror.emulator.server import Emulator, EmulatorApp, RecordedRequest
 
 __all__ = ["Emulator", "EmulatorApp", "RecordedRequest"]
+
+
+def __getattr__(name: str) -> Any:
+    # The server (werkzeug, moto) is imported on first use: the pytest plugin imports this
+    # package for its fixtures in every process, and most never start an emulator.
+    if name in __all__:
+        from ecrmirror.emulator import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
