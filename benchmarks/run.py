@@ -10,6 +10,7 @@ is met.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's chart factory builds real archives
 
-from chartfactory import package_chart, write_index  # noqa: E402
+from chartfactory import ChartFile, package_chart, write_index  # noqa: E402
 
 from ecrmirror.emulator import Emulator  # noqa: E402
 from ecrmirror.sources import IndexCache, Sources, parse_index  # noqa: E402
@@ -143,6 +144,47 @@ def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Fi
     return figures
 
 
+def oci_figures(work: Path, charts_count: int, versions_each: int) -> list[Figure]:
+    """An OCI source (a registry with Docker Hub's token flow and blob redirects) copied into ECR."""
+    from ociregistry import TokenRegistry
+
+    source = TokenRegistry().start()
+    packages = work / "oci-packages"
+    charts = {f"oci{c}": [f"4.{v // 10}.{v % 10}" for v in range(versions_each)] for c in range(charts_count)}
+    for name, versions in charts.items():
+        for version in versions:
+            source.add_chart(f"library/{name}", package_chart(packages, name, version).path, name, version)
+    entries = "".join(
+        f"  - name: {n}\n    repo: oci://{source.host}/library\n    plain_http: true\n"
+        f"    versions: {json.dumps(v)}\n"
+        for n, v in charts.items()
+    )
+    (work / "oci.yaml").write_text(
+        f"target:\n  registry: {REGISTRY}\n  prefix: oci\n  create_repositories: true\ncharts:\n{entries}"
+    )
+    total = charts_count * versions_each
+    with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
+        seconds = pytest_run(work, emulator, "--sync", "oci.yaml")
+        per_copy = sum(1 for r in emulator.requests if r.kind == "registry") / total
+        from_source = len(source.seen) / total
+        emulator.app.requests.clear()
+        source.seen.clear()
+        pytest_run(work, emulator, "--sync", "oci.yaml")
+        again = sum(1 for r in emulator.requests if r.kind == "registry")
+        blobs_again = sum(
+            1 for host, path, _ in source.seen if "/blobs/" in path or host == source.storage_host
+        )
+    source.stop()
+    return [
+        Figure(f"OCI source: sync of {total} versions (s)", round(seconds, 1), "measured", None),
+        Figure("OCI source: registry requests per copied version", round(per_copy, 2), "<= 6", per_copy <= 6),
+        Figure("OCI source: source requests per copied version", round(from_source, 2), "measured", None),
+        Figure("OCI up-to-date sync: blob downloads", blobs_again, "0", blobs_again == 0),
+        Figure("OCI up-to-date sync: registry requests", again, "0", again == 0),
+    ]
+
+
 def memory_figures(work: Path, small: int, large: int) -> list[Figure]:
     """Peak RSS of a sync does not grow with the number of versions."""
     peaks = []
@@ -169,11 +211,70 @@ def memory_figures(work: Path, small: int, large: int) -> list[Figure]:
     ]
 
 
-# Runs pytest in-process and prints the process's own peak RSS: children's maxrss would mix runs.
+def big_chart_figures(work: Path, megabytes: int) -> list[Figure]:
+    """Peak RSS of syncing one chart of `megabytes` MB: archives stream to and from disk."""
+    directory = work / "big-chart"
+    upstream = directory / "upstream"
+    upstream.mkdir(parents=True)
+    archive = write_big_chart(upstream / "big-1.0.0.tgz", megabytes)
+    chart = ChartFile(archive, "big", "1.0.0", {"apiVersion": "v2", "name": "big", "version": "1.0.0"})
+    write_index(upstream, [chart])
+    url, _, server = serve(upstream)
+    (directory / "mirror.yaml").write_text(spec_text(url, {"big": ["1.0.0"]}))
+    size = archive.stat().st_size
+    limit = f"{size // (1024 * 1024) * 2}MiB"  # above helm's 100 MiB: the chart needs the limit raised
+    with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
+        env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        command = [
+            sys.executable,
+            "-c",
+            _PEAK_RSS,
+            "--sync",
+            "mirror.yaml",
+            f"--ecrmirror-max-chart-size={limit}",
+        ]
+        done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+        if "1 passed" not in done.stdout and "2 passed" not in done.stdout:
+            raise SystemExit(f"sync of the big chart failed:\n{done.stdout[-2000:]}")
+        peak = int(done.stdout.strip().splitlines()[-1])
+        pushed = [r for r in emulator.requests if r.kind == "registry" and r.method == "PUT"]
+    server.shutdown()
+    return [
+        Figure(
+            f"peak RSS, sync of one {size / 1e6:.0f} MB chart (MiB)",
+            peak,
+            "< 150",
+            peak < 150 and bool(pushed),
+        )
+    ]
+
+
+def write_big_chart(path: Path, megabytes: int) -> Path:
+    """A chart of random (incompressible) 4 MiB files: under helm's 5 MiB per file, `megabytes` in all."""
+    import random
+    import tarfile
+
+    rng = random.Random(6)
+    chart_yaml = b"apiVersion: v2\nname: big\nversion: 1.0.0\n"
+    with tarfile.open(path, mode="w:gz", compresslevel=1) as tar:
+        members = [("big/Chart.yaml", chart_yaml)]
+        members += [(f"big/files/blob{n}", b"") for n in range(math.ceil(megabytes * 1e6 / (4 << 20)))]
+        for name, data in members:
+            data = data or rng.randbytes(4 << 20)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+# Runs pytest in-process and prints the process's own peak RSS in MiB. VmHWM, not ru_maxrss:
+# Linux carries ru_maxrss across fork and exec, so a child would report this (big) benchmark
+# process's RSS; VmHWM belongs to the address space exec gave the child.
 _PEAK_RSS = (
-    "import resource, sys, pytest; "
+    "import re, sys, pytest; "
     "pytest.main(['-p', 'ecrmirror.plugin', '-p', 'no:cacheprovider', '-q', *sys.argv[1:]]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    "print(int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)"
 )
 
 
@@ -322,7 +423,9 @@ def main() -> int:
         work = Path(tmp)
         (work / "mirror").mkdir()
         figures += mirror_figures(work / "mirror", repositories, versions_each)
-        figures += memory_figures(work, 10, 40 if args.quick else 200)
+        figures += oci_figures(work, *((2, 10) if args.quick else (5, 40)))
+        figures += memory_figures(work, 10, 40 if args.quick else 1000)
+        figures += big_chart_figures(work, 200)
         figures += index_figures(work, index_mb)
         figures += collection_figures(work, 2000 if args.quick else 10_000)
         if not args.quick:

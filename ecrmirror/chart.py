@@ -93,11 +93,15 @@ class HelmArtifact:
 
 
 # helm's loader limits (pkg/chart/loader): a chart may not decompress to more than these.
+# helm 3.17.3 made both fixed; later helm drops the per-file one and discusses making the total
+# configurable, which ecrmirror does (ini ecrmirror_max_chart_size) for charts helm users raise it for.
 MAX_CHART_SIZE = 100 * 1024 * 1024
 MAX_FILE_SIZE = 5 * 1024 * 1024
 
 
-def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, Any]:
+def read_chart_metadata(
+    archive: Path, origin: str | None = None, max_chart_size: int = MAX_CHART_SIZE
+) -> dict[str, Any]:
     """Chart.yaml of a packaged chart, after checking the whole archive as helm's loader does.
 
     Nothing is extracted to disk. Every member is checked from its header before its data is
@@ -127,9 +131,10 @@ def read_chart_metadata(archive: Path, origin: str | None = None) -> dict[str, A
                         f"{MAX_FILE_SIZE} per file"
                     )
                 total += member.size
-                if total > MAX_CHART_SIZE:
+                if total > max_chart_size:
                     raise InvalidChart(
-                        f"{shown} decompresses to more than {MAX_CHART_SIZE} bytes, helm's limit for a chart"
+                        f"{shown} decompresses to more than {max_chart_size} bytes, the limit for a chart "
+                        f"(helm's is {MAX_CHART_SIZE}; raise it with ini ecrmirror_max_chart_size)"
                     )
                 if parts == ["Chart.yaml"]:
                     raise InvalidChart(
@@ -235,9 +240,10 @@ def build_artifact(
     created: str | None,
     origin: str | None = None,
     provenance: Path | None = None,
+    max_chart_size: int = MAX_CHART_SIZE,
 ) -> HelmArtifact:
     """Build helm's artifact for a verified archive, refusing one that is not `name` at `version`."""
-    metadata = read_chart_metadata(archive, origin)
+    metadata = read_chart_metadata(archive, origin, max_chart_size)
     shown = origin or str(archive)
     if str(metadata.get("name", "")) != name:
         raise InvalidChart(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
 from ecrmirror.mirror import Endpoints, Mirror, Outcome, PlannedVersion, Result
 from ecrmirror.sources import IndexCache
@@ -36,13 +37,16 @@ class MirrorRun:
     lock_dir: Path | None = None  # shared by all processes of the run (see plugin._XdistHooks)
     policy: RetryPolicy = DEFAULT_POLICY
     index_cache: IndexCache | None = None
+    max_chart_size: int = MAX_CHART_SIZE
     _mirror: Mirror | None = field(default=None, init=False)
 
     @property
     def mirror(self) -> Mirror:
         if self._mirror is None:
             workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
-            self._mirror = Mirror(self.endpoints, workdir, self.lock_dir, self.policy, self.index_cache)
+            self._mirror = Mirror(
+                self.endpoints, workdir, self.lock_dir, self.policy, self.index_cache, self.max_chart_size
+            )
         return self._mirror
 
     def close(self) -> None:

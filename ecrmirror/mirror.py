@@ -14,7 +14,7 @@ import boto3
 from filelock import FileLock
 
 from ecrmirror import governance, versions
-from ecrmirror.chart import Descriptor, build_artifact, tag_for
+from ecrmirror.chart import MAX_CHART_SIZE, Descriptor, build_artifact, tag_for
 from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState, create_repository_command
 from ecrmirror.errors import (
     AwsError,
@@ -110,6 +110,7 @@ class Mirror:
         lock_dir: Path | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
         index_cache: IndexCache | None = None,
+        max_chart_size: int = MAX_CHART_SIZE,
     ) -> None:
         self.endpoints = endpoints
         self.workdir = workdir
@@ -117,7 +118,7 @@ class Mirror:
         self.lock_dir = lock_dir or workdir
         self.policy = policy
         self.http = Http(policy)
-        self.sources = Sources(self.http, index_cache)
+        self.sources = Sources(self.http, index_cache, max_chart_size)
         self.boto_session = boto3.session.Session(
             aws_access_key_id=endpoints.aws_access_key_id,
             aws_secret_access_key=endpoints.aws_secret_access_key,
@@ -627,6 +628,7 @@ class Mirror:
             created=release.created,
             origin=release.url,
             provenance=provenance,
+            max_chart_size=self.sources.max_chart_size,
         )
         client = self.registry_client(planned.target.registry)
         report = client.push(planned.repository, artifact, archive, provenance)
@@ -647,9 +649,12 @@ class Mirror:
             )
         client = self.registry_client(planned.target.registry)
         uploaded = 0
-        for blob in manifest.blobs():
+        config, *layers = manifest.blobs()
+        for blob in (config, *layers):
             descriptor = Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
-            if client.has_blob(planned.repository, descriptor.digest):
+            # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
+            # costs one request to download either way, so asking ECR for it first only adds one.
+            if blob is not config and client.has_blob(planned.repository, descriptor.digest):
                 continue
             path = source.blob(release, descriptor.digest, tmp / descriptor.digest.replace(":", "-"))
             client.upload_blob(planned.repository, path, descriptor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -155,7 +156,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Keep parsed repository indexes here across runs (a CI cache), revalidated with "
         "conditional GETs (default: ini ecrmirror_cache_dir, else none)",
     )
+    group.addoption(
+        "--ecrmirror-max-chart-size",
+        default=None,
+        metavar="SIZE",
+        help="Refuse a chart that decompresses to more than SIZE (bytes, or with KiB/MiB/GiB) "
+        "(default: ini ecrmirror_max_chart_size, else helm's 100MiB)",
+    )
     parser.addini("ecrmirror_cache_dir", default="", help="Directory for parsed indexes kept across runs")
+    parser.addini(
+        "ecrmirror_max_chart_size",
+        default="100MiB",
+        help="The biggest chart (decompressed) ecrmirror mirrors; helm's loader refuses more than 100MiB",
+    )
     parser.addini(
         "ecrmirror_retries", default="4", help="Retries of a transient failure per step (default 4)"
     )
@@ -232,6 +245,7 @@ def pytest_configure(config: pytest.Config) -> None:
         lock_dir=Path(lock_dir),
         policy=_retry_policy(config),
         index_cache=index_cache,
+        max_chart_size=_max_chart_size(config),
     )
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
@@ -249,6 +263,21 @@ def _retry_policy(config: pytest.Config) -> RetryPolicy:
     if retries < 0 or backoff < 0:
         raise pytest.UsageError("--ecrmirror-retries and ecrmirror_retry_backoff cannot be negative")
     return RetryPolicy(attempts=retries + 1, backoff=backoff)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def _max_chart_size(config: pytest.Config) -> int:
+    """--ecrmirror-max-chart-size, else the ini key: bytes, or a number with KiB, MiB or GiB."""
+    value = config.getoption("ecrmirror_max_chart_size") or str(config.getini("ecrmirror_max_chart_size"))
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]iB|B)?\s*", value, re.IGNORECASE)
+    if not match or int(match.group(1)) == 0:
+        raise pytest.UsageError(
+            f"ecrmirror_max_chart_size {value!r} is not a size: give bytes, or a number with KiB, MiB "
+            "or GiB (helm's limit, the default, is 100MiB)"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()]
 
 
 def _specs_dir(config: pytest.Config) -> Path:

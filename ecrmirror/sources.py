@@ -22,7 +22,7 @@ import yaml
 from filelock import FileLock
 
 from ecrmirror import transport
-from ecrmirror.chart import normalize_created, read_chart_metadata
+from ecrmirror.chart import MAX_CHART_SIZE, normalize_created, read_chart_metadata
 from ecrmirror.errors import DigestMismatch, EcrMirrorError, UpstreamError, VersionNotFound
 from ecrmirror.spec import Access
 from ecrmirror.transport import describe_error
@@ -40,7 +40,6 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 _CHUNK = 1 << 20
 # Upstreams are not trusted to end their answers: an index or archive stops being read here.
 MAX_INDEX_BYTES = 128 * 1024 * 1024  # the biggest public indexes are tens of MB
-MAX_ARCHIVE_BYTES = 100 * 1024 * 1024  # helm's limit for a whole chart, decompressed
 NO_ACCESS = Access()
 T = TypeVar("T")
 
@@ -75,9 +74,12 @@ class Source(Protocol):
 class Sources:
     """Every upstream of one run, each opened once: one index download per source per run."""
 
-    def __init__(self, http: transport.Http, cache: IndexCache | None = None) -> None:
+    def __init__(
+        self, http: transport.Http, cache: IndexCache | None = None, max_chart_size: int = MAX_CHART_SIZE
+    ) -> None:
         self._http = http
         self._cache = cache or IndexCache()
+        self.max_chart_size = max_chart_size
         self._sources: dict[tuple[str, Access], Source] = {}
 
     def get(self, location: str, access: Access = NO_ACCESS) -> Source:
@@ -85,7 +87,7 @@ class Sources:
         if key not in self._sources:
             source: Source
             if re.match(r"^https?://", location):
-                source = HttpRepository(location, self._http, access, self._cache)
+                source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
             elif location.startswith("oci://"):
                 from ecrmirror.oci import OciRepository  # here: ecrmirror.oci builds on this module
 
@@ -96,7 +98,7 @@ class Sources:
                     "an oci:// registry path, or a local directory"
                 )
             else:
-                source = LocalRepository(Path(location), self._http)
+                source = LocalRepository(Path(location), self._http, self.max_chart_size)
             self._sources[key] = source
         return self._sources[key]
 
@@ -210,10 +212,16 @@ class HttpRepository:
     """A Helm repository served over HTTP(S): index.yaml plus archives."""
 
     def __init__(
-        self, url: str, http: transport.Http, access: Access = NO_ACCESS, cache: IndexCache | None = None
+        self,
+        url: str,
+        http: transport.Http,
+        access: Access = NO_ACCESS,
+        cache: IndexCache | None = None,
+        max_chart_size: int = MAX_CHART_SIZE,
     ) -> None:
         self.location = url
         self._http = http
+        self._max_chart_size = max_chart_size
         self._cache = cache or IndexCache()
         self._access = access
         self._host = urlsplit(url).netloc
@@ -371,7 +379,9 @@ class HttpRepository:
         return self._with_query(urljoin(self._base, listed))
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
-        return _download(self._http, release, workdir, self.credentials_for, self._access.verify)
+        return _download(
+            self._http, release, workdir, self.credentials_for, self._access.verify, self._max_chart_size
+        )
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
         """`<archive URL>.prov`, as helm looks for it; None when the upstream publishes none."""
@@ -381,10 +391,11 @@ class HttpRepository:
 class LocalRepository:
     """A directory holding an index.yaml, packaged .tgz charts, or both."""
 
-    def __init__(self, directory: Path, http: transport.Http) -> None:
+    def __init__(self, directory: Path, http: transport.Http, max_chart_size: int = MAX_CHART_SIZE) -> None:
         self.location = str(directory)
         self._directory = directory
         self._http = http
+        self._max_chart_size = max_chart_size
         # name -> version -> how to make its release: index entries are checked (digest and all)
         # only when asked for, so one bad entry cannot break the versions next to it.
         self._releases: dict[str, dict[str, Callable[[], ChartRelease]]] | None = None
@@ -411,7 +422,7 @@ class LocalRepository:
         for archive in sorted(self._directory.glob("*.tgz")):
             if str(archive) in indexed:
                 continue
-            metadata = read_chart_metadata(archive)
+            metadata = read_chart_metadata(archive, max_chart_size=self._max_chart_size)
             name, version = str(metadata.get("name")), str(metadata.get("version"))
             releases.setdefault(name, {}).setdefault(
                 version,
@@ -447,14 +458,14 @@ class LocalRepository:
                 f"{name} {version} in {self._directory} is an archive on {release.url}; "
                 "list its repository as a chart of its own instead"
             )
-        return read_chart_metadata(Path(release.url), release.url)
+        return read_chart_metadata(Path(release.url), release.url, self._max_chart_size)
 
     def release(self, name: str, version: str) -> ChartRelease:
         return _lookup(self._scan(), name, version, str(self._directory))()
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         if re.match(r"^https?://", release.url):
-            return _download(self._http, release, workdir)
+            return _download(self._http, release, workdir, max_bytes=self._max_chart_size)
         if release.url.startswith("outside:") or re.match(r"^[a-z][a-z0-9+.-]*:", release.url):
             raise UpstreamError(
                 f"{self._directory}/index.yaml lists {release.url.removeprefix('outside:')!r} for "
@@ -509,8 +520,12 @@ def _download(
     workdir: Path,
     credentials_for: Callable[[str], dict[str, str]] = _no_credentials,
     verify: bool | str = True,
+    max_bytes: int = MAX_CHART_SIZE,
 ) -> Path:
-    """Stream the archive to disk and verify it; a body cut short is downloaded again."""
+    """Stream the archive to disk and verify it; a body cut short is downloaded again.
+
+    An archive is never bigger than the chart it decompresses to, so the chart limit caps it too.
+    """
     target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
 
     def attempt() -> Path:
@@ -526,10 +541,11 @@ def _download(
             size = 0
             for chunk in resp.iter_content(_CHUNK):
                 size += len(chunk)
-                if size > MAX_ARCHIVE_BYTES:
+                if size > max_bytes:
                     raise UpstreamError(
-                        f"{release.url} is larger than {MAX_ARCHIVE_BYTES} bytes, more than a chart can be "
-                        "(helm's limit is 100 MiB decompressed); nothing was pushed"
+                        f"{release.url} is larger than {max_bytes} bytes, more than a chart may be "
+                        f"(helm's limit is {MAX_CHART_SIZE} decompressed; ini ecrmirror_max_chart_size "
+                        "raises ecrmirror's); nothing was pushed"
                     )
                 out.write(chunk)
         return target

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
 import tarfile
 import threading
@@ -271,7 +272,7 @@ def test_an_archive_of_unbounded_size_is_cut_off(
 
     result = run("--sync", "mirror.yaml")
 
-    result.stdout.fnmatch_lines(["*app-1.0.0.tgz is larger than 104857600 bytes, more than a chart can be*"])
+    result.stdout.fnmatch_lines(["*app-1.0.0.tgz is larger than 104857600 bytes, more than a chart may be*"])
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
@@ -305,7 +306,8 @@ ARCHIVE_CASES: dict[str, tuple[Callable[[], bytes], str]] = {
             [("app/Chart.yaml", None, CHART_YAML)]
             + [(f"app/z{n}", None, bytes(5 * 1024 * 1024)) for n in range(21)]
         ),
-        "decompresses to more than 104857600 bytes, helm's limit for a chart",
+        "decompresses to more than 104857600 bytes, the limit for a chart (helm's is 104857600; "
+        "raise it with ini ecrmirror_max_chart_size)",
     ),
     "archive: no Chart.yaml": (
         lambda: tar_gz([("app/values.yaml", None, b"a: 1\n")]),
@@ -369,6 +371,58 @@ def test_a_hostile_archive_is_refused_and_nothing_is_pushed(
     result.stdout.fnmatch_lines([f"*{message}*"])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def serve_archive(chart_server: ChartServer, archive: bytes) -> None:
+    (chart_server.directory / "app-1.0.0.tgz").write_bytes(archive)
+    entry = {
+        "name": "app",
+        "version": "1.0.0",
+        "digest": hashlib.sha256(archive).hexdigest(),
+        "urls": ["app-1.0.0.tgz"],
+    }
+    (chart_server.directory / "index.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}})
+    )
+
+
+def test_the_chart_size_limit_can_be_set_for_charts_bigger_than_helms_default(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # 3 x 400 KiB: bigger than a limit of 1 MiB decompressed, and (random bytes do not compress)
+    # as an archive too.
+    files = [(f"app/data{n}", None, bytes(random.Random(n).randbytes(400 * 1024))) for n in range(3)]
+    serve_archive(chart_server, tar_gz([("app/Chart.yaml", None, CHART_YAML), *files]))
+    write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
+
+    refused = run("--sync", "mirror.yaml", "-o", "ecrmirror_max_chart_size=1MiB")
+    refused.stdout.fnmatch_lines(
+        ["*app-1.0.0.tgz is larger than 1048576 bytes, more than a chart may be*nothing was pushed*"]
+    )
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+    compressible = [(f"app/zeros{n}", None, bytes(400 * 1024)) for n in range(3)]
+    serve_archive(chart_server, tar_gz([("app/Chart.yaml", None, CHART_YAML), *compressible]))
+    refused = run("--sync", "mirror.yaml", "--ecrmirror-max-chart-size=1048576")
+    refused.stdout.fnmatch_lines(["*decompresses to more than 1048576 bytes, the limit for a chart*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+    pushed = run(
+        "--sync", "mirror.yaml", "-o", "ecrmirror_max_chart_size=1MiB", "--ecrmirror-max-chart-size=2MiB"
+    )
+    pushed.assert_outcomes(passed=2)  # the repository and the version: the option wins over the ini
+
+
+@pytest.mark.parametrize("value", ["100MB", "-1", "0", "lots"])
+def test_a_chart_size_limit_that_is_not_a_size_is_a_usage_error(value: str, write_spec, run) -> None:
+    write_spec(TARGET + "charts:\n  - name: app\n    repo: ./c\n    versions: ['1.0.0']\n")
+
+    result = run("--sync", "mirror.yaml", f"--ecrmirror-max-chart-size={value}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"*ecrmirror_max_chart_size '{value}' is not a size: give bytes, or a number*"]
+    )
 
 
 # -- the docs table lists exactly these cases -----------------------------------------------------------
