@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -211,6 +212,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not active:
         return
     config.pluginmanager.register(_Totals(), "ecrmirror-totals")
+    if hasattr(config, "workerinput"):
+        # An xdist worker lives for this one run, and what it has loaded by now (pytest, boto3's
+        # models, requests) lives as long as it does: out of the collector's way, pytest's
+        # gc.collect() calls at exit cost each worker ~0.1 s of CPU less. (Not in a process that
+        # may run pytest again, where frozen garbage would never be freed.)
+        gc.freeze()
     state["log_factory"] = redact.install()
     endpoints = Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
     if config.getoption("offline"):
