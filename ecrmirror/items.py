@@ -38,6 +38,7 @@ class MirrorRun:
     policy: RetryPolicy = DEFAULT_POLICY
     index_cache: IndexCache | None = None
     max_chart_size: int = MAX_CHART_SIZE
+    shared: Path | None = None  # under xdist: where workers share what they fetch (share.py)
     _mirror: Mirror | None = field(default=None, init=False)
 
     @property
@@ -45,7 +46,13 @@ class MirrorRun:
         if self._mirror is None:
             workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
             self._mirror = Mirror(
-                self.endpoints, workdir, self.lock_dir, self.policy, self.index_cache, self.max_chart_size
+                self.endpoints,
+                workdir,
+                self.lock_dir,
+                self.policy,
+                self.index_cache,
+                self.max_chart_size,
+                self.shared,
             )
         return self._mirror
 

@@ -7,8 +7,9 @@ import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from filelock import FileLock
@@ -27,6 +28,7 @@ from ecrmirror.errors import (
 )
 from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
+from ecrmirror.share import once_per_run
 from ecrmirror.sources import NO_ACCESS, ChartRelease, IndexCache, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Spec, Target, VersionEntry
 from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
@@ -111,8 +113,11 @@ class Mirror:
         policy: RetryPolicy = DEFAULT_POLICY,
         index_cache: IndexCache | None = None,
         max_chart_size: int = MAX_CHART_SIZE,
+        shared: Path | None = None,
     ) -> None:
         self.endpoints = endpoints
+        # This run's directory for ECR answers that its xdist workers share (share.once_per_run).
+        self.shared = shared
         self.workdir = workdir
         # Shared by every process of one run (xdist workers), so their replication merges take turns.
         self.lock_dir = lock_dir or workdir
@@ -129,6 +134,7 @@ class Mirror:
         self._registries: dict[str, RegistryClient] = {}
         self._planned_repositories: dict[str, set[str]] = defaultdict(set)
         self._repository_states: dict[tuple[str, str], RepositoryState | None] = {}
+        self._changed_repositories: set[tuple[str, str]] = set()  # to describe again, not from the share
         self._replication_ensured: set[tuple[str, tuple[str, ...], tuple[Destination, ...]]] = set()
         self._replication_statuses: dict[tuple[str, str, str], list[dict[str, str]] | None] = {}
 
@@ -173,8 +179,13 @@ class Mirror:
                 + f"\nor set `create_repositories: true` under target in {spec_path}."
             )
         created = self.ecr(target.registry).create_repository(name, target.repository)
-        self._repository_states.pop((target.registry.host, name), None)
+        self._forget_repository(target, name)
         return created
+
+    def _forget_repository(self, target: Target, name: str) -> None:
+        """`name` changed (created or updated, by us or a concurrent writer): describe it afresh."""
+        self._repository_states.pop((target.registry.host, name), None)
+        self._changed_repositories.add((target.registry.host, name))
 
     def resolve(self, spec_path: Path, chart: ChartEntry) -> list[str]:
         """The versions a chart entry stands for: its list, or what its range selects upstream."""
@@ -281,12 +292,27 @@ class Mirror:
     def release(self, planned: PlannedVersion) -> ChartRelease:
         return self._source(planned).release(planned.chart.name, planned.version.version)
 
-    def _images(self, planned: PlannedVersion) -> dict[str, RemoteImage] | None:
+    def _images(self, planned: PlannedVersion, fresh: bool = False) -> dict[str, RemoteImage] | None:
         key = (planned.target.registry.host, planned.repository)
-        if key not in self._inventory:
+        if key not in self._inventory or fresh:
             tags = self._planned_tags[key] | {planned.tag}
-            self._inventory[key] = self.ecr(planned.target.registry).images(planned.repository, tags)
+            self._inventory[key] = self._fetch_images(
+                planned.target.registry, planned.repository, tags, fresh
+            )
         return self._inventory[key]
+
+    def _fetch_images(
+        self, registry: Registry, repository: str, tags: set[str], fresh: bool = False
+    ) -> dict[str, RemoteImage] | None:
+        """BatchGetImage for the run's tags of `repository`, asked once per run (not per worker)."""
+
+        def fetch() -> list[dict[str, Any]] | None:
+            found = self.ecr(registry).images(repository, tags)
+            return None if found is None else [asdict(image) for image in found.values()]
+
+        question = f"images {registry.host}/{repository} {' '.join(sorted(tags))}"
+        answer = fetch() if fresh else once_per_run(self.shared, question, fetch)
+        return None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
 
     def _compare(self, planned: PlannedVersion, release: ChartRelease, image: RemoteImage) -> Result:
         if release.oci:  # a true mirror of an OCI source: the manifest itself is the identity
@@ -380,7 +406,7 @@ class Mirror:
         key = (registry.host, planned.repository)
         if key not in self._inventory:
             tags = self._planned_tags[key] | {planned.tag}
-            self._inventory[key] = self.ecr(registry).images(planned.repository, tags)
+            self._inventory[key] = self._fetch_images(registry, planned.repository, tags)
         return self._inventory[key] or {}
 
     def _replication_status(self, planned: PlannedVersion, destination: Destination) -> dict[str, str]:
@@ -403,9 +429,26 @@ class Mirror:
         if key not in self._repository_states:
             names = self._planned_repositories[target.registry.host] | {name}
             unknown = {n for n in names if (target.registry.host, n) not in self._repository_states}
-            found = self.ecr(target.registry).repositories(unknown)
+            changed = key in self._changed_repositories
+            if changed:  # the run's shared answer is from before the change: ask for this one alone
+                unknown = {name}
+                self._changed_repositories.discard(key)
+
+            def fetch() -> dict[str, dict[str, Any]]:
+                found = self.ecr(target.registry).repositories(unknown)
+                return {name: asdict(state) for name, state in found.items()}
+
+            question = f"repositories {target.registry.host} {' '.join(sorted(unknown))}"
+            answer = fetch() if changed else once_per_run(self.shared, question, fetch)
             for each in unknown:
-                self._repository_states[(target.registry.host, each)] = found.get(each)
+                state = answer.get(each)
+                self._repository_states[(target.registry.host, each)] = (
+                    None
+                    if state is None
+                    else RepositoryState(
+                        **{**state, "mutability_exclusions": tuple(state["mutability_exclusions"])}
+                    )
+                )
         return self._repository_states[key]
 
     def _actual(self, target: Target, state: RepositoryState) -> governance.Actual:
@@ -462,7 +505,7 @@ class Mirror:
         if not target.repository.enforce:
             return Result(Outcome.DIFFERS, _differences_message(name, found, target, spec_path))
         self._enforce(target, state, found)
-        self._repository_states.pop((target.registry.host, name), None)
+        self._forget_repository(target, name)
         fixed = [d for d in found if d.changeable]
         left = [d for d in found if not d.changeable]
         if left:
@@ -596,8 +639,7 @@ class Mirror:
                     manifest_digest, uploaded = self._push_archive(planned, release, Path(tmp))
             except TagConflict:
                 # Someone pushed the tag since our inventory: audit it instead of failing blindly.
-                self._inventory.pop(key, None)
-                fresh = self._images(planned) or {}
+                fresh = self._images(planned, fresh=True) or {}
                 if planned.tag in fresh:
                     return self._compare(planned, release, fresh[planned.tag])
                 raise
@@ -649,16 +691,29 @@ class Mirror:
             )
         client = self.registry_client(planned.target.registry)
         uploaded = 0
-        config, *layers = manifest.blobs()
-        for blob in (config, *layers):
-            descriptor = Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
+        config, *layers = (
+            Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
+            for blob in manifest.blobs()
+        )
+        for descriptor in (config, *layers):
+            if descriptor.size > self.sources.max_chart_size:
+                raise UpstreamError(
+                    f"{release.url}: blob {descriptor.digest} is {descriptor.size} bytes, more than a "
+                    f"chart may be ({self.sources.max_chart_size}; ini ecrmirror_max_chart_size); "
+                    "nothing was pushed"
+                )
+        # Everything is downloaded and verified before the first upload: a bad source leaves nothing
+        # behind in ECR, not even an untagged blob.
+        downloaded: list[tuple[Descriptor, Path]] = []
+        for descriptor in (config, *layers):
             # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
             # costs one request to download either way, so asking ECR for it first only adds one.
-            if blob is not config and client.has_blob(planned.repository, descriptor.digest):
+            if descriptor is not config and client.has_blob(planned.repository, descriptor.digest):
                 continue
-            path = source.blob(release, descriptor.digest, tmp / descriptor.digest.replace(":", "-"))
+            target = tmp / descriptor.digest.replace(":", "-")
+            downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))
+        for descriptor, path in downloaded:
             client.upload_blob(planned.repository, path, descriptor)
-            path.unlink()
             uploaded += descriptor.size
         client.put_manifest(planned.repository, planned.tag, manifest.body, manifest.media_type)
         return manifest.digest, uploaded

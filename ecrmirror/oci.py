@@ -127,22 +127,36 @@ class OciClient:
             raise DigestMismatch(f"blob {digest} from {self.host}/{repository} does not match its digest")
         return response.content
 
-    def blob(self, repository: str, digest: str, target: Path) -> Path:
-        """Stream one blob to `target`, verified against its digest."""
+    def blob(self, repository: str, digest: str, target: Path, size: int) -> Path:
+        """Stream one blob to `target`, verified against its digest; a blob longer than the
+        `size` its manifest declares is cut off there, so an endless one cannot fill the disk."""
 
         def attempt() -> Any:
             sha = hashlib.sha256()
+            received = 0
             with self._get(
                 f"{self.base}/v2/{repository}/blobs/{digest}", repository, stream=True
             ) as response:
                 self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
                 with open(target, "wb") as out:
                     for chunk in response.iter_content(_CHUNK):
+                        received += len(chunk)
+                        if received > size:
+                            raise UpstreamError(
+                                f"blob {digest} from {self.host}/{repository} is longer than the {size} "
+                                "bytes its manifest declares; ecrmirror stopped reading it and pushed nothing"
+                            )
                         sha.update(chunk)
                         out.write(chunk)
             return sha
 
-        sha = self._http.retrying(attempt, what=f"download of blob {digest} from {self.host}/{repository}")
+        try:
+            sha = self._http.retrying(
+                attempt, what=f"download of blob {digest} from {self.host}/{repository}"
+            )
+        except UpstreamError:
+            target.unlink(missing_ok=True)
+            raise
         if "sha256:" + sha.hexdigest() != digest:
             target.unlink(missing_ok=True)
             raise DigestMismatch(
@@ -303,15 +317,15 @@ class OciRepository:
         self.release(release.name, release.version)
         return self._manifests[(release.name, release.version)]
 
-    def blob(self, release: ChartRelease, digest: str, target: Path) -> Path:
-        return self._client.blob(self.repository(release.name), digest, target)
+    def blob(self, release: ChartRelease, digest: str, target: Path, size: int) -> Path:
+        return self._client.blob(self.repository(release.name), digest, target, size)
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         """The chart archive (its chart layer), verified by digest."""
         for descriptor in self.manifest(release).blobs():
             if descriptor.get("mediaType") == CHART_LAYER_MEDIA_TYPE:
                 target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
-                return self.blob(release, str(descriptor["digest"]), target)
+                return self.blob(release, str(descriptor["digest"]), target, int(descriptor["size"]))
         raise UpstreamError(f"{release.url} has no Helm chart layer ({CHART_LAYER_MEDIA_TYPE})")
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:

@@ -241,10 +241,10 @@ def pytest_configure(config: pytest.Config) -> None:
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
     option, ini = config.getoption("ecrmirror_cache_dir"), str(config.getini("ecrmirror_cache_dir") or "")
     keep = (config.invocation_params.dir / option) if option else (config.rootpath / ini) if ini else None
+    # Under xdist the first worker to need an index or an ECR answer fetches it; the others read it.
+    shared = Path(lock_dir) / "shared" if hasattr(config, "workerinput") else None
     index_cache = IndexCache(
-        # Under xdist the first worker parses an index and the others read its JSON.
-        shared=Path(lock_dir) / "indexes" if hasattr(config, "workerinput") else None,
-        keep=keep.resolve() if keep else None,
+        shared=shared / "indexes" if shared else None, keep=keep.resolve() if keep else None
     )
     config.stash[RUN_KEY] = MirrorRun(
         sync=bool(sync),
@@ -253,6 +253,7 @@ def pytest_configure(config: pytest.Config) -> None:
         policy=_retry_policy(config),
         index_cache=index_cache,
         max_chart_size=_max_chart_size(config),
+        shared=shared / "ecr" if shared else None,
     )
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 

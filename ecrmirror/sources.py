@@ -6,7 +6,6 @@ import base64
 import difflib
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -19,11 +18,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import yaml
-from filelock import FileLock
 
 from ecrmirror import transport
 from ecrmirror.chart import MAX_CHART_SIZE, normalize_created, read_chart_metadata
 from ecrmirror.errors import DigestMismatch, EcrMirrorError, UpstreamError, VersionNotFound
+from ecrmirror.share import once_per_run, write_atomically
 from ecrmirror.spec import Access
 from ecrmirror.transport import describe_error
 
@@ -257,18 +256,7 @@ class HttpRepository:
 
     def _document(self) -> Any:
         """The parsed index: from this run's shared copy, else downloaded (revalidated when kept)."""
-        shared = self._cache.shared
-        if shared is None:
-            return self._download_document()
-        key = hashlib.sha256(self.index_url.encode()).hexdigest()[:32]
-        shared.mkdir(parents=True, exist_ok=True)
-        copy = shared / f"{key}.json"
-        with FileLock(shared / f"{key}.lock"):
-            if copy.is_file():
-                return json.loads(copy.read_bytes())
-            document = self._download_document()
-            _write_atomically(copy, json.dumps(document, default=str).encode())
-            return document
+        return once_per_run(self._cache.shared, self.index_url, self._download_document)
 
     def _download_document(self) -> Any:
         keep = self._cache.keep
@@ -292,13 +280,13 @@ class HttpRepository:
         if response.status_code == 304:
             return kept
         keep.mkdir(parents=True, exist_ok=True)
-        _write_atomically(data, json.dumps(document, default=str).encode())
+        write_atomically(data, json.dumps(document, default=str).encode())
         saved = {
             "url": self.index_url,
             "etag": response.headers.get("ETag"),
             "last_modified": response.headers.get("Last-Modified"),
         }
-        _write_atomically(meta, json.dumps(saved).encode())
+        write_atomically(meta, json.dumps(saved).encode())
         return document
 
     def credentials_for(self, url: str) -> dict[str, str]:
@@ -489,14 +477,6 @@ class LocalRepository:
         target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
         shutil.copyfile(source, target)
         return target
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers (other workers, the next run) see the old file or the new one, never half of one."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name)
-    with open(fd, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
 
 
 def _read_capped(response: requests.Response, limit: int, url: str) -> bytes:

@@ -428,6 +428,8 @@ def test_a_chart_size_limit_that_is_not_a_size_is_a_usage_error(value: str, writ
 # -- the docs table lists exactly these cases -----------------------------------------------------------
 OTHER_CASES = {
     "oci: a digest that is a path": "tests/test_oci_sources.py",
+    "oci: a blob longer than its manifest says": "tests/test_oci_sources.py",
+    "oci: a layer over the chart size limit": "tests/test_oci_sources.py",
     "tls: self-signed upstream": "tests/test_private_repositories.py",
     "secrets: canary credentials": "tests/test_secrets.py",
 }

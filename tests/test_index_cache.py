@@ -1,8 +1,10 @@
-"""Indexes: kept across runs in a cache directory and revalidated; parsed once per run under xdist."""
+"""Indexes kept across runs in a cache directory and revalidated; under xdist, each index and each
+batched ECR question fetched once per run, not once per worker."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -64,6 +66,29 @@ def test_under_xdist_an_index_is_downloaded_and_parsed_once_per_run(
 
     result.assert_outcomes(passed=7)
     assert upstream.requests.count("/index.yaml") == 1
+
+
+def test_under_xdist_ecr_is_asked_once_per_run_not_once_per_worker(
+    upstream: ChartServer, emulator: Emulator, run, run_subprocess, write_spec
+) -> None:
+    for version in ("2.0.0", "2.1.0", "2.2.0"):
+        upstream.add("web", version)
+    upstream.publish()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {upstream.url}\n    versions: '>=1.0.0'\n"
+        f"  - name: web\n    repo: {upstream.url}\n    versions: '>=2.0.0'\n"
+    )
+    run("--sync", "mirror.yaml").assert_outcomes(passed=11)
+    emulator.app.requests.clear()
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=11)
+    serial = Counter(r.action for r in emulator.requests if r.kind == "api")
+    emulator.app.requests.clear()
+
+    run_subprocess("-p", "xdist.plugin", "-n", "3", "--check-only", "mirror.yaml").assert_outcomes(passed=11)
+
+    assert serial == {"BatchGetImage": 2, "DescribeRepositories": 1}
+    assert Counter(r.action for r in emulator.requests if r.kind == "api") == serial
 
 
 def test_a_damaged_cache_is_not_used_but_read_again(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -244,4 +245,50 @@ def test_a_manifest_whose_digests_are_not_digests_is_refused(
         ["*the manifest is not a valid OCI image manifest (a descriptor without a sha256 digest*"]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_a_blob_longer_than_its_manifest_says_is_cut_off(
+    token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    chart = package_chart(tmp_path, "cache", "3.2.1")
+    token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
+    digest = "sha256:" + hashlib.sha256(chart.path.read_bytes()).hexdigest()
+    token_registry.blobs[digest] += bytes(1 << 20)  # an endless blob, as far as the client can tell
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    versions: ['3.2.1']\n"
+    )
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(
+        [
+            f"*blob {digest} from {token_registry.host}/library/cache is longer than the "
+            f"{chart.path.stat().st_size} bytes its manifest declares; ecrmirror stopped reading it*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_a_chart_layer_bigger_than_the_chart_size_limit_is_not_downloaded(
+    token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    chart = package_chart(tmp_path, "cache", "3.2.1")
+    token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
+        "    versions: ['3.2.1']\n"
+    )
+
+    result = run("--sync", "mirror.yaml", "--ecrmirror-max-chart-size=100")
+
+    result.stdout.fnmatch_lines(
+        ["*is * bytes, more than a chart may be (100; ini ecrmirror_max_chart_size)*"]
+    )
+    digest = "sha256:" + hashlib.sha256(chart.path.read_bytes()).hexdigest()
+    assert not any(digest in path for _, path, _ in token_registry.seen)
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
