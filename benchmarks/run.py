@@ -350,14 +350,15 @@ def collection_figures(work: Path, versions: int) -> list[Figure]:
     ]
 
 
-def latency_figures(work: Path, versions: int, latency: float) -> list[Figure]:
+def latency_figures(work: Path, versions: int, latency: float, between: tuple[int, ...] = ()) -> list[Figure]:
     """A sync where every request waits `latency` s (the fault proxy's slow answers): serial,
-    then on 8 xdist workers, against the floor of requests x latency / workers."""
+    then on 8 xdist workers, against the floor of requests x latency / workers. `between`:
+    worker counts also measured, to show where the machine's cores, not latency, set the pace."""
     from faultproxy import FaultProxy
 
     timings: dict[str, float] = {}
     requests: dict[str, int] = {}
-    for run in ("-n 0", "-n 8", "-n 8 start-up"):
+    for run in ("-n 0", *(f"-n {n}" for n in between), "-n 8", "-n 8 start-up"):
         directory = work / f"latency-{run.replace(' ', '')}"
         (directory / "upstream").mkdir(parents=True)
         charts = {f"lat{c}": [f"3.{v // 10}.{v % 10}" for v in range(versions // 10)] for c in range(10)}
@@ -375,7 +376,8 @@ def latency_figures(work: Path, versions: int, latency: float) -> list[Figure]:
                 "AWS_ENDPOINT_URL_ECR": to_ecr.url,
                 "ECRMIRROR_REGISTRY_ENDPOINT": to_ecr.url,
             }
-            extra = ["-p", "xdist.plugin", "-n", "8"] if "-n 8" in run else []
+            workers = run.split()[1]
+            extra = ["-p", "xdist.plugin", "-n", workers] if workers != "0" else []
             if run.endswith("start-up"):
                 extra += ["-k", "nothing"]  # start the workers and collect, run nothing
             started = time.perf_counter()
@@ -396,7 +398,22 @@ def latency_figures(work: Path, versions: int, latency: float) -> list[Figure]:
     serial, parallel = timings["-n 0"], timings["-n 8"]
     speedup = serial / parallel
     floor = requests["-n 8"] * latency / 8
+    scaling: list[Figure] = []
+    for n in between:
+        seconds = timings[f"-n {n}"]
+        scaling.append(
+            Figure(f"latency sync of {versions} versions, -n {n} (s)", round(seconds, 1), "measured", None)
+        )
+        scaling.append(
+            Figure(
+                f"latency sync: -n {n} against its floor (requests x latency / {n})",
+                round(seconds / (requests[f"-n {n}"] * latency / n), 1),
+                "measured",
+                None,
+            )
+        )
     return [
+        *scaling,
         Figure(f"latency sync of {versions} versions, -n 0 (s)", round(serial, 1), "measured", None),
         Figure(f"latency sync of {versions} versions, -n 8 (s)", round(parallel, 1), "measured", None),
         Figure(
@@ -430,7 +447,7 @@ def main() -> int:
         figures += big_chart_figures(work, 200)
         figures += index_figures(work, index_mb)
         figures += collection_figures(work, 2000 if args.quick else 10_000)
-        figures += latency_figures(work, 30 if args.quick else 200, 0.020)
+        figures += latency_figures(work, 30 if args.quick else 200, 0.020, () if args.quick else (2, 4))
     width = max(len(f.name) for f in figures)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
     for f in figures:
