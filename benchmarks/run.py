@@ -413,8 +413,8 @@ def latency_figures(work: Path, versions: int, latency: float, between: tuple[in
             )
         )
     return [
-        *scaling,
         Figure(f"latency sync of {versions} versions, -n 0 (s)", round(serial, 1), "measured", None),
+        *scaling,
         Figure(f"latency sync of {versions} versions, -n 8 (s)", round(parallel, 1), "measured", None),
         Figure(
             "latency sync: -n 8 workers' start-up and collection (s)",
