@@ -436,7 +436,7 @@ class Mirror:
 
             def fetch() -> dict[str, dict[str, Any]]:
                 found = self.ecr(target.registry).repositories(unknown)
-                return {name: asdict(state) for name, state in found.items()}
+                return {each: asdict(described) for each, described in found.items()}
 
             question = f"repositories {target.registry.host} {' '.join(sorted(unknown))}"
             answer = fetch() if changed else once_per_run(self.shared, question, fetch)

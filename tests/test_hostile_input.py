@@ -348,31 +348,6 @@ ARCHIVE_CASES: dict[str, tuple[Callable[[], bytes], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", ARCHIVE_CASES)
-def test_a_hostile_archive_is_refused_and_nothing_is_pushed(
-    case: str, chart_server: ChartServer, emulator: Emulator, write_spec, run
-) -> None:
-    make, message = ARCHIVE_CASES[case]
-    archive = make()
-    (chart_server.directory / "app-1.0.0.tgz").write_bytes(archive)
-    entry = {
-        "name": "app",
-        "version": "1.0.0",
-        "digest": hashlib.sha256(archive).hexdigest(),
-        "urls": ["app-1.0.0.tgz"],
-    }
-    (chart_server.directory / "index.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}})
-    )
-    write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
-
-    result = run("--sync", "mirror.yaml")
-
-    result.stdout.fnmatch_lines([f"*{message}*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
-    assert [r for r in emulator.writes() if r.kind == "registry"] == []
-
-
 def serve_archive(chart_server: ChartServer, archive: bytes) -> None:
     (chart_server.directory / "app-1.0.0.tgz").write_bytes(archive)
     entry = {
@@ -384,6 +359,21 @@ def serve_archive(chart_server: ChartServer, archive: bytes) -> None:
     (chart_server.directory / "index.yaml").write_text(
         yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}})
     )
+
+
+@pytest.mark.parametrize("case", ARCHIVE_CASES)
+def test_a_hostile_archive_is_refused_and_nothing_is_pushed(
+    case: str, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    make, message = ARCHIVE_CASES[case]
+    serve_archive(chart_server, make())
+    write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([f"*{message}*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
 def test_the_chart_size_limit_can_be_set_for_charts_bigger_than_helms_default(

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -146,16 +147,21 @@ def test_a_version_constraint_resolves_against_the_registrys_tags(
     result.stdout.no_fnmatch_line("*1.5.0-rc.1*")
 
 
+def write_cache_spec(write_spec: Any, registry: TokenRegistry) -> None:
+    """mirror.yaml: cache 3.2.1 from `registry`'s library/ path."""
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: cache\n    repo: oci://{registry.host}/library\n    plain_http: true\n"
+        "    versions: ['3.2.1']\n"
+    )
+
+
 def test_a_token_registry_gets_an_anonymous_token_and_blob_storage_no_credentials(
     token_registry: TokenRegistry, emulator: Emulator, write_spec, run, tmp_path: Path
 ) -> None:
     chart = package_chart(tmp_path, "cache", "3.2.1")
     digest = token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
-    write_spec(
-        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
-        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
-        "    versions: ['3.2.1']\n"
-    )
+    write_cache_spec(write_spec, token_registry)
 
     run("--sync", "mirror.yaml").assert_outcomes(passed=2)
 
@@ -233,11 +239,7 @@ def test_a_manifest_whose_digests_are_not_digests_is_refused(
         "layers": [],
     }
     token_registry.manifests[("library/cache", "3.2.1")] = json.dumps(hostile).encode()
-    write_spec(
-        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
-        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
-        "    versions: ['3.2.1']\n"
-    )
+    write_cache_spec(write_spec, token_registry)
 
     result = run("--sync", "mirror.yaml")
 
@@ -255,11 +257,7 @@ def test_a_blob_longer_than_its_manifest_says_is_cut_off(
     token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
     digest = "sha256:" + hashlib.sha256(chart.path.read_bytes()).hexdigest()
     token_registry.blobs[digest] += bytes(1 << 20)  # an endless blob, as far as the client can tell
-    write_spec(
-        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
-        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
-        "    versions: ['3.2.1']\n"
-    )
+    write_cache_spec(write_spec, token_registry)
 
     result = run("--sync", "mirror.yaml")
 
@@ -278,11 +276,7 @@ def test_a_chart_layer_bigger_than_the_chart_size_limit_is_not_downloaded(
 ) -> None:
     chart = package_chart(tmp_path, "cache", "3.2.1")
     token_registry.add_chart("library/cache", chart.path, "cache", "3.2.1")
-    write_spec(
-        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
-        f"charts:\n  - name: cache\n    repo: oci://{token_registry.host}/library\n    plain_http: true\n"
-        "    versions: ['3.2.1']\n"
-    )
+    write_cache_spec(write_spec, token_registry)
 
     result = run("--sync", "mirror.yaml", "--ecrmirror-max-chart-size=100")
 
