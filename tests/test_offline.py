@@ -72,7 +72,8 @@ def standalone_emulator() -> Iterator[dict[str, str]]:
             break
     yield environ
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
+    process.communicate(timeout=10)  # waits, and closes the pipe
+    assert process.returncode == 0
 
 
 def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
@@ -129,7 +130,7 @@ def test_the_port_option_is_honoured(tmp_path: Path) -> None:
         assert process.stdout.readline() == f"export AWS_ENDPOINT_URL_ECR=http://127.0.0.1:{port}\n"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)  # waits, and closes the pipe
 
 
 def test_xdist_workers_share_one_offline_emulator(

@@ -258,4 +258,4 @@ def test_the_standalone_emulator_enforces_iam_on_request() -> None:
         boto3.client("ecr", region_name="eu-west-1", **keys).create_repository(repositoryName="mirror/x")
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)  # waits, and closes the pipe
