@@ -1,4 +1,8 @@
-"""The pytest entry point: options, spec collection, outcome words and the run's totals."""
+"""The pytest entry point: options, spec collection, outcome words and the run's totals.
+
+PYTEST_DONT_REWRITE: no assertions here for pytest to rewrite, and rewriting warns when the module
+is already imported (an in-process run with -p ecrmirror.plugin, next to the entry point).
+"""
 
 from __future__ import annotations
 
