@@ -64,9 +64,11 @@ def serve(directory: Path) -> tuple[str, list[str], ThreadingHTTPServer]:
     return f"http://127.0.0.1:{server.server_port}/", seen, server
 
 
-def pytest_run(workdir: Path, emulator: Emulator, *args: str) -> float:
-    """`pytest ARGS` in a child process against the emulator: how many seconds it took."""
-    env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+def pytest_run(workdir: Path, emulator: Emulator, *args: str, via: str | None = None) -> float:
+    """`pytest ARGS` in a child process against the emulator (or through the proxy at `via`):
+    how many seconds it took."""
+    endpoints = {"AWS_ENDPOINT_URL_ECR": via, "ECRMIRROR_REGISTRY_ENDPOINT": via} if via else {}
+    env = {**os.environ, **emulator.environ(), **endpoints, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     command = [
         sys.executable,
         "-m",
@@ -371,29 +373,15 @@ def latency_figures(work: Path, versions: int, latency: float, between: tuple[in
             to_ecr = FaultProxy(emulator.url, **slow).start()
             to_charts = FaultProxy(url.rstrip("/"), **slow).start()
             (directory / "mirror.yaml").write_text(spec_text(to_charts.url + "/", charts))
-            environ = {
-                **emulator.environ(),
-                "AWS_ENDPOINT_URL_ECR": to_ecr.url,
-                "ECRMIRROR_REGISTRY_ENDPOINT": to_ecr.url,
-            }
             workers = run.split()[1]
             extra = ["-p", "xdist.plugin", "-n", workers] if workers != "0" else []
             if run.endswith("start-up"):
                 extra += ["-k", "nothing"]  # start the workers and collect, run nothing
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "pytest", "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", "-q",
-                 *extra, "--sync", "mirror.yaml"],
-                cwd=directory, env={**os.environ, **environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
-                capture_output=True, text=True,
-            )  # fmt: skip
-            timings[run] = time.perf_counter() - started
+            timings[run] = pytest_run(directory, emulator, *extra, "--sync", "mirror.yaml", via=to_ecr.url)
             # The floor counts what the sync cannot do without: registry and upstream requests.
             requests[run] = sum(1 for r in emulator.requests if r.kind == "registry") + len(seen)
             to_ecr.stop()
             to_charts.stop()
-            if done.returncode not in (0, 5):
-                raise SystemExit(f"latency run {run} failed:\n{done.stdout[-2000:]}")
         server.shutdown()
     serial, parallel = timings["-n 0"], timings["-n 8"]
     speedup = serial / parallel
