@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from filelock import FileLock
 
-from ecrmirror import governance, versions
+from ecrmirror import constraints, governance
 from ecrmirror.chart import MAX_CHART_SIZE, Descriptor, build_artifact, tag_for
 from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState, create_repository_command
 from ecrmirror.errors import (
@@ -192,15 +192,15 @@ class Mirror:
         if chart.range is None:
             return [v.version for v in chart.versions]
         found = self.sources.get(chart.source_location(spec_path), chart.access).versions(chart.name)
-        chosen = versions.select(
+        chosen = constraints.select(
             found,
-            versions.parse_constraint(chart.range.constraint),
+            constraints.parse_constraint(chart.range.constraint),
             include_prereleases=chart.range.include_prereleases,
             latest=chart.range.latest,
             exclude=chart.range.exclude,
         )
         if not chosen:
-            newest = versions.newest_first(found)
+            newest = constraints.newest_first(found)
             shown = ", ".join(newest[:10]) + (f" (and {len(newest) - 10} more)" if len(newest) > 10 else "")
             raise VersionNotFound(
                 f"{chart.range.where}: no version of {chart.name} in {chart.source_location(spec_path)} "
@@ -228,15 +228,15 @@ class Mirror:
                 chosen = wanted
             else:
                 try:
-                    matches = versions.select(available, versions.parse_constraint(wanted))
-                except versions.ConstraintError as exc:
+                    matches = constraints.select(available, constraints.parse_constraint(wanted))
+                except constraints.ConstraintError as exc:
                     raise UpstreamError(
                         f"{chart.name} {version} declares dependency {name} {wanted!r}: {exc}"
                     ) from None
                 if not matches:
                     raise VersionNotFound(
                         f"{chart.name} {version} depends on {name} {wanted!r} from {repository}, which "
-                        f"has no such version (newest: {', '.join(versions.newest_first(available)[:5])})"
+                        f"has no such version (newest: {', '.join(constraints.newest_first(available)[:5])})"
                     )
                 chosen = matches[0]
             found.append(Dependency(name, repository, chosen, f"{chart.name} {version}"))

@@ -14,8 +14,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
+from ecrmirror.constraints import ConstraintError, parse_constraint
 from ecrmirror.errors import SpecError
-from ecrmirror.versions import ConstraintError, parse_constraint
 
 try:  # libyaml is much faster; PyYAML's pure-Python loader gives the same nodes and marks.
     from yaml import CSafeLoader as _Loader

@@ -9,8 +9,8 @@ import pytest
 from tools import require_tool
 
 from conftest import REGISTRY, ChartServer
+from ecrmirror.constraints import parse_constraint, select
 from ecrmirror.emulator import Emulator
-from ecrmirror.versions import parse_constraint, select
 
 UPSTREAM_VERSIONS = [
     "6.9.9",

@@ -3,7 +3,7 @@
 No maintained Python library implements Masterminds' rules (npm's differ on prereleases and on
 `!=` with wildcards; PEP 440 is another language altogether), so the constraint grammar is
 written here, on python-semver's maintained version parsing and precedence. The behaviours are
-Masterminds' documented ones, tested against its README's examples in tests/test_versions.py:
+Masterminds' documented ones, tested against its README's examples in tests/test_constraints.py:
 
 - a comparison string is `||`-separated groups of space- or comma-separated comparisons that
   must all hold; `A - B` is `>= A, <= B`;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecrmirror.versions import ConstraintError, parse_constraint, select
+from ecrmirror.constraints import ConstraintError, parse_constraint, select
 
 # (constraint, version, allowed): Masterminds' README examples and the prerelease rules helm uses.
 CASES = [
