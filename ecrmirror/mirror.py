@@ -26,10 +26,9 @@ from ecrmirror.errors import (
     UpstreamError,
     VersionNotFound,
 )
-from ecrmirror.oci import OciRepository
 from ecrmirror.registry import RegistryClient
 from ecrmirror.share import once_per_run
-from ecrmirror.sources import NO_ACCESS, ChartRelease, IndexCache, Source, Sources
+from ecrmirror.sources import NO_ACCESS, ChartRelease, IndexCache, OciRepository, Source, Sources
 from ecrmirror.spec import ChartEntry, Destination, Registry, Spec, Target, VersionEntry
 from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
 

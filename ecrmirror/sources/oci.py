@@ -25,7 +25,7 @@ import requests
 from ecrmirror import transport
 from ecrmirror.chart import CHART_LAYER_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, tag_for
 from ecrmirror.errors import DigestMismatch, UpstreamError, VersionNotFound
-from ecrmirror.sources import ChartRelease, nearest_versions
+from ecrmirror.sources.release import ChartRelease, nearest_versions
 from ecrmirror.spec import Access, Credentials
 from ecrmirror.transport import TIMEOUT, describe_error
 

@@ -1,0 +1,52 @@
+"""Upstreams behind one protocol: an HTTP(S) Helm repository, a local directory, an OCI registry.
+
+Each lists a chart's versions, gives its metadata (Chart.yaml's fields) and hands over archives
+verified by digest (`Source` in release.py). `Sources` opens each location of a run once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ecrmirror import transport
+from ecrmirror.chart import MAX_CHART_SIZE
+from ecrmirror.errors import UpstreamError
+from ecrmirror.sources.http import HttpRepository
+from ecrmirror.sources.index import IndexCache, parse_index
+from ecrmirror.sources.local import LocalRepository
+from ecrmirror.sources.oci import OciRepository
+from ecrmirror.sources.release import NO_ACCESS, ChartRelease, Source
+from ecrmirror.spec import Access
+
+__all__ = ["NO_ACCESS", "ChartRelease", "IndexCache", "OciRepository", "Source", "Sources", "parse_index"]
+
+
+class Sources:
+    """Every upstream of one run, each opened once: one index download per source per run."""
+
+    def __init__(
+        self, http: transport.Http, cache: IndexCache | None = None, max_chart_size: int = MAX_CHART_SIZE
+    ) -> None:
+        self._http = http
+        self._cache = cache or IndexCache()
+        self.max_chart_size = max_chart_size
+        self._sources: dict[tuple[str, Access], Source] = {}
+
+    def get(self, location: str, access: Access = NO_ACCESS) -> Source:
+        key = (location, access)
+        if key not in self._sources:
+            source: Source
+            if re.match(r"^https?://", location):
+                source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
+            elif location.startswith("oci://"):
+                source = OciRepository(location, self._http, access)
+            elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
+                raise UpstreamError(
+                    f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "
+                    "an oci:// registry path, or a local directory"
+                )
+            else:
+                source = LocalRepository(Path(location), self._http, self.max_chart_size)
+            self._sources[key] = source
+        return self._sources[key]
