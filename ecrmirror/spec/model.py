@@ -1,0 +1,164 @@
+"""What a spec says, as plain frozen data: the target registry and its settings, and the chart entries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TAG_MUTABILITY = ("IMMUTABLE", "MUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
+ENCRYPTION_TYPES = ("AES256", "KMS", "KMS_DSSE")
+DEFAULT_TAG_MUTABILITY = "IMMUTABLE"  # what a created repository gets when the spec says nothing
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """The repository settings a spec declares. None means "not declared": ecrmirror neither
+    sets nor audits it, and a repository it creates gets ECR's default (IMMUTABLE tags for
+    `image_tag_mutability`, because a mirror must never be overwritten)."""
+
+    image_tag_mutability: str | None = None
+    mutability_exclusions: tuple[str, ...] | None = None  # WILDCARD filters of *_WITH_EXCLUSION
+    scan_on_push: bool | None = None
+    encryption: str | None = None
+    kms_key: str | None = None
+    tags: tuple[tuple[str, str], ...] | None = None
+    lifecycle_policy: str | None = None  # JSON text, as ECR takes it
+    enforce: bool = False  # change an existing repository to match (never its encryption)
+    where: str = ""
+
+    @property
+    def declared(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.image_tag_mutability,
+                self.mutability_exclusions,
+                self.scan_on_push,
+                self.encryption,
+                self.kms_key,
+                self.tags,
+                self.lifecycle_policy,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a replication rule copies images: a region, in this account or another."""
+
+    region: str
+    registry_id: str
+
+
+@dataclass(frozen=True)
+class Replication:
+    destinations: tuple[Destination, ...]
+    where: str
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An ECR registry, parsed from its host name."""
+
+    host: str
+    account: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Target:
+    registry: Registry
+    prefix: str
+    create_repositories: bool
+    repository: RepositorySettings
+    where: str
+    replication: Replication | None = None
+
+    def repository_for(self, chart_name: str) -> str:
+        """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""
+        return f"{self.prefix}/{chart_name}" if self.prefix else chart_name
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    version: str
+    where: str
+    line: int
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """`versions: ">=7.1 <8"` and its options: resolved against the upstream at collection."""
+
+    constraint: str
+    latest: int | None
+    include_prereleases: bool
+    exclude: tuple[str, ...]
+    where: str
+    line: int
+
+    def describe(self) -> str:
+        text = repr(self.constraint)
+        if self.include_prereleases:
+            text += " with prereleases"
+        if self.exclude:
+            text += f" except {', '.join(self.exclude)}"
+        if self.latest is not None:
+            text += f", latest {self.latest}"
+        return text
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a spec gives for a private upstream: a username and password, or a token."""
+
+    username: str = ""
+    password: str = ""
+    token: str = ""
+
+    def __repr__(self) -> str:  # never let a secret reach a traceback or an assertion message
+        return f"Credentials(username={self.username!r}, password=***, token=***)"
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to reach a chart's upstream: credentials and TLS, as helm's repo options."""
+
+    credentials: Credentials | None = None
+    ca_file: str | None = None
+    insecure_skip_tls_verify: bool = False
+    pass_credentials: bool = False  # send credentials to chart URLs on other hosts (helm's flag)
+    plain_http: bool = False  # an OCI registry without TLS, as helm's --plain-http
+
+    @property
+    def verify(self) -> bool | str:
+        """requests' `verify`: a CA bundle, or whether to verify at all."""
+        if self.insecure_skip_tls_verify:
+            return False
+        return self.ca_file or True
+
+
+@dataclass(frozen=True)
+class ChartEntry:
+    name: str
+    repo: str
+    versions: tuple[VersionEntry, ...]  # exact versions; empty when `range` says which
+    where: str
+    range: VersionRange | None = None
+    access: Access = Access()
+    provenance: str = "if-present"  # or "required"
+    with_dependencies: bool = False
+
+    def source_location(self, spec_path: Path) -> str:
+        """The repository as a URL, or a local directory resolved against the spec file."""
+        if re.match(r"^[a-z][a-z0-9+.-]*://", self.repo):
+            return self.repo
+        return str((spec_path.parent / self.repo).resolve())
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    target: Target
+    charts: tuple[ChartEntry, ...]

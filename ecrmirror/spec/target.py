@@ -1,0 +1,246 @@
+"""The `target:` section of a spec: the ECR registry, the repositories' settings, replication."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+
+from ecrmirror.spec.model import (
+    ENCRYPTION_TYPES,
+    TAG_MUTABILITY,
+    Destination,
+    Registry,
+    Replication,
+    RepositorySettings,
+    Target,
+)
+from ecrmirror.spec.reader import Reader
+
+# ECR's limits: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html
+_EXCLUSION_FILTER = re.compile(r"^[0-9a-zA-Z._*-]{1,128}$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/\S+$")
+# https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
+REPOSITORY_NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
+# Standard, FIPS and dual-stack ECR registry hosts, in the commercial and China partitions.
+ECR_HOST = re.compile(
+    r"^(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
+    r"\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$"
+)
+
+
+def read_target(reader: Reader, node: yaml.Node) -> Target:
+    fields = reader.mapping(
+        node,
+        "target",
+        ("registry",),
+        ("prefix", "create_repositories", "repository", "replication"),
+    )
+    registry_node = fields["registry"]
+    raw = reader.string(registry_node, "target.registry").strip()
+    host, _, path_prefix = re.sub(r"^oci://", "", raw).rstrip("/").partition("/")
+    match = ECR_HOST.match(host)
+    if not match:
+        raise reader.fail(
+            registry_node,
+            f"target.registry {raw!r} is not an ECR registry host",
+            "use <account>.dkr.ecr.<region>.amazonaws.com (an oci:// prefix is fine)",
+        )
+    prefix = path_prefix
+    if "prefix" in fields:
+        if path_prefix:
+            raise reader.fail(
+                fields["prefix"],
+                "target.registry already has a path and target.prefix gives another",
+                "keep the path in one of them",
+            )
+        prefix = reader.string(fields["prefix"], "target.prefix").strip("/")
+    if prefix and not REPOSITORY_NAME.match(prefix):
+        raise reader.fail(
+            fields.get("prefix", registry_node),
+            f"prefix {prefix!r} is not a valid repository path",
+            "use lowercase letters, digits, and . _ - / between them",
+        )
+    create = False
+    if "create_repositories" in fields:
+        create = reader.boolean(fields["create_repositories"], "target.create_repositories")
+    settings = RepositorySettings()
+    if "repository" in fields:
+        settings = _repository_settings(reader, fields["repository"])
+    registry = Registry(host=host, account=match["account"], region=match["region"])
+    replication = None
+    if "replication" in fields:
+        replication = _replication(reader, fields["replication"], registry)
+    return Target(
+        registry=registry,
+        prefix=prefix,
+        create_repositories=create,
+        repository=settings,
+        where=reader.where(node),
+        replication=replication,
+    )
+
+
+def _repository_settings(reader: Reader, node: yaml.Node) -> RepositorySettings:
+    fields = reader.mapping(
+        node,
+        "target.repository",
+        (),
+        (
+            "image_tag_mutability",
+            "image_tag_mutability_exclusion_filters",
+            "scan_on_push",
+            "encryption",
+            "kms_key",
+            "tags",
+            "lifecycle_policy",
+            "enforce_settings",
+        ),
+    )
+    mutability = exclusions = scan = encryption = kms_key = tags = lifecycle = None
+    if "image_tag_mutability" in fields:
+        mutability = reader.choice(fields["image_tag_mutability"], "image_tag_mutability", TAG_MUTABILITY)
+    if "image_tag_mutability_exclusion_filters" in fields:
+        exclusions = _exclusion_filters(reader, fields["image_tag_mutability_exclusion_filters"])
+    with_exclusion = (mutability or "").endswith("_WITH_EXCLUSION")
+    if with_exclusion and exclusions is None:
+        raise reader.fail(
+            fields["image_tag_mutability"],
+            f"image_tag_mutability {mutability} needs image_tag_mutability_exclusion_filters",
+            'list the exempt tag patterns: image_tag_mutability_exclusion_filters: ["latest"]',
+        )
+    if exclusions is not None and not with_exclusion:
+        raise reader.fail(
+            fields["image_tag_mutability_exclusion_filters"],
+            "image_tag_mutability_exclusion_filters needs image_tag_mutability "
+            "IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION",
+            "set one of those, or remove the filters",
+        )
+    if "scan_on_push" in fields:
+        scan = reader.boolean(fields["scan_on_push"], "scan_on_push")
+    if "encryption" in fields:
+        encryption = reader.choice(fields["encryption"], "encryption", ENCRYPTION_TYPES)
+    if "kms_key" in fields:
+        kms_key = reader.string(fields["kms_key"], "kms_key").strip()
+        if encryption not in ("KMS", "KMS_DSSE"):
+            raise reader.fail(
+                fields["kms_key"], "kms_key needs encryption: KMS (or KMS_DSSE)", "add `encryption: KMS`"
+            )
+        if not _KMS_KEY_ARN.match(kms_key):
+            raise reader.fail(
+                fields["kms_key"],
+                f"kms_key {kms_key!r} is not a KMS key ARN",
+                "give the full ARN: arn:aws:kms:<region>:<account>:key/<id>",
+            )
+    if "tags" in fields:
+        tags = _resource_tags(reader, fields["tags"])
+    if "lifecycle_policy" in fields:
+        lifecycle = _lifecycle_policy(reader, fields["lifecycle_policy"])
+    enforce = False
+    if "enforce_settings" in fields:
+        enforce = reader.boolean(fields["enforce_settings"], "enforce_settings")
+    return RepositorySettings(
+        image_tag_mutability=mutability,
+        mutability_exclusions=exclusions,
+        scan_on_push=scan,
+        encryption=encryption,
+        kms_key=kms_key,
+        tags=tags,
+        lifecycle_policy=lifecycle,
+        enforce=enforce,
+        where=reader.where(node),
+    )
+
+
+def _exclusion_filters(reader: Reader, node: yaml.Node) -> tuple[str, ...]:
+    what = "image_tag_mutability_exclusion_filters"
+    if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= 5:
+        raise reader.fail(node, f"{what} must be a list of 1 to 5 tag patterns", 'write ["latest", "dev-*"]')
+    filters = tuple(reader.string(item, "a tag pattern").strip() for item in node.value)
+    for item, value in zip(node.value, filters, strict=True):
+        if not _EXCLUSION_FILTER.match(value):
+            raise reader.fail(
+                item,
+                f"tag pattern {value!r} is not valid for ECR",
+                "use 1-128 letters, digits, . _ - and the wildcard *",
+            )
+    return filters
+
+
+def _resource_tags(reader: Reader, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+    if not isinstance(node, yaml.MappingNode):
+        raise reader.fail(
+            node, "tags must be a mapping of tag keys to values", "write tags: {team: platform}"
+        )
+    tags: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        key = reader.string(key_node, "a tag key").strip()
+        value = reader.string(value_node, f"tag {key!r}")
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            raise reader.fail(
+                key_node,
+                f"tag {key!r} is not a valid AWS resource tag",
+                "keys are 1-128 characters and do not start with aws:; values at most 256",
+            )
+        if key in tags:
+            raise reader.fail(key_node, f"tag {key!r} is given twice", "keep one of them")
+        tags[key] = value
+    return tuple(sorted(tags.items()))
+
+
+def _lifecycle_policy(reader: Reader, node: yaml.Node) -> str:
+    """A lifecycle policy written as YAML, or as the JSON text ECR's console shows."""
+    if isinstance(node, yaml.ScalarNode):
+        text = reader.string(node, "lifecycle_policy")
+        try:
+            policy = json.loads(text)
+        except ValueError as exc:
+            raise reader.fail(
+                node, f"lifecycle_policy is not valid JSON: {exc}", "write it as YAML, or fix the JSON"
+            ) from None
+    else:
+        policy = reader.plain(node)
+    if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list) or not policy["rules"]:
+        raise reader.fail(
+            node,
+            "lifecycle_policy must have a non-empty list of rules",
+            "see https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html",
+        )
+    return json.dumps(policy, sort_keys=True, separators=(",", ":"))
+
+
+def _replication(reader: Reader, node: yaml.Node, registry: Registry) -> Replication:
+    fields = reader.mapping(node, "target.replication", ("regions",), ("registry_id",))
+    registry_id = registry.account
+    if "registry_id" in fields:
+        registry_id = reader.string(fields["registry_id"], "replication.registry_id").strip()
+        if not _ACCOUNT.match(registry_id):
+            raise reader.fail(
+                fields["registry_id"],
+                f"replication.registry_id {registry_id!r} is not an AWS account id",
+                "give the 12-digit account id of the destination registry",
+            )
+    regions_node = fields["regions"]
+    if not isinstance(regions_node, yaml.SequenceNode) or not regions_node.value:
+        raise reader.fail(
+            regions_node, "replication.regions must be a non-empty list", "write [eu-central-1]"
+        )
+    destinations: list[Destination] = []
+    for region_node in regions_node.value:
+        region = reader.string(region_node, "a region").strip()
+        if not _REGION.match(region):
+            raise reader.fail(region_node, f"{region!r} is not an AWS region", "write e.g. eu-central-1")
+        if region == registry.region and registry_id == registry.account:
+            raise reader.fail(
+                region_node,
+                f"replication to {region} would copy the registry onto itself",
+                "list other regions, or set registry_id for another account",
+            )
+        destination = Destination(region, registry_id)
+        if destination in destinations:
+            raise reader.fail(region_node, f"region {region} is listed twice", "remove the duplicate")
+        destinations.append(destination)
+    return Replication(destinations=tuple(destinations), where=reader.where(node))
