@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import re
-import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -323,33 +322,6 @@ class Ecr:
         expires = data.get("expiresAt")
         expires_at = expires.timestamp() if isinstance(expires, datetime) else time.time() + 3600
         return RegistryToken(username=username, password=password, expires_at=expires_at)
-
-
-def create_repository_command(registry: Registry, name: str, settings: RepositorySettings) -> str:
-    """The AWS CLI commands that create `name` as the spec declares it."""
-    command = [
-        "aws", "ecr", "create-repository", "--region", registry.region, "--repository-name", name,
-        "--image-tag-mutability", settings.image_tag_mutability or DEFAULT_TAG_MUTABILITY,
-    ]  # fmt: skip
-    if settings.mutability_exclusions is not None:
-        command.append("--image-tag-mutability-exclusion-filters")
-        command.extend(f"filterType=WILDCARD,filter={f}" for f in settings.mutability_exclusions)
-    if settings.scan_on_push is not None:
-        command += ["--image-scanning-configuration", f"scanOnPush={str(settings.scan_on_push).lower()}"]
-    if settings.encryption is not None:
-        encryption = f"encryptionType={settings.encryption}"
-        if settings.kms_key:
-            encryption += f",kmsKey={settings.kms_key}"
-        command += ["--encryption-configuration", encryption]
-    if settings.tags:
-        command.append("--tags")
-        command.extend(f"Key={key},Value={value}" for key, value in settings.tags)
-    text = shlex.join(command)
-    if settings.lifecycle_policy is not None:
-        lifecycle = ["aws", "ecr", "put-lifecycle-policy", "--region", registry.region]
-        lifecycle += ["--repository-name", name, "--lifecycle-policy-text", settings.lifecycle_policy]
-        text += "\n  " + shlex.join(lifecycle)
-    return text
 
 
 def _exclusion_filters(filters: tuple[str, ...]) -> list[dict[str, str]]:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecrmirror.chart import MAX_CHART_SIZE
+from ecrmirror import dependencies, replication, repositories, versions
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
-from ecrmirror.mirror import Endpoints, Mirror, Outcome, PlannedVersion, Result
-from ecrmirror.sources import IndexCache
+from ecrmirror.outcome import Outcome, Result
+from ecrmirror.run import Options, Run
 from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
-from ecrmirror.transport import DEFAULT_POLICY, RetryPolicy
+from ecrmirror.versions import PlannedVersion
 
 OUTCOME_PROPERTY = "outcome"
 BYTES_PROPERTY = "bytes_uploaded"
@@ -28,40 +25,26 @@ KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, reposi
 
 
 @dataclass
-class MirrorRun:
-    """What the chart-version items of one pytest process share: the mode, and the Mirror,
-    made on first use so that pytest runs without spec files pay nothing for it."""
+class Runner:
+    """What the items of one pytest process share: the mode, and the Run, made on first use so
+    that pytest runs without spec files pay nothing for it."""
 
     sync: bool
-    endpoints: Endpoints
-    lock_dir: Path | None = None  # shared by all processes of the run (see plugin._XdistHooks)
-    policy: RetryPolicy = DEFAULT_POLICY
-    index_cache: IndexCache | None = None
-    max_chart_size: int = MAX_CHART_SIZE
-    shared: Path | None = None  # under xdist: where workers share what they fetch (share.py)
-    _mirror: Mirror | None = field(default=None, init=False)
+    options: Options
+    _run: Run | None = field(default=None, init=False)
 
     @property
-    def mirror(self) -> Mirror:
-        if self._mirror is None:
-            workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
-            self._mirror = Mirror(
-                self.endpoints,
-                workdir,
-                self.lock_dir,
-                self.policy,
-                self.index_cache,
-                self.max_chart_size,
-                self.shared,
-            )
-        return self._mirror
+    def run(self) -> Run:
+        if self._run is None:
+            self._run = Run(self.options)
+        return self._run
 
     def close(self) -> None:
-        if self._mirror is not None:
-            shutil.rmtree(self._mirror.workdir, ignore_errors=True)
+        if self._run is not None:
+            self._run.close()
 
 
-RUN_KEY = pytest.StashKey[MirrorRun]()
+RUN_KEY = pytest.StashKey[Runner]()
 
 
 class OutcomeFailure(Exception):
@@ -81,34 +64,27 @@ class SpecFile(pytest.File):
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
         try:
-            dependencies = self._dependencies(spec)
+            pulled_in = self._dependencies(spec)
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
-        charts = spec.charts + tuple(entry for entry, _ in dependencies)
-        repositories = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in charts))
+        charts = spec.charts + tuple(entry for entry, _ in pulled_in)
+        names = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in charts))
         yield RepositoriesNode.from_parent(
-            self, name="repository", spec=spec, repositories=repositories, charts=charts
+            self, name="repository", spec=spec, repositories=names, charts=charts
         )
         if spec.target.replication is not None:
-            yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=repositories)
+            yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=names)
         for chart in spec.charts:
+            yield ChartNode.from_parent(self, name=chart.name, spec=spec, chart=chart, repositories=names)
+        for entry, pulled_in_by in pulled_in:
             yield ChartNode.from_parent(
-                self, name=chart.name, spec=spec, chart=chart, repositories=repositories
-            )
-        for entry, pulled_in_by in dependencies:
-            yield ChartNode.from_parent(
-                self,
-                name=entry.name,
-                spec=spec,
-                chart=entry,
-                repositories=repositories,
-                pulled_in_by=pulled_in_by,
+                self, name=entry.name, spec=spec, chart=entry, repositories=names, pulled_in_by=pulled_in_by
             )
 
     def _dependencies(self, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
         if not any(chart.with_dependencies for chart in spec.charts):
             return []
-        return self.config.stash[RUN_KEY].mirror.dependency_entries(spec)
+        return dependencies.entries(self.config.stash[RUN_KEY].run, spec)
 
 
 def _display_path(node: pytest.File) -> str:
@@ -152,8 +128,9 @@ class _MirrorItem(pytest.Item):
             raise OutcomeFailure(result)
 
     def _run(self, call: Any, *args: Any) -> Result:
+        """`call(run, *args)`: one kind's check or sync, with this process's Run."""
         try:
-            result: Result = call(*args)
+            result: Result = call(self.config.stash[RUN_KEY].run, *args)
         except CredentialsMissing:
             self.session.shouldstop = "no AWS credentials"  # every other item would say the same
             raise
@@ -183,13 +160,12 @@ class RepositoryItem(_MirrorItem):
         )
 
     def runtest(self) -> None:
-        run = self.config.stash[RUN_KEY]
-        if run.sync:
-            result = self._run(
-                run.mirror.sync_repository, self.spec.path, self.spec.target, self.repository, self.charts
-            )
+        runner = self.config.stash[RUN_KEY]
+        spec = self.spec
+        if runner.sync:
+            result = self._run(repositories.sync, spec.path, spec.target, self.repository, self.charts)
         else:
-            result = self._run(run.mirror.check_repository, self.spec.path, self.spec.target, self.repository)
+            result = self._run(repositories.check, spec.path, spec.target, self.repository)
         self._record(result)
 
     def subject(self) -> str:
@@ -212,8 +188,7 @@ class ReplicationItem(_MirrorItem):
         self.user_properties.extend([(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host)])
 
     def runtest(self) -> None:
-        run = self.config.stash[RUN_KEY]
-        call = run.mirror.sync_replication if run.sync else run.mirror.check_replication
+        call = replication.sync_rule if self.config.stash[RUN_KEY].sync else replication.check_rule
         self._record(self._run(call, self.spec.target, self.repositories))
 
     def subject(self) -> str:
@@ -257,7 +232,7 @@ class ChartNode(pytest.Collector):
         if self.config.getoption("ecrmirror_policy"):
             return ()  # a policy does not depend on versions: no upstream request for it
         try:
-            chosen = self.config.stash[RUN_KEY].mirror.resolve(self.spec.path, self.chart)
+            chosen = versions.select(self.config.stash[RUN_KEY].run, self.spec.path, self.chart)
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
         return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
@@ -285,8 +260,8 @@ class ChartVersionItem(_MirrorItem):
             )
 
     def runtest(self) -> None:
-        run = self.config.stash[RUN_KEY]
-        result = self._run(run.mirror.sync if run.sync else run.mirror.check, self.planned)
+        call = versions.sync if self.config.stash[RUN_KEY].sync else versions.check
+        result = self._run(call, self.planned)
         if result.release is not None:
             self.user_properties.append(("upstream_digest", result.release.digest))
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import policy, redact
+from ecrmirror import policy, redact, repositories, versions
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
 from ecrmirror.errors import CredentialsMissing
 from ecrmirror.items import (
     RUN_KEY,
     ChartVersionItem,
-    MirrorRun,
     ReplicationItem,
     RepositoryItem,
+    Runner,
     SpecFile,
     report_bytes,
     report_kind,
@@ -36,7 +36,8 @@ from ecrmirror.items import (
     report_pulled_in_by,
     report_range,
 )
-from ecrmirror.mirror import Endpoints, Outcome
+from ecrmirror.outcome import Outcome
+from ecrmirror.run import Endpoints, Options
 from ecrmirror.sources import IndexCache
 from ecrmirror.spec import looks_like_spec
 from ecrmirror.transport import RetryPolicy
@@ -250,15 +251,15 @@ def pytest_configure(config: pytest.Config) -> None:
     index_cache = IndexCache(
         shared=shared / "indexes" if shared else None, keep=keep.resolve() if keep else None
     )
-    config.stash[RUN_KEY] = MirrorRun(
-        sync=bool(sync),
+    options = Options(
         endpoints=endpoints,
-        lock_dir=Path(lock_dir),
-        policy=_retry_policy(config),
+        retry=_retry_policy(config),
         index_cache=index_cache,
         max_chart_size=_max_chart_size(config),
+        lock_dir=Path(lock_dir),
         shared=shared / "ecr" if shared else None,
     )
+    config.stash[RUN_KEY] = Runner(sync=bool(sync), options=options)
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 
@@ -428,15 +429,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("ecrmirror_policy"):
         return
-    versions = [item for item in session.items if isinstance(item, ChartVersionItem)]
-    repositories = [item for item in session.items if isinstance(item, RepositoryItem)]
-    if not (versions or repositories or any(isinstance(i, ReplicationItem) for i in session.items)):
+    planned = [item for item in session.items if isinstance(item, ChartVersionItem)]
+    repository_items = [item for item in session.items if isinstance(item, RepositoryItem)]
+    if not (planned or repository_items or any(isinstance(i, ReplicationItem) for i in session.items)):
         return
     if config.option.collectonly:
         return
-    config.stash[RUN_KEY].mirror.plan(
-        (item.planned for item in versions), ((item.spec.target, item.repository) for item in repositories)
-    )
+    run = config.stash[RUN_KEY].run
+    versions.announce(run, (item.planned for item in planned))
+    for item in repository_items:
+        repositories.announce(run, item.spec.target, [item.repository])
     # Spec errors first: they stop the run anyway, and say more than missing credentials.
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):
@@ -466,7 +468,7 @@ def _require_credentials(config: pytest.Config) -> None:
     if config.option.collectonly or "emulator_url" in config.stash[_STATE]:
         return
     try:
-        require_credentials(config.stash[RUN_KEY].mirror.boto_session)
+        require_credentials(config.stash[RUN_KEY].run.boto_session)
     except CredentialsMissing as exc:
         raise pytest.UsageError(str(exc)) from None
 

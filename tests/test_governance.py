@@ -426,7 +426,7 @@ def _rule(filter_: str, *regions: str) -> dict[str, Any]:
 
 
 def test_a_broader_prefix_rule_already_covers_the_spec() -> None:
-    from ecrmirror.governance import uncovered
+    from ecrmirror.replication import uncovered
     from ecrmirror.spec import Destination
 
     configuration = {"rules": [_rule("mirr", "us-east-1")]}
@@ -438,7 +438,7 @@ def test_a_broader_prefix_rule_already_covers_the_spec() -> None:
 
 def test_a_full_configuration_is_never_replaced_to_make_room() -> None:
     from ecrmirror.errors import ReplicationLimit
-    from ecrmirror.governance import merged
+    from ecrmirror.replication import merged
     from ecrmirror.spec import Destination
 
     configuration = {"rules": [_rule(f"team-{n}", "us-east-1") for n in range(10)]}

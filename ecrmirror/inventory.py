@@ -1,0 +1,117 @@
+"""What ECR holds, asked in batches: the tags of a repository, the settings of repositories, replication.
+
+The run says which tags and repositories it will ask about before its first item runs (`expect_*`),
+so that a repository costs one BatchGetImage per 100 of its tags and a registry one
+DescribeRepositories per 100 names, however many items ask. Under pytest-xdist the first worker to
+ask shares its answer with the others (share.once_per_run).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState
+from ecrmirror.share import once_per_run
+from ecrmirror.spec import Registry
+
+Images = dict[str, RemoteImage]  # tag -> what it holds
+
+
+class Inventory:
+    """One process's view of ECR: each question asked once, for every item that needs its answer."""
+
+    def __init__(self, ecr: Callable[[Registry], Ecr], shared: Path | None = None) -> None:
+        self._ecr = ecr
+        self._shared = shared
+        self._expected_tags: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._expected_repositories: dict[str, set[str]] = defaultdict(set)
+        self._images: dict[tuple[str, str], Images | None] = {}
+        self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
+        self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
+        self._replication_statuses: dict[tuple[str, str, str], list[dict[str, Any]] | None] = {}
+
+    def expect_tags(self, registry: Registry, repository: str, tags: Iterable[str]) -> None:
+        self._expected_tags[(registry.host, repository)].update(tags)
+
+    def expect_repositories(self, registry: Registry, names: Iterable[str]) -> None:
+        self._expected_repositories[registry.host].update(names)
+
+    # -- images ---------------------------------------------------------------------------------------
+    def images(self, registry: Registry, repository: str, tag: str, *, fresh: bool = False) -> Images | None:
+        """The run's tags that `repository` holds (asked together with `tag`); None if no repository.
+
+        `fresh` asks ECR again, this process alone: after a conflicting push, say.
+        """
+        key = (registry.host, repository)
+        if key not in self._images or fresh:
+            tags = self._expected_tags[key] | {tag}
+
+            def fetch() -> list[dict[str, Any]] | None:
+                found = self._ecr(registry).images(repository, tags)
+                return None if found is None else [asdict(image) for image in found.values()]
+
+            question = f"images {registry.host}/{repository} {' '.join(sorted(tags))}"
+            answer = fetch() if fresh else once_per_run(self._shared, question, fetch)
+            self._images[key] = (
+                None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
+            )
+        return self._images[key]
+
+    def add_image(self, registry: Registry, repository: str, image: RemoteImage) -> None:
+        """This process pushed `image`: items after it find it without asking."""
+        key = (registry.host, repository)
+        images = self._images.get(key) or {}
+        images[image.tag] = image
+        self._images[key] = images
+
+    # -- repositories ---------------------------------------------------------------------------------
+    def repository(self, registry: Registry, name: str) -> RepositoryState | None:
+        """`name`'s settings, described with every expected repository not yet known; None if missing."""
+        key = (registry.host, name)
+        if key not in self._repositories:
+            names = self._expected_repositories[registry.host] | {name}
+            unknown = {n for n in names if (registry.host, n) not in self._repositories}
+            changed = key in self._changed
+            if changed:  # the run's shared answer is from before the change: ask for this one alone
+                unknown = {name}
+                self._changed.discard(key)
+
+            def fetch() -> dict[str, dict[str, Any]]:
+                found = self._ecr(registry).repositories(unknown)
+                return {each: asdict(described) for each, described in found.items()}
+
+            question = f"repositories {registry.host} {' '.join(sorted(unknown))}"
+            answer = fetch() if changed else once_per_run(self._shared, question, fetch)
+            for each in unknown:
+                state = answer.get(each)
+                self._repositories[(registry.host, each)] = (
+                    None
+                    if state is None
+                    else RepositoryState(
+                        **{**state, "mutability_exclusions": tuple(state["mutability_exclusions"])}
+                    )
+                )
+        return self._repositories[key]
+
+    def repository_changed(self, registry: Registry, name: str) -> None:
+        """`name` was created or changed (by us or a concurrent writer): describe it afresh.
+
+        A repository that was missing when its images were asked for holds none now.
+        """
+        key = (registry.host, name)
+        self._repositories.pop(key, None)
+        self._changed.add(key)
+        if key in self._images and self._images[key] is None:
+            self._images[key] = {}
+
+    # -- replication ----------------------------------------------------------------------------------
+    def replication_statuses(self, registry: Registry, repository: str, tag: str) -> list[dict[str, Any]]:
+        """ECR's per-destination replication records of one image (none when the image is not there)."""
+        key = (registry.host, repository, tag)
+        if key not in self._replication_statuses:
+            self._replication_statuses[key] = self._ecr(registry).replication_statuses(repository, tag)
+        return self._replication_statuses[key] or []

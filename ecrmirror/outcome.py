@@ -1,0 +1,31 @@
+"""What checking or syncing one item came to: an outcome word, a plain message, and what it moved."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ecrmirror.sources import ChartRelease
+
+
+class Outcome(str, enum.Enum):
+    PUSHED = "PUSHED"  # was missing, now mirrored
+    PRESENT = "PRESENT"  # already in ECR as declared (content, settings or replication rule)
+    CREATED = "CREATED"  # a repository or replication rule that was missing, now made
+    UPDATED = "UPDATED"  # repository settings changed to the spec's (enforce_settings)
+    MISSING = "MISSING"  # not in ECR (audit)
+    DIFFERS = "DIFFERS"  # in ECR, but not as declared; chart content is never overwritten
+    UNREPLICATED = "UNREPLICATED"  # in ECR, but replication to a destination failed or never ran
+
+    @property
+    def ok(self) -> bool:
+        return self in (Outcome.PUSHED, Outcome.PRESENT, Outcome.CREATED, Outcome.UPDATED)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    message: str
+    release: ChartRelease | None = None  # None for repository and replication results
+    bytes_uploaded: int = 0
+    notes: tuple[str, ...] = ()  # worth saying even when the outcome is fine

@@ -1,0 +1,235 @@
+"""The replication item and the replicas of each version: ECR's replication rules hold the spec's.
+
+`check_rule`/`sync_rule` stand for `<spec>::replication`: the registry's configuration replicates
+the spec's repositories to every declared destination, merged in without touching other rules.
+A chart version's sync asks `ensure_rule` before its push (ECR replicates only what is pushed after
+the rule exists), and its audit asks `check_replicas` whether the copies arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from filelock import FileLock
+
+from ecrmirror.ecr import Ecr, RemoteImage
+from ecrmirror.errors import AwsError, ReplicationLimit
+from ecrmirror.outcome import Outcome, Result
+from ecrmirror.run import Run
+from ecrmirror.spec import Destination, Registry, Target
+
+REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
+# ECR's quotas for a registry's replication configuration.
+MAX_REPLICATION_RULES = 10
+MAX_FILTERS_PER_RULE = 100
+
+
+def replica_registry(source: Registry, destination: Destination) -> Registry:
+    """The registry a destination of `source`'s replication is."""
+    host = source.host.replace(source.account, destination.registry_id, 1).replace(
+        f".{source.region}.", f".{destination.region}.", 1
+    )
+    return Registry(host=host, account=destination.registry_id, region=destination.region)
+
+
+# -- the registry's rule ------------------------------------------------------------------------------
+def check_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> Result:
+    assert target.replication is not None
+    configuration = run.ecr(target.registry).replication_configuration()
+    missing = uncovered(configuration, repositories, target.replication.destinations)
+    if not missing:
+        return Result(Outcome.PRESENT, _summary(target, repositories))
+    return Result(
+        Outcome.MISSING,
+        "; ".join(
+            f"no replication rule copies {', '.join(names)} to {d.region} ({d.registry_id})"
+            for d, names in missing.items()
+        )
+        + ". `pytest --sync` adds the rule, keeping every other rule of the registry.",
+    )
+
+
+def sync_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> Result:
+    if ensure_rule(run, target, repositories):
+        return Result(
+            Outcome.CREATED, "added to the registry's replication: " + _summary(target, repositories)
+        )
+    return Result(Outcome.PRESENT, _summary(target, repositories))
+
+
+def ensure_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> bool:
+    """Merge the spec's rule into the registry's configuration; True if it had to be written.
+
+    Every other rule is written back unchanged. ECR has no conditional put, so the merge
+    takes a lock shared by this run's processes and re-reads after writing.
+    """
+    assert target.replication is not None
+    destinations = target.replication.destinations
+    key = ("replication", target.registry.host, tuple(sorted(repositories)), destinations)
+    if key in run.settled:
+        return False
+    filters = replication_filters(target, repositories)
+    # Read-modify-write of one registry-wide document: workers of this run take turns (a
+    # writer that read before another's write would drop its rule), and every writer reads
+    # again after writing, for writers outside this run.
+    with FileLock(run.lock_dir / f"replication-{target.registry.host}.lock"):
+        changed = _merge(run.ecr(target.registry), repositories, filters, destinations)
+    run.settled.add(key)
+    return changed
+
+
+def _merge(
+    ecr: Ecr, repositories: tuple[str, ...], filters: tuple[str, ...], destinations: tuple[Destination, ...]
+) -> bool:
+    for writes in range(REPLICATION_WRITE_ATTEMPTS + 1):
+        configuration = ecr.replication_configuration()
+        missing = uncovered(configuration, repositories, destinations)
+        if not missing:
+            return writes > 0
+        if writes == REPLICATION_WRITE_ATTEMPTS:
+            break
+        ecr.put_replication_configuration(merged(configuration, filters, destinations, missing))
+    raise AwsError(
+        f"the replication rule for {', '.join(filters)} did not stay in the registry's configuration "
+        f"after {REPLICATION_WRITE_ATTEMPTS} writes: something else rewrites it concurrently. "
+        "Find the other writer (Terraform, CloudFormation, another job) and run --sync again."
+    )
+
+
+# -- the replicas of one version ------------------------------------------------------------------------
+def check_replicas(run: Run, target: Target, repository: str, image: RemoteImage, present: Result) -> Result:
+    """`present` stays as it is when every destination holds the image (or is still copying it)."""
+    assert target.replication is not None
+    reference = f"{target.registry.host}/{repository}:{image.tag}"
+    problems: list[str] = []
+    notes: list[str] = []
+    for destination in target.replication.destinations:
+        where = f"{destination.region} ({destination.registry_id})"
+        if destination.registry_id == target.registry.account:
+            # One batched BatchGetImage per repository and region answers most versions at once.
+            replica = replica_registry(target.registry, destination)
+            copy = (run.inventory.images(replica, repository, image.tag) or {}).get(image.tag)
+            if copy is not None and copy.manifest_digest == image.manifest_digest:
+                continue
+        status = _status(run, target.registry, repository, image.tag, destination)
+        state = status.get("status")
+        if state == "COMPLETE" and destination.registry_id != target.registry.account:
+            continue  # another account's registry: ECR's word is all we can read
+        if state == "IN_PROGRESS":
+            notes.append(f"replication of {reference} to {where} is in progress")
+        elif state == "FAILED":
+            problems.append(
+                f"replication to {where} FAILED ({status.get('failureCode') or 'no failure code'})"
+            )
+        elif state == "COMPLETE":
+            problems.append(f"ECR reports replication to {where} COMPLETE, but the image is not there")
+        else:
+            problems.append(
+                f"{where} has no copy and no replication record (ECR replicates only what is "
+                "pushed after the rule exists)"
+            )
+    if problems:
+        return Result(
+            Outcome.UNREPLICATED,
+            f"{reference} is in ECR, but " + "; ".join(problems) + ". Fix the cause "
+            "(the destination registry's permissions policy, KMS, quotas), then copy the image "
+            "to the destination by hand: ecrmirror never re-pushes a tag that is there.",
+            present.release,
+            notes=tuple(notes),
+        )
+    return Result(present.outcome, present.message, present.release, notes=tuple(notes))
+
+
+def _status(
+    run: Run, registry: Registry, repository: str, tag: str, destination: Destination
+) -> dict[str, str]:
+    for status in run.inventory.replication_statuses(registry, repository, tag):
+        if (status.get("region"), status.get("registryId")) == (destination.region, destination.registry_id):
+            return status
+    return {}
+
+
+def _summary(target: Target, repositories: tuple[str, ...]) -> str:
+    assert target.replication is not None
+    filters = replication_filters(target, repositories)
+    regions = ", ".join(f"{d.region} ({d.registry_id})" for d in target.replication.destinations)
+    return f"{', '.join(f + '*' for f in filters)} replicates to {regions}"
+
+
+# -- rules compared and merged: no I/O below ------------------------------------------------------------
+def replication_filters(target: Target, repositories: Iterable[str]) -> tuple[str, ...]:
+    """The rule's PREFIX_MATCH filters: the spec's prefix, or its repositories when it has none."""
+    if target.prefix:
+        return (target.prefix,)
+    return tuple(sorted(set(repositories)))
+
+
+def _covers(rule: Mapping[str, Any], repository: str, destination: Destination) -> bool:
+    destinations = {(d.get("region"), d.get("registryId")) for d in rule.get("destinations") or []}
+    if (destination.region, destination.registry_id) not in destinations:
+        return False
+    return any(
+        f.get("filterType", "PREFIX_MATCH") == "PREFIX_MATCH"
+        and repository.startswith(str(f.get("filter", "")))
+        for f in rule.get("repositoryFilters") or []
+    )
+
+
+def uncovered(
+    configuration: Mapping[str, Any], repositories: Iterable[str], destinations: Iterable[Destination]
+) -> dict[Destination, list[str]]:
+    """For each destination, the repositories that no rule of `configuration` replicates there."""
+    rules = list(configuration.get("rules") or [])
+    names = sorted(set(repositories))
+    missing: dict[Destination, list[str]] = {}
+    for destination in destinations:
+        lacking = [name for name in names if not any(_covers(rule, name, destination) for rule in rules)]
+        if lacking:
+            missing[destination] = lacking
+    return missing
+
+
+def merged(
+    configuration: Mapping[str, Any],
+    filters: tuple[str, ...],
+    declared: Iterable[Destination],
+    missing: Iterable[Destination],
+) -> dict[str, Any]:
+    """`configuration` plus the `missing` destinations, leaving every other rule as it was.
+
+    PutReplicationConfiguration replaces the registry's whole configuration, so the new
+    configuration must carry every existing rule. Only a rule that ecrmirror could have written
+    for this spec (exactly its filters, and no destination outside `declared`) gains the missing
+    destinations; any other rule stays as it is, and a new rule is appended instead.
+    """
+    rules = [dict(rule) for rule in configuration.get("rules") or []]
+    allowed = [{"region": d.region, "registryId": d.registry_id} for d in declared]
+    wanted = [{"region": d.region, "registryId": d.registry_id} for d in missing]
+    our_filters = {("PREFIX_MATCH", f) for f in filters}
+    for rule in rules:
+        rule_filters = {
+            (f.get("filterType", "PREFIX_MATCH"), f.get("filter"))
+            for f in rule.get("repositoryFilters") or []
+        }
+        present = list(rule.get("destinations") or [])
+        if rule_filters == our_filters and all(d in allowed for d in present):
+            rule["destinations"] = present + [d for d in wanted if d not in present]
+            return {"rules": rules}
+    if len(rules) >= MAX_REPLICATION_RULES:
+        raise ReplicationLimit(
+            f"the registry already has {len(rules)} replication rules, ECR's maximum; ecrmirror "
+            "will not replace any of them. Merge some rules by hand, then run --sync again."
+        )
+    if len(filters) > MAX_FILTERS_PER_RULE:
+        raise ReplicationLimit(
+            f"the spec has {len(filters)} repositories and no prefix, but a replication rule holds at "
+            f"most {MAX_FILTERS_PER_RULE} filters. Give the spec a target.prefix."
+        )
+    rules.append(
+        {
+            "destinations": wanted,
+            "repositoryFilters": [{"filter": f, "filterType": "PREFIX_MATCH"} for f in filters],
+        }
+    )
+    return {"rules": rules}

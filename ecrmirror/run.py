@@ -1,0 +1,97 @@
+"""One run's shared context, handed to every kind of item: options, clients, the inventory, the upstreams.
+
+Nothing here checks or pushes anything: versions.py, repositories.py and replication.py do, each
+through the one Run of its process. It is made on first use, so a pytest run without spec files
+pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from ecrmirror.chart import MAX_CHART_SIZE
+from ecrmirror.ecr import Ecr
+from ecrmirror.inventory import Inventory
+from ecrmirror.registry import RegistryClient
+from ecrmirror.sources import IndexCache, Source, Sources
+from ecrmirror.spec import ChartEntry, Registry
+from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where to reach ECR; None means AWS's own endpoints (boto3 honours AWS_ENDPOINT_URL_ECR)."""
+
+    ecr_api: str | None = None
+    registry: str | None = None
+    aws_access_key_id: str | None = None  # set by --offline only: the emulator's fake keys
+    aws_secret_access_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run reaches ECR and the upstreams; the plugin fills it from the command line and ini."""
+
+    endpoints: Endpoints = Endpoints()
+    retry: RetryPolicy = DEFAULT_POLICY
+    index_cache: IndexCache = field(default_factory=IndexCache)
+    max_chart_size: int = MAX_CHART_SIZE
+    # Shared by every process of one run (xdist workers), so that registry-wide writes take turns.
+    lock_dir: Path | None = None
+    # Under xdist: where the workers share what one of them fetched from ECR (share.py).
+    shared: Path | None = None
+
+
+class Run:
+    """The state one process of a run shares between its items: each client and source made once."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
+        self.lock_dir = options.lock_dir or self.workdir
+        self.http = Http(options.retry)
+        self.sources = Sources(self.http, options.index_cache, options.max_chart_size)
+        self.boto_session = boto3.session.Session(
+            aws_access_key_id=options.endpoints.aws_access_key_id,
+            aws_secret_access_key=options.endpoints.aws_secret_access_key,
+        )
+        self.inventory = Inventory(self.ecr, options.shared)
+        # Registry-wide steps this process has finished (a replication rule merged): done once a run.
+        self.settled: set[Hashable] = set()
+        self._ecr: dict[str, Ecr] = {}
+        self._registries: dict[str, RegistryClient] = {}
+
+    def ecr(self, registry: Registry) -> Ecr:
+        if registry.host not in self._ecr:
+            self._ecr[registry.host] = Ecr(
+                registry,
+                self.boto_session,
+                self.options.endpoints.ecr_api,
+                max_attempts=self.options.retry.attempts,
+            )
+        return self._ecr[registry.host]
+
+    def registry_client(self, registry: Registry) -> RegistryClient:
+        if registry.host not in self._registries:
+            endpoint = self.options.endpoints.registry or f"https://{registry.host}"
+            self._registries[registry.host] = RegistryClient(
+                endpoint, self.ecr(registry).registry_token, self.options.retry
+            )
+        return self._registries[registry.host]
+
+    def source(self, spec_path: Path, chart: ChartEntry) -> Source:
+        """The upstream of a chart entry (a local `repo` is relative to its spec)."""
+        return self.sources.get(chart.source_location(spec_path), chart.access)
+
+    def scratch(self) -> tempfile.TemporaryDirectory[str]:
+        """A directory for one item's downloads, removed when the item is done with it."""
+        return tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-")
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,233 @@
+"""Chart-version items, the heart: check that a version is in ECR as upstream has it, or push it.
+
+A version's sync downloads and verifies the archive (or copies an OCI source's manifest and
+blobs), asks repositories.py for a missing repository and replication.py for the rule, pushes
+the blobs and writes the manifest last. A tag that is there is compared, never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecrmirror import constraints, replication, repositories
+from ecrmirror.chart import Descriptor, build_artifact, tag_for
+from ecrmirror.ecr import RemoteImage
+from ecrmirror.errors import TagConflict, UpstreamError, VersionNotFound
+from ecrmirror.outcome import Outcome, Result
+from ecrmirror.run import Run
+from ecrmirror.sources import ChartRelease, OciRepository
+from ecrmirror.spec import ChartEntry, Target, VersionEntry
+
+
+@dataclass(frozen=True)
+class PlannedVersion:
+    """One chart version of one spec: what a pytest item stands for."""
+
+    spec_path: Path
+    target: Target
+    chart: ChartEntry
+    version: VersionEntry
+    spec_repositories: tuple[str, ...] = ()  # every repository of the spec, for its replication rule
+
+    @property
+    def repository(self) -> str:
+        return self.target.repository_for(self.chart.name)
+
+    @property
+    def tag(self) -> str:
+        return tag_for(self.version.version)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.target.registry.host}/{self.repository}:{self.tag}"
+
+
+def select(run: Run, spec_path: Path, chart: ChartEntry) -> list[str]:
+    """The versions a chart entry stands for: its list, or what its constraint selects upstream."""
+    if chart.range is None:
+        return [v.version for v in chart.versions]
+    found = run.source(spec_path, chart).versions(chart.name)
+    chosen = constraints.select(
+        found,
+        constraints.parse_constraint(chart.range.constraint),
+        include_prereleases=chart.range.include_prereleases,
+        latest=chart.range.latest,
+        exclude=chart.range.exclude,
+    )
+    if not chosen:
+        newest = constraints.newest_first(found)
+        shown = ", ".join(newest[:10]) + (f" (and {len(newest) - 10} more)" if len(newest) > 10 else "")
+        raise VersionNotFound(
+            f"{chart.range.where}: no version of {chart.name} in {chart.source_location(spec_path)} "
+            f"matches {chart.range.describe()}; it has {shown or 'none'}. Fix the constraint"
+            + ("" if chart.range.include_prereleases else ", or set include_prereleases: true")
+            + "."
+        )
+    return chosen
+
+
+def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
+    """The run's versions, so that ECR is asked about each repository's tags once, in batches."""
+    for item in planned:
+        target = item.target
+        run.inventory.expect_tags(target.registry, item.repository, [item.tag])
+        run.inventory.expect_repositories(target.registry, [item.repository])
+        for destination in target.replication.destinations if target.replication else ():
+            replica = replication.replica_registry(target.registry, destination)
+            run.inventory.expect_tags(replica, item.repository, [item.tag])
+
+
+def check(run: Run, planned: PlannedVersion) -> Result:
+    """Read-only audit of one version: PRESENT, MISSING, DIFFERS, or UNREPLICATED."""
+    release = _release(run, planned)
+    images = run.inventory.images(planned.target.registry, planned.repository, planned.tag)
+    if images is None:
+        return Result(
+            Outcome.MISSING,
+            f"repository {planned.repository} does not exist in {planned.target.registry.host}; "
+            "`pytest --sync` creates it (if the spec allows) and pushes the version",
+            release,
+        )
+    image = images.get(planned.tag)
+    if image is None:
+        return Result(
+            Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
+        )
+    result = _compare(planned, release, image)
+    if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
+        return replication.check_replicas(run, planned.target, planned.repository, image, result)
+    return result
+
+
+def sync(run: Run, planned: PlannedVersion) -> Result:
+    """Push one version if ECR lacks it; never touch a tag that is there."""
+    release = _release(run, planned)
+    target = planned.target
+    images = run.inventory.images(target.registry, planned.repository, planned.tag)
+    if images is not None and planned.tag in images:
+        return _compare(planned, release, images[planned.tag])
+    if images is None:
+        repositories.ensure_exists(run, planned.spec_path, target, planned.repository)
+    if target.replication is not None:
+        # ECR replicates only what is pushed after the rule exists.
+        replication.ensure_rule(run, target, planned.spec_repositories or (planned.repository,))
+    with run.scratch() as tmp:
+        try:
+            if release.oci:
+                manifest_digest, uploaded = _copy_oci(run, planned, release, Path(tmp))
+            else:
+                manifest_digest, uploaded = _push_archive(run, planned, release, Path(tmp))
+        except TagConflict:
+            # Someone pushed the tag since our inventory: audit it instead of failing blindly.
+            fresh = run.inventory.images(target.registry, planned.repository, planned.tag, fresh=True) or {}
+            if planned.tag in fresh:
+                return _compare(planned, release, fresh[planned.tag])
+            raise
+    chart_digest = None if release.oci else release.digest
+    run.inventory.add_image(
+        target.registry, planned.repository, RemoteImage(planned.tag, manifest_digest, chart_digest)
+    )
+    return Result(
+        Outcome.PUSHED,
+        f"pushed {planned.reference} ({manifest_digest}, {uploaded} bytes uploaded)",
+        release,
+        uploaded,
+    )
+
+
+def _release(run: Run, planned: PlannedVersion) -> ChartRelease:
+    return run.source(planned.spec_path, planned.chart).release(planned.chart.name, planned.version.version)
+
+
+def _compare(planned: PlannedVersion, release: ChartRelease, image: RemoteImage) -> Result:
+    if release.oci:  # a true mirror of an OCI source: the manifest itself is the identity
+        if image.manifest_digest == release.digest:
+            return Result(Outcome.PRESENT, f"{planned.reference} holds {release.digest}", release)
+        return Result(
+            Outcome.DIFFERS,
+            f"{planned.reference} holds manifest {image.manifest_digest}, but {release.url} is "
+            f"{release.digest}. ecrmirror never overwrites a tag: find out whether the upstream "
+            "re-pushed this version, then decide by hand.",
+            release,
+        )
+    if image.chart_digest == release.digest:
+        return Result(Outcome.PRESENT, f"{planned.reference} holds {release.digest}", release)
+    held = image.chart_digest or "no Helm chart layer"
+    return Result(
+        Outcome.DIFFERS,
+        f"{planned.reference} holds {held} (manifest {image.manifest_digest}), but "
+        f"{release.source} lists {release.digest} for {planned.chart.name} "
+        f"{planned.version.version}. ecrmirror never overwrites a tag: find out whether the "
+        "upstream republished this version, then decide by hand.",
+        release,
+    )
+
+
+def _push_archive(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+    """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
+    source = run.source(planned.spec_path, planned.chart)
+    archive = source.fetch(release, tmp)
+    provenance = source.provenance(release, tmp)
+    if provenance is None and planned.chart.provenance == "required":
+        raise UpstreamError(
+            f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance file "
+            f"(.prov), and the spec says provenance: required. Nothing was pushed."
+        )
+    artifact = build_artifact(
+        archive,
+        release.digest,
+        name=planned.chart.name,
+        version=planned.version.version,
+        created=release.created,
+        origin=release.url,
+        provenance=provenance,
+        max_chart_size=run.options.max_chart_size,
+    )
+    client = run.registry_client(planned.target.registry)
+    report = client.push(planned.repository, artifact, archive, provenance)
+    return artifact.manifest_digest, report.bytes_uploaded
+
+
+def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+    """Copy an OCI source's manifest and blobs unchanged: the digest in ECR is the source's.
+
+    Blobs the target already holds are neither downloaded nor uploaded; the manifest goes last.
+    """
+    source = run.source(planned.spec_path, planned.chart)
+    assert isinstance(source, OciRepository)
+    manifest = source.manifest(release)
+    if planned.chart.provenance == "required" and source.provenance(release, tmp) is None:
+        raise UpstreamError(
+            f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance layer, "
+            "and the spec says provenance: required. Nothing was pushed."
+        )
+    client = run.registry_client(planned.target.registry)
+    limit = run.options.max_chart_size
+    config, *layers = (
+        Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
+        for blob in manifest.blobs()
+    )
+    for descriptor in (config, *layers):
+        if descriptor.size > limit:
+            raise UpstreamError(
+                f"{release.url}: blob {descriptor.digest} is {descriptor.size} bytes, more than a "
+                f"chart may be ({limit}; ini ecrmirror_max_chart_size); nothing was pushed"
+            )
+    # Everything is downloaded and verified before the first upload: a bad source leaves nothing
+    # behind in ECR, not even an untagged blob.
+    downloaded: list[tuple[Descriptor, Path]] = []
+    for descriptor in (config, *layers):
+        # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
+        # costs one request to download either way, so asking ECR for it first only adds one.
+        if descriptor is not config and client.has_blob(planned.repository, descriptor.digest):
+            continue
+        target = tmp / descriptor.digest.replace(":", "-")
+        downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))
+    uploaded = 0
+    for descriptor, path in downloaded:
+        client.upload_blob(planned.repository, path, descriptor)
+        uploaded += descriptor.size
+    client.put_manifest(planned.repository, planned.tag, manifest.body, manifest.media_type)
+    return manifest.digest, uploaded
