@@ -11,7 +11,7 @@ import pytest
 
 from ecrmirror import dependencies, replication, repositories, versions
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
-from ecrmirror.outcome import Outcome, Result
+from ecrmirror.outcome import Result
 from ecrmirror.run import Options, Run
 from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
 from ecrmirror.versions import PlannedVersion
@@ -144,6 +144,11 @@ class _MirrorItem(pytest.Item):
     def subject(self) -> str:
         raise NotImplementedError
 
+    @property
+    def shard_key(self) -> str:
+        """Items that must run in the same --ecrmirror-shard share a key: a repository's items."""
+        raise NotImplementedError
+
 
 class RepositoryItem(_MirrorItem):
     """One ECR repository: exists, with every setting the spec declares (created under --sync)."""
@@ -171,6 +176,10 @@ class RepositoryItem(_MirrorItem):
     def subject(self) -> str:
         return f"repository {self.repository}"
 
+    @property
+    def shard_key(self) -> str:
+        return f"{self.spec.target.registry.host}/{self.repository}"
+
     def reportinfo(self) -> tuple[Any, int | None, str]:
         where = self.spec.target.repository.where or self.spec.target.where
         return self.path, _line(where), self.subject()
@@ -193,6 +202,10 @@ class ReplicationItem(_MirrorItem):
 
     def subject(self) -> str:
         return "replication"
+
+    @property
+    def shard_key(self) -> str:
+        return f"replication {self.spec.path}"
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         assert self.spec.target.replication is not None
@@ -270,45 +283,10 @@ class ChartVersionItem(_MirrorItem):
     def subject(self) -> str:
         return f"{self.planned.chart.name} {self.planned.version.version}"
 
+    @property
+    def shard_key(self) -> str:
+        return f"{self.planned.target.registry.host}/{self.planned.repository}"
+
     def reportinfo(self) -> tuple[Any, int | None, str]:
         version = self.planned.version
         return self.path, version.line - 1, f"{self.planned.chart.name}@{version.version}"
-
-
-def report_outcome(report: pytest.TestReport) -> Outcome | None:
-    for name, value in report.user_properties:
-        if name == OUTCOME_PROPERTY:
-            return Outcome(value)
-    return None
-
-
-def report_bytes(report: pytest.TestReport) -> int:
-    for name, value in report.user_properties:
-        if name == BYTES_PROPERTY:
-            return int(str(value))
-    return 0
-
-
-def report_kind(report: pytest.TestReport) -> str | None:
-    for name, value in report.user_properties:
-        if name == KIND_PROPERTY:
-            return str(value)
-    return None
-
-
-def report_notes(report: pytest.TestReport) -> list[str]:
-    return [str(value) for name, value in report.user_properties if name == NOTE_PROPERTY]
-
-
-def report_range(report: pytest.TestReport) -> str | None:
-    for name, value in report.user_properties:
-        if name == RANGE_PROPERTY:
-            return str(value)
-    return None
-
-
-def report_pulled_in_by(report: pytest.TestReport) -> str | None:
-    for name, value in report.user_properties:
-        if name == PULLED_IN_BY_PROPERTY:
-            return str(value)
-    return None

@@ -1,0 +1,179 @@
+"""ecrmirror's command-line options and ini keys: declared in one group, resolved command line > ini >
+default, and a bad value is a pytest.UsageError that names the flag."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ecrmirror import policy
+from ecrmirror.sources import IndexCache
+from ecrmirror.transport import RetryPolicy
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ecrmirror", "mirror Helm charts into Amazon ECR")
+    group.addoption(
+        "--sync",
+        action="store_true",
+        default=False,
+        help="Push every chart version that ECR lacks; never overwrite or delete",
+    )
+    group.addoption(
+        "--check-only",
+        action="store_true",
+        default=False,
+        help="Audit only (the default for spec files): fail versions that are "
+        "missing from ECR or differ from upstream",
+    )
+    group.addoption(
+        "--offline",
+        action="store_true",
+        default=False,
+        help="Use a local ECR emulator instead of AWS; needs no credentials",
+    )
+    group.addoption(
+        "--ecrmirror-policy",
+        choices=policy.MODES,
+        default=None,
+        help="Print the least-privilege IAM policy that --sync (or the audit) of the "
+        "collected specs needs, as JSON, and run nothing",
+    )
+    group.addoption(
+        "--ecrmirror-policy-file",
+        metavar="PATH",
+        default=None,
+        help="With --ecrmirror-policy, also write the policy to PATH (only the JSON, for CI artifacts)",
+    )
+    group.addoption(
+        "--ecrmirror-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Retries of a transient failure (connection, 408, 429, 5xx) per request or upload "
+        "step, with exponential backoff (default: ini ecrmirror_retries, else 4)",
+    )
+    group.addoption(
+        "--ecrmirror-shard",
+        default=None,
+        metavar="K/N",
+        help="Run only the K-th of N shares of the spec items (1-based, as GitLab's "
+        "CI_NODE_INDEX/CI_NODE_TOTAL), whole repositories at a time",
+    )
+    group.addoption(
+        "--ecrmirror-cache-dir",
+        default=None,
+        metavar="PATH",
+        help="Keep parsed repository indexes here across runs (a CI cache), revalidated with "
+        "conditional GETs (default: ini ecrmirror_cache_dir, else none)",
+    )
+    group.addoption(
+        "--ecrmirror-max-chart-size",
+        default=None,
+        metavar="SIZE",
+        help="Refuse a chart that decompresses to more than SIZE (bytes, or with KiB/MiB/GiB) "
+        "(default: ini ecrmirror_max_chart_size, else helm's 100MiB)",
+    )
+    parser.addini("ecrmirror_cache_dir", default="", help="Directory for parsed indexes kept across runs")
+    parser.addini(
+        "ecrmirror_max_chart_size",
+        default="100MiB",
+        help="The biggest chart (decompressed) ecrmirror mirrors; helm's loader refuses more than 100MiB",
+    )
+    parser.addini(
+        "ecrmirror_retries", default="4", help="Retries of a transient failure per step (default 4)"
+    )
+    parser.addini(
+        "ecrmirror_retry_backoff",
+        default="0.5",
+        help="Seconds before the first retry, doubled for each next one, with jitter (default 0.5)",
+    )
+    parser.addini(
+        "ecrmirror_specs",
+        default="specs",
+        help="Directory of mirror specs used by --sync/--check-only when no path is given",
+    )
+
+
+def mode(config: pytest.Config) -> tuple[bool, bool]:
+    """(sync, check_only) as the options ask, after refusing combinations that make no sense."""
+    sync, check_only = bool(config.getoption("sync")), bool(config.getoption("check_only"))
+    if config.getoption("ecrmirror_policy"):
+        if sync or check_only:
+            raise pytest.UsageError(
+                "--ecrmirror-policy prints a policy and runs nothing: leave out --sync and --check-only "
+                "(--ecrmirror-policy=sync prints what --sync needs, =audit what --check-only needs)"
+            )
+        check_only = True  # collects the specs like an audit would, and then runs nothing
+    if sync and check_only:
+        raise pytest.UsageError(
+            "--sync and --check-only exclude each other: --sync pushes what "
+            "is missing, --check-only only audits. Pick one."
+        )
+    if config.getoption("ecrmirror_shard"):
+        shard(config)  # a bad value is a usage error up front
+    return sync, check_only
+
+
+def index_cache(config: pytest.Config, shared: Path | None) -> IndexCache:
+    """--ecrmirror-cache-dir (relative to the invocation), else ini ecrmirror_cache_dir (to the rootdir)."""
+    option, ini = config.getoption("ecrmirror_cache_dir"), str(config.getini("ecrmirror_cache_dir") or "")
+    keep = (config.invocation_params.dir / option) if option else (config.rootpath / ini) if ini else None
+    return IndexCache(shared=shared, keep=keep.resolve() if keep else None)
+
+
+def retry_policy(config: pytest.Config) -> RetryPolicy:
+    """--ecrmirror-retries, else the ini keys, else the defaults."""
+    option = config.getoption("ecrmirror_retries")
+    try:
+        retries = int(option if option is not None else config.getini("ecrmirror_retries"))
+        backoff = float(str(config.getini("ecrmirror_retry_backoff")))
+    except ValueError:
+        raise pytest.UsageError(
+            "ecrmirror_retries must be a whole number and ecrmirror_retry_backoff a number of seconds"
+        ) from None
+    if retries < 0 or backoff < 0:
+        raise pytest.UsageError("--ecrmirror-retries and ecrmirror_retry_backoff cannot be negative")
+    return RetryPolicy(attempts=retries + 1, backoff=backoff)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def max_chart_size(config: pytest.Config) -> int:
+    """--ecrmirror-max-chart-size, else the ini key: bytes, or a number with KiB, MiB or GiB."""
+    value = config.getoption("ecrmirror_max_chart_size") or str(config.getini("ecrmirror_max_chart_size"))
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]iB|B)?\s*", value, re.IGNORECASE)
+    if not match or int(match.group(1)) == 0:
+        raise pytest.UsageError(
+            f"ecrmirror_max_chart_size {value!r} is not a size: give bytes, or a number with KiB, MiB "
+            "or GiB (helm's limit, the default, is 100MiB)"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()]
+
+
+def specs_dir(config: pytest.Config) -> Path:
+    value = str(config.getini("ecrmirror_specs"))
+    directory = Path(value) if Path(value).is_absolute() else config.rootpath / value
+    if not directory.is_dir():
+        raise pytest.UsageError(
+            f"the specs directory {directory} does not exist. Pass spec paths "
+            "(pytest path/to/specs --sync), or set ecrmirror_specs in your pytest configuration."
+        )
+    return directory
+
+
+def shard(config: pytest.Config) -> tuple[int, int] | None:
+    """--ecrmirror-shard=K/N as (K, N); None without the option."""
+    value = config.getoption("ecrmirror_shard")
+    if not value:
+        return None
+    index, _, total = value.partition("/")
+    if not (index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+        raise pytest.UsageError(
+            f"--ecrmirror-shard={value}: write K/N with 1 <= K <= N, e.g. "
+            "--ecrmirror-shard=$CI_NODE_INDEX/$CI_NODE_TOTAL"
+        )
+    return int(index), int(total)

@@ -1,0 +1,130 @@
+"""What a run tells its reader beyond pass and fail: outcome words, totals per kind, what was pulled in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ecrmirror.items import (
+    BYTES_PROPERTY,
+    KIND_PROPERTY,
+    NOTE_PROPERTY,
+    OUTCOME_PROPERTY,
+    PULLED_IN_BY_PROPERTY,
+    RANGE_PROPERTY,
+    ChartVersionItem,
+)
+from ecrmirror.outcome import Outcome
+
+
+def teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
+    """pytest's (category, letter, word) for one of our call reports: the outcome word itself."""
+    if report.when != "call":
+        return None
+    outcome = report_outcome(report)
+    if outcome is None:
+        return None
+    if outcome.ok:
+        letter = "P" if outcome is Outcome.PUSHED else "."
+        return "passed", letter, (outcome.value, {"green": True})
+    return "failed", "F", (outcome.value, {"red": True})
+
+
+def resolved_constraints(items: list[pytest.Item]) -> list[str]:
+    """How each version constraint resolved, one line per spec and constraint."""
+    resolved: dict[tuple[str, str], list[str]] = {}
+    for item in items:
+        if isinstance(item, ChartVersionItem) and item.planned.chart.range is not None:
+            chart = item.planned.chart
+            key = (item.nodeid.split("::")[0], f"{chart.name} {item.planned.chart.range.describe()}")
+            resolved.setdefault(key, []).append(item.planned.version.version)
+    return [f"ecrmirror: {spec}: {what} resolves to {', '.join(v)}" for (spec, what), v in resolved.items()]
+
+
+@dataclass(eq=False)  # a plugin object must stay hashable
+class Totals:
+    """Counts outcomes from reports, so it also works on an xdist controller."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    bytes_uploaded: int = 0
+    notes: list[str] = field(default_factory=list)
+    ranges: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, range) -> versions
+    dependencies: list[str] = field(default_factory=list)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        kind = report_kind(report)
+        if kind is None:
+            return  # not one of ours
+        # One count per item: its call report, or the setup report if setup already failed.
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            outcome = report_outcome(report)
+            word = outcome.value.lower() if outcome is not None and outcome.ok else "failed"
+            counts = self.counts.setdefault(kind, {})
+            counts[word] = counts.get(word, 0) + 1
+            self.bytes_uploaded += report_bytes(report)
+            self.notes.extend(f"{report.nodeid}: {note}" for note in report_notes(report))
+            pulled_in_by = report_pulled_in_by(report)
+            if pulled_in_by is not None:
+                self.dependencies.append(f"{report.nodeid.split('::', 1)[1]} (dependency of {pulled_in_by})")
+            version_range = report_range(report)
+            if version_range is not None:
+                spec = report.nodeid.split("::")[0]
+                self.ranges.setdefault((spec, version_range), []).append(report.nodeid.rsplit("::", 1)[1])
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.counts:
+            return
+        terminalreporter.write_sep("-", "ecrmirror")
+        for kind, label in (("repository", "repositories"), ("replication", "replication rules")):
+            if kind in self.counts:
+                terminalreporter.write_line(f"{count_line(self.counts[kind], label)}")
+        versions = self.counts.get("version")
+        if versions:
+            line = count_line(versions, "versions", ("pushed", "present"))
+            terminalreporter.write_line(f"{line}; {self.bytes_uploaded} bytes uploaded")
+        for (spec, version_range), selected in self.ranges.items():
+            terminalreporter.write_line(f"{spec}: {version_range} resolved to {', '.join(selected)}")
+        for dependency in self.dependencies:
+            terminalreporter.write_line(f"pulled in: {dependency}")
+        for note in self.notes:
+            terminalreporter.write_line(f"note: {note}")
+
+
+def count_line(counts: dict[str, int], label: str, always: tuple[str, ...] = ()) -> str:
+    words = [w for w in ("pushed", "created", "updated", "present") if w in always or counts.get(w)]
+    parts = [f"{counts.get(w, 0)} {w}" for w in words] + [f"{counts.get('failed', 0)} failed"]
+    return f"{sum(counts.values())} {label}: {', '.join(parts)}"
+
+
+def report_outcome(report: pytest.TestReport) -> Outcome | None:
+    value = _property(report, OUTCOME_PROPERTY)
+    return None if value is None else Outcome(value)
+
+
+def report_bytes(report: pytest.TestReport) -> int:
+    return int(_property(report, BYTES_PROPERTY) or 0)
+
+
+def report_kind(report: pytest.TestReport) -> str | None:
+    return _property(report, KIND_PROPERTY)
+
+
+def report_notes(report: pytest.TestReport) -> list[str]:
+    return [str(value) for name, value in report.user_properties if name == NOTE_PROPERTY]
+
+
+def report_range(report: pytest.TestReport) -> str | None:
+    return _property(report, RANGE_PROPERTY)
+
+
+def report_pulled_in_by(report: pytest.TestReport) -> str | None:
+    return _property(report, PULLED_IN_BY_PROPERTY)
+
+
+def _property(report: pytest.TestReport, wanted: str) -> str | None:
+    for name, value in report.user_properties:
+        if name == wanted:
+            return str(value)
+    return None
