@@ -80,7 +80,8 @@ def _endpoints() -> Endpoints:
 def _offline_endpoints(config: pytest.Config, state: dict[str, Any]) -> Endpoints:
     """The run's emulator: started here, or the xdist controller's, handed to this worker."""
     # Imported only here: the emulator's werkzeug and moto would slow every worker's start.
-    from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, Emulator
+    from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
+    from ecrmirror.emulator.server import Emulator
 
     url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
     if url is None:  # the main process (or the xdist controller) owns the emulator
@@ -89,7 +90,7 @@ def _offline_endpoints(config: pytest.Config, state: dict[str, Any]) -> Endpoint
         url = emulator.url
     state["emulator_url"] = url
     return Endpoints(
-        ecr_api=url, registry=url, aws_access_key_id=FAKE_ACCESS_KEY, aws_secret_access_key=FAKE_SECRET_KEY
+        ecr_api=url, registry=url, aws_access_key_id=ADMIN_ACCESS_KEY, aws_secret_access_key=ADMIN_SECRET_KEY
     )
 
 

@@ -371,7 +371,7 @@ def test_audit_checks_replicas_in_one_batch_per_repository_and_region(
 def test_a_version_whose_replication_failed_fails_and_one_in_progress_passes_with_a_note(
     upstream: ChartServer, emulator: Emulator, write_spec, run, status: str
 ) -> None:
-    emulator.app.replication_outcomes["us-east-1"] = status
+    emulator.app.replicator.outcomes["us-east-1"] = status
     write_spec(governed_spec(upstream))
     run("--sync", "mirror.yaml").assert_outcomes(passed=6)
 

@@ -181,7 +181,7 @@ def test_secrets_never_reach_output_logs_or_junit(
     result = run("--sync", "-v", "-rA", "--log-level=DEBUG", "--junitxml=report.xml", "mirror.yaml")
 
     result.assert_outcomes(passed=2, failed=1)
-    passwords = list(emulator.app._grants)
+    passwords = list(emulator.app.state.grants)
     assert passwords, "the run should have fetched a registry token"
     written = "\n".join(result.outlines + result.errlines) + (pytester.path / "report.xml").read_text()
     tokens = [base64.b64encode(f"AWS:{p}".encode()).decode() for p in passwords]

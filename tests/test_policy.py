@@ -19,7 +19,7 @@ import pytest
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
-from ecrmirror.emulator.server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 from ecrmirror.policy import AUDIT, SYNC, policy_document
 from ecrmirror.spec import load_spec
 
@@ -78,8 +78,8 @@ def admin(service: str, emulator: Emulator, region: str = "eu-west-1") -> Any:
         service,
         region_name=region,
         endpoint_url=emulator.url,
-        aws_access_key_id=FAKE_ACCESS_KEY,
-        aws_secret_access_key=FAKE_SECRET_KEY,
+        aws_access_key_id=ADMIN_ACCESS_KEY,
+        aws_secret_access_key=ADMIN_SECRET_KEY,
     )
 
 
@@ -92,11 +92,11 @@ def account(upstream: ChartServer, emulator: Emulator, write_spec) -> Iterator[E
         imageTagMutability="MUTABLE",
         encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KMS_KEY},
     )
-    emulator.app.enforce_iam = True
+    emulator.app.iam.enforce = True
     try:
         yield emulator
     finally:
-        emulator.app.enforce_iam = False
+        emulator.app.iam.enforce = False
 
 
 def become_user(emulator: Emulator, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +153,7 @@ def test_the_sync_policy_scopes_repositories_to_the_prefix_and_only_what_must_be
 def test_a_user_with_exactly_the_sync_policy_can_sync_and_with_the_audit_policy_audit(
     account: Emulator, run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account.app.replication_outcomes["us-east-1"] = "IN_PROGRESS"  # so the audit asks ECR for the status
+    account.app.replicator.outcomes["us-east-1"] = "IN_PROGRESS"  # so the audit asks ECR for the status
     become_user(account, SYNC_POLICY, monkeypatch)
 
     synced = run("--sync", "-v", "mirror.yaml")
@@ -185,10 +185,10 @@ def test_sync_fails_without_any_one_action_of_its_policy(
 def test_the_audit_fails_without_any_one_action_of_its_policy(
     account: Emulator, run, monkeypatch: pytest.MonkeyPatch, statement: int, action: str
 ) -> None:
-    account.app.replication_outcomes["us-east-1"] = "IN_PROGRESS"
-    account.app.enforce_iam = False
+    account.app.replicator.outcomes["us-east-1"] = "IN_PROGRESS"
+    account.app.iam.enforce = False
     run("--sync", "mirror.yaml").assert_outcomes(passed=6)  # as the administrator
-    account.app.enforce_iam = True
+    account.app.iam.enforce = True
     become_user(account, without(AUDIT_POLICY, statement, action), monkeypatch)
 
     result = run("--check-only", "mirror.yaml")
@@ -237,8 +237,8 @@ def test_the_standalone_emulator_enforces_iam_on_request() -> None:
         url = process.stdout.readline().split("listening on ")[1].split(";")[0]
         keys = {
             "endpoint_url": url,
-            "aws_access_key_id": FAKE_ACCESS_KEY,
-            "aws_secret_access_key": FAKE_SECRET_KEY,
+            "aws_access_key_id": ADMIN_ACCESS_KEY,
+            "aws_secret_access_key": ADMIN_SECRET_KEY,
         }
         iam = boto3.client("iam", region_name="us-east-1", **keys)
         iam.create_user(UserName="nobody")

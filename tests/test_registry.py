@@ -79,9 +79,9 @@ def test_expired_token_403_is_renewed_once_and_the_request_retried(
 ) -> None:
     artifact, archive = artifact_and_archive
     ecr.create_repository("helm/demo", RepositorySettings())
-    emulator.app.token_ttl = 0  # the first token is dead on arrival, though it claims 12 h
+    emulator.app.state.token_ttl = 0  # the first token is dead on arrival, though it claims 12 h
     tokens = iter([ecr.registry_token()])
-    emulator.app.token_ttl = 3600
+    emulator.app.state.token_ttl = 3600
 
     def fetch() -> RegistryToken:
         token = next(tokens, None) or ecr.registry_token()

@@ -62,7 +62,7 @@ def test_no_credential_appears_anywhere_a_run_writes(
         in_url.stop()
 
     result.assert_outcomes(passed=4, failed=2 if failing else 0)
-    registry_tokens = [base64.b64encode(f"AWS:{p}".encode()).decode() for p in emulator.app._grants]
+    registry_tokens = [base64.b64encode(f"AWS:{p}".encode()).decode() for p in emulator.app.state.grants]
     assert registry_tokens, "the run should have fetched a registry token"
     written = {
         "stdout": result.stdout.str(),
@@ -72,7 +72,7 @@ def test_no_credential_appears_anywhere_a_run_writes(
     }
     assert "Authorization" in written["log file"], "DEBUG logs with headers should be there, redacted"
     secrets = {**CANARIES, **{f"registry token {n}": t for n, t in enumerate(registry_tokens)}}
-    secrets |= {f"registry password {n}": p for n, p in enumerate(emulator.app._grants)}
+    secrets |= {f"registry password {n}": p for n, p in enumerate(emulator.app.state.grants)}
     leaks = [
         f"{what} in {where}"
         for what, secret in secrets.items()

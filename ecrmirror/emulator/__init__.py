@@ -1,4 +1,9 @@
-"""The offline ECR emulator: `Emulator` for code, fixtures for pytest, `python -m` for a shell."""
+"""The offline ECR emulator: `Emulator` for code, fixtures for pytest, `python -m` for a shell.
+
+server.py routes each request to api.py (the ECR actions we answer; moto answers the rest),
+registry.py (the OCI registry moto lacks) or moto's IAM; iam.py authorizes, replication.py copies
+pushed images to destination regions, state.py holds what they share.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,84 @@
+"""IAM as ECR applies it: which (action, resource) pairs a request needs, checked with moto's policies.
+
+moto itself checks only `*` resources; here every API and registry request is authorized against
+the real repository ARN, as ECR does. The emulator's own keys are the administrator's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+ADMIN_ACCESS_KEY = "ecrmirror-emulator"
+ADMIN_SECRET_KEY = "ecrmirror-emulator"
+# The IAM actions that ECR checks for each registry (OCI) request, as AWS documents them.
+REGISTRY_ACTIONS = {
+    ("blobs", "GET"): ("ecr:GetDownloadUrlForLayer",),
+    ("blobs", "HEAD"): ("ecr:BatchCheckLayerAvailability",),
+    ("blobs/uploads", "POST"): ("ecr:InitiateLayerUpload",),
+    ("blobs/uploads", "PATCH"): ("ecr:UploadLayerPart",),
+    ("blobs/uploads", "PUT"): ("ecr:UploadLayerPart", "ecr:CompleteLayerUpload"),
+    ("manifests", "GET"): ("ecr:BatchGetImage",),
+    ("manifests", "HEAD"): ("ecr:BatchGetImage",),
+    ("manifests", "PUT"): ("ecr:PutImage",),
+    ("tags", "GET"): ("ecr:ListImages",),
+}
+
+
+class Denied(Exception):
+    """IAM does not allow the caller an action on a resource."""
+
+
+class Iam:
+    """Authorizes requests when the emulator enforces IAM; allows everything when it does not."""
+
+    def __init__(self, enforce: bool) -> None:
+        self.enforce = enforce
+
+    def authorize(self, key: str, account: str, permissions: Iterable[tuple[str, str]]) -> None:
+        """Raise Denied unless the caller's IAM policies allow every (action, resource)."""
+        if not self.enforce or key == ADMIN_ACCESS_KEY:
+            return
+        from moto.iam.access_control import (
+            CreateAccessKeyFailure,
+            IAMPolicy,
+            PermissionResult,
+            create_access_key,
+        )
+
+        try:
+            principal = create_access_key(account_id=account, partition="aws", access_key_id=key, headers={})
+        except CreateAccessKeyFailure:
+            raise Denied(f"the caller's access key is not known to IAM in account {account}") from None
+        policies = [IAMPolicy(policy) for policy in principal.collect_policies()]
+        for action, resource in permissions:
+            results = {policy.is_action_permitted(action, resource) for policy in policies}
+            if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
+                raise Denied(
+                    f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource}"
+                )
+
+
+def api_permissions(action: str, body: Any, account: str, region: str) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs ECR authorizes for one API call."""
+    registry = str(body.get("registryId") or account)
+
+    def arn(name: str) -> str:
+        return f"arn:aws:ecr:{region}:{registry}:repository/{name}"
+
+    if action == "DescribeRepositories":
+        names = body.get("repositoryNames") or ["*"]
+        return [(f"ecr:{action}", arn(name)) for name in names]
+    if action in ("TagResource", "UntagResource", "ListTagsForResource"):
+        return [(f"ecr:{action}", str(body.get("resourceArn", "")))]
+    if "repositoryName" not in body:
+        return [(f"ecr:{action}", "*")]  # registry-level: GetAuthorizationToken, replication, ...
+    name = str(body["repositoryName"])
+    permissions = [(f"ecr:{action}", arn(name))]
+    if action == "CreateRepository":
+        if body.get("tags"):
+            permissions.append(("ecr:TagResource", arn(name)))  # tagging on create
+        kms_key = (body.get("encryptionConfiguration") or {}).get("kmsKey")
+        if kms_key:  # ECR validates the key and grants itself its use, as the caller
+            permissions += [("kms:DescribeKey", kms_key), ("kms:CreateGrant", kms_key)]
+    return permissions

@@ -1,0 +1,72 @@
+"""What the emulator's parts share: moto's backends, the blobs each repository holds, upload sessions,
+registry tokens, and one lock that serializes requests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TOKEN_TTL = 12 * 3600  # ECR's registry tokens last 12 hours
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A registry token that GetAuthorizationToken handed out."""
+
+    account: str
+    region: str
+    expires_at: float
+    access_key: str  # whose IAM policies the registry checks
+
+
+class State:
+    """The emulator's state besides moto's, over moto's ECR and IAM backends (global in moto)."""
+
+    def __init__(self, token_ttl: float = TOKEN_TTL) -> None:
+        self.token_ttl = token_ttl
+        self.lock = threading.RLock()
+        self.storage = Path(tempfile.mkdtemp(prefix="ecrmirror-emulator-"))
+        self.grants: dict[str, Grant] = {}  # registry password -> grant
+        self.repo_blobs: dict[RepositoryKey, set[str]] = {}
+        self.uploads: dict[str, tuple[RepositoryKey, Path]] = {}  # upload session -> its part file
+
+    def reset(self) -> None:
+        from moto.backends import get_backend
+
+        with self.lock:
+            get_backend("ecr").reset()
+            get_backend("iam").reset()
+            self.grants.clear()
+            self.repo_blobs.clear()
+            self.uploads.clear()
+            shutil.rmtree(self.storage, ignore_errors=True)
+            self.storage.mkdir(parents=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.storage, ignore_errors=True)
+
+    def backend(self, account: str, region: str) -> Any:
+        """moto's ECR backend of one registry (an account in a region)."""
+        from moto.ecr.models import ecr_backends
+
+        return ecr_backends[account][region]
+
+    def blob_path(self, digest: str) -> Path:
+        return self.storage / "blobs" / digest.replace(":", "-")
+
+
+def find_image(repository: Any, reference: str) -> Any:
+    """The image of a moto repository with this tag or digest, or None."""
+    for image in repository.images:
+        if (DIGEST.match(reference) and image.get_image_digest() == reference) or (
+            reference in image.image_tags
+        ):
+            return image
+    return None
