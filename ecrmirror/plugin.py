@@ -1,4 +1,4 @@
-"""The pytest entry point: thin hooks that hand off to options, items, report and the kinds' modules.
+"""The pytest entry point: thin hooks that hand off to options, items, reporting and the kinds' modules.
 
 PYTEST_DONT_REWRITE: no assertions here for pytest to rewrite, and rewriting warns when the module
 is already imported (an in-process run with -p ecrmirror.plugin, next to the entry point).
