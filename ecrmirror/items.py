@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,10 +127,10 @@ class _MirrorItem(pytest.Item):
         if not result.outcome.ok:
             raise OutcomeFailure(result)
 
-    def _run(self, call: Any, *args: Any) -> Result:
+    def _run(self, call: Callable[..., Result], *args: Any) -> Result:
         """`call(run, *args)`: one kind's check or sync, with this process's Run."""
         try:
-            result: Result = call(self.config.stash[RUN_KEY].run, *args)
+            result = call(self.config.stash[RUN_KEY].run, *args)
         except CredentialsMissing:
             self.session.shouldstop = "no AWS credentials"  # every other item would say the same
             raise

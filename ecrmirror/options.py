@@ -112,8 +112,7 @@ def mode(config: pytest.Config) -> tuple[bool, bool]:
             "--sync and --check-only exclude each other: --sync pushes what "
             "is missing, --check-only only audits. Pick one."
         )
-    if config.getoption("ecrmirror_shard"):
-        shard(config)  # a bad value is a usage error up front
+    shard(config)  # a bad value is a usage error up front
     return sync, check_only
 
 
