@@ -29,6 +29,8 @@ class ChartRelease:
 
 
 class Source(Protocol):
+    """An upstream: a chart's versions and Chart.yaml fields, and its archives verified by digest."""
+
     location: str
 
     def versions(self, name: str) -> list[str]: ...
