@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,17 +11,21 @@ import pytest
 
 from ecrmirror import dependencies, replication, repositories, versions
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
+from ecrmirror.junit import (
+    BYTES_PROPERTY,
+    KIND_PROPERTY,
+    LINE_PROPERTY,
+    NOTE_PROPERTY,
+    OUTCOME_PROPERTY,
+    PULLED_IN_BY_PROPERTY,
+    RANGE_PROPERTY,
+    SPEC_PROPERTY,
+    TITLE_PROPERTY,
+)
 from ecrmirror.outcome import Result
 from ecrmirror.run import Options, Run
 from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
 from ecrmirror.versions import PlannedVersion
-
-OUTCOME_PROPERTY = "outcome"
-BYTES_PROPERTY = "bytes_uploaded"
-NOTE_PROPERTY = "note"
-RANGE_PROPERTY = "version_range"  # the constraint a version was selected by
-PULLED_IN_BY_PROPERTY = "pulled_in_by"  # a dependency: the chart versions that declare it
-KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 
 
 @dataclass
@@ -117,31 +121,47 @@ class RepositoriesNode(pytest.Collector):
 
 
 class _MirrorItem(pytest.Item):
-    """What our items share: run a mirror call, record its outcome, fail plainly when not ok."""
+    """What our items share: check or sync through one kind's module, record the outcome, and fail
+    with a plain message that starts with the outcome word, what the item is about and where."""
 
     kind = ""
 
-    def _record(self, result: Result) -> None:
+    def runtest(self) -> None:
+        path, line, _ = self.location
+        self.user_properties.extend(
+            [(TITLE_PROPERTY, self.title()), (SPEC_PROPERTY, path), (LINE_PROPERTY, str((line or 0) + 1))]
+        )
+        runner = self.config.stash[RUN_KEY]
+        try:
+            result = self.mirror(runner.run, runner.sync)
+        except CredentialsMissing:
+            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
+            raise
         self.user_properties.append((OUTCOME_PROPERTY, result.outcome.value))
         self.user_properties.extend((NOTE_PROPERTY, note) for note in result.notes)
         if not result.outcome.ok:
             raise OutcomeFailure(result)
 
-    def _run(self, call: Callable[..., Result], *args: Any) -> Result:
-        """`call(run, *args)`: one kind's check or sync, with this process's Run."""
-        try:
-            result = call(self.config.stash[RUN_KEY].run, *args)
-        except CredentialsMissing:
-            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
-            raise
-        return result
+    def mirror(self, run: Run, sync: bool) -> Result:
+        """Check (or with `sync`, sync) what this item stands for."""
+        raise NotImplementedError
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
-        if isinstance(excinfo.value, OutcomeFailure | EcrMirrorError):
-            return f"{self.subject()}: {excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
+        failure = excinfo.value
+        if isinstance(failure, OutcomeFailure):
+            word, message = failure.result.outcome.value, failure.result.message
+        elif isinstance(failure, EcrMirrorError):
+            word, message = failure.word, str(failure)
+        else:
+            return super().repr_failure(excinfo, style=style)
+        return f"{word} {self.title()}: {self.target()}\n{message}"
 
-    def subject(self) -> str:
+    def title(self) -> str:
+        """What the item is about, as a reviewer reads it (the JUnit test case's name)."""
+        raise NotImplementedError
+
+    def target(self) -> str:
+        """Where in ECR: registry/repository:tag for a version."""
         raise NotImplementedError
 
     @property
@@ -164,17 +184,17 @@ class RepositoryItem(_MirrorItem):
             [(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host), ("repository", repository)]
         )
 
-    def runtest(self) -> None:
-        runner = self.config.stash[RUN_KEY]
+    def mirror(self, run: Run, sync: bool) -> Result:
         spec = self.spec
-        if runner.sync:
-            result = self._run(repositories.sync, spec.path, spec.target, self.repository, self.charts)
-        else:
-            result = self._run(repositories.check, spec.path, spec.target, self.repository)
-        self._record(result)
+        if sync:
+            return repositories.sync(run, spec.path, spec.target, self.repository, self.charts)
+        return repositories.check(run, spec.path, spec.target, self.repository)
 
-    def subject(self) -> str:
+    def title(self) -> str:
         return f"repository {self.repository}"
+
+    def target(self) -> str:
+        return f"{self.spec.target.registry.host}/{self.repository}"
 
     @property
     def shard_key(self) -> str:
@@ -182,7 +202,7 @@ class RepositoryItem(_MirrorItem):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         where = self.spec.target.repository.where or self.spec.target.where
-        return self.path, _line(where), self.subject()
+        return self.path, _line(where), self.title()
 
 
 class ReplicationItem(_MirrorItem):
@@ -196,12 +216,21 @@ class ReplicationItem(_MirrorItem):
         self.repositories = repositories
         self.user_properties.extend([(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host)])
 
-    def runtest(self) -> None:
-        call = replication.sync_rule if self.config.stash[RUN_KEY].sync else replication.check_rule
-        self._record(self._run(call, self.spec.target, self.repositories))
+    def mirror(self, run: Run, sync: bool) -> Result:
+        call = replication.sync_rule if sync else replication.check_rule
+        return call(run, self.spec.target, self.repositories)
 
-    def subject(self) -> str:
-        return "replication"
+    def title(self) -> str:
+        assert self.spec.target.replication is not None
+        regions = ", ".join(d.region for d in self.spec.target.replication.destinations)
+        return f"replication to {regions}"
+
+    def target(self) -> str:
+        assert self.spec.target.replication is not None
+        destinations = ", ".join(
+            f"{d.region} ({d.registry_id})" for d in self.spec.target.replication.destinations
+        )
+        return f"{self.spec.target.registry.host} to {destinations}"
 
     @property
     def shard_key(self) -> str:
@@ -231,10 +260,12 @@ class ChartNode(pytest.Collector):
     def collect(self) -> Iterator[ChartVersionItem]:
         for version in self._versions():
             planned = PlannedVersion(self.spec.path, self.spec.target, self.chart, version, self.repositories)
-            item = ChartVersionItem.from_parent(self, name=version.version, planned=planned)
-            if version.version in self.pulled_in_by:
-                item.user_properties.append((PULLED_IN_BY_PROPERTY, self.pulled_in_by[version.version]))
-            yield item
+            yield ChartVersionItem.from_parent(
+                self,
+                name=version.version,
+                planned=planned,
+                pulled_in_by=self.pulled_in_by.get(version.version),
+            )
 
     def _versions(self) -> tuple[VersionEntry, ...]:
         """The listed versions, or those a constraint selects upstream, resolved now so that
@@ -256,9 +287,10 @@ class ChartVersionItem(_MirrorItem):
 
     kind = "version"
 
-    def __init__(self, *, planned: PlannedVersion, **kwargs: Any) -> None:
+    def __init__(self, *, planned: PlannedVersion, pulled_in_by: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.planned = planned
+        self.pulled_in_by = pulled_in_by  # a dependency: the chart versions that declare it
         self.user_properties.extend(
             [
                 (KIND_PROPERTY, self.kind),
@@ -271,17 +303,22 @@ class ChartVersionItem(_MirrorItem):
             self.user_properties.append(
                 (RANGE_PROPERTY, f"{planned.chart.name} {planned.chart.range.describe()}")
             )
+        if pulled_in_by is not None:
+            self.user_properties.append((PULLED_IN_BY_PROPERTY, pulled_in_by))
 
-    def runtest(self) -> None:
-        call = versions.sync if self.config.stash[RUN_KEY].sync else versions.check
-        result = self._run(call, self.planned)
+    def mirror(self, run: Run, sync: bool) -> Result:
+        result = (versions.sync if sync else versions.check)(run, self.planned)
         if result.release is not None:
             self.user_properties.append(("upstream_digest", result.release.digest))
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
-        self._record(result)
+        return result
 
-    def subject(self) -> str:
-        return f"{self.planned.chart.name} {self.planned.version.version}"
+    def title(self) -> str:
+        title = f"{self.planned.chart.name} {self.planned.version.version}"
+        return title if self.pulled_in_by is None else f"{title} (dependency of {self.pulled_in_by})"
+
+    def target(self) -> str:
+        return self.planned.reference
 
     @property
     def shard_key(self) -> str:

@@ -48,6 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.pluginmanager.register(reporting.Totals(), "ecrmirror-totals")
     worker = getattr(config, "workerinput", None)
+    xmlpath = config.getoption("xmlpath", None)
+    if xmlpath and worker is None:  # as junitxml: the main process (or xdist controller) writes it
+        path = Path(os.path.abspath(os.path.expandvars(os.path.expanduser(xmlpath))))
+        config.pluginmanager.register(reporting.JunitNames(path), "ecrmirror-junit")
     if worker is not None:
         # An xdist worker lives for this one run, and what it has loaded by now (pytest, boto3's
         # models, requests) lives as long as it does: out of the collector's way, pytest's

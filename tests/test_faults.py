@@ -180,9 +180,18 @@ def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
     [
         (
             r"/bad-1\.0\.0\.tgz",
-            "*bad 1.0.0: cannot download http://*/bad-1.0.0.tgz: HTTP 503 * after 5 attempts*",
+            [
+                f"UPSTREAM ERROR bad 1.0.0: {REGISTRY}/bad:1.0.0",
+                "cannot download http://*/bad-1.0.0.tgz: HTTP 503 * after 5 attempts*",
+            ],
         ),
-        (r"/v2/bad/manifests/", "*bad 1.0.0: manifest PUT for bad:1.0.0 failed after 5 attempts: HTTP 503*"),
+        (
+            r"/v2/bad/manifests/",
+            [
+                f"RETRIES EXHAUSTED bad 1.0.0: {REGISTRY}/bad:1.0.0",
+                "manifest PUT for bad:1.0.0 failed after 5 attempts: HTTP 503*",
+            ],
+        ),
     ],
     ids=["upstream archive", "registry manifest"],
 )
@@ -193,7 +202,7 @@ def test_a_step_that_keeps_failing_fails_only_its_item_naming_the_attempts(
     run,
     monkeypatch: pytest.MonkeyPatch,
     broken: str,
-    message: str,
+    message: list[str],
 ) -> None:
     chart_server.add("good", "1.0.0")
     chart_server.add("bad", "1.0.0")
@@ -216,5 +225,5 @@ def test_a_step_that_keeps_failing_fails_only_its_item_naming_the_attempts(
         to_charts.stop()
 
     result.assert_outcomes(passed=3, failed=1)  # both repositories, and good 1.0.0
-    result.stdout.fnmatch_lines(["mirror.yaml::good::1.0.0 PUSHED*", message])
+    result.stdout.fnmatch_lines(["mirror.yaml::good::1.0.0 PUSHED*", *message])
     assert ecr_tags(emulator, "bad") == set()

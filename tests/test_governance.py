@@ -181,7 +181,8 @@ def test_a_changed_setting_fails_exactly_its_repository_and_names_the_setting(
         [
             "mirror.yaml::repository::mirror/gitlab DIFFERS*",
             "mirror.yaml::repository::mirror/ingress PRESENT*",
-            "*: DIFFERS: settings of mirror/gitlab differ from the spec (mirror.yaml:6):",
+            f"DIFFERS repository mirror/gitlab: {REGISTRY}/mirror/gitlab",
+            "settings of mirror/gitlab differ from the spec (mirror.yaml:6):",
             f"  {expected}",
             "*set `enforce_settings: true` under target.repository*",
         ]

@@ -148,13 +148,13 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
     cases = ET.parse(pytester.path / "report.xml").getroot().iter("testcase")
     by_name = {f"{c.get('classname')}::{c.get('name')}": c for c in cases}
     assert sorted(by_name) == [
-        "mirror.yaml.gitlab::7.1.1",
-        "mirror.yaml.gitlab::7.1.2",
-        "mirror.yaml.ingress::1.0.0+build.7",
-        "mirror.yaml.repository::helm/gitlab",
-        "mirror.yaml.repository::helm/ingress",
+        "mirror.yaml::gitlab 7.1.1",
+        "mirror.yaml::gitlab 7.1.2",
+        "mirror.yaml::ingress 1.0.0+build.7",
+        "mirror.yaml::repository helm/gitlab",
+        "mirror.yaml::repository helm/ingress",
     ]
-    case = by_name["mirror.yaml.ingress::1.0.0+build.7"]
+    case = by_name["mirror.yaml::ingress 1.0.0+build.7"]
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     ingress = next(c for c in upstream.charts if c.name == "ingress")
     assert properties == {
@@ -163,6 +163,9 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
         "repository": "helm/ingress",
         "tag": "1.0.0_build.7",
         "upstream_digest": f"sha256:{ingress.digest}",
+        "title": "ingress 1.0.0+build.7",
+        "spec": "mirror.yaml",
+        "line": "13",
         "outcome": "MISSING",
         "bytes_uploaded": "0",
     }
@@ -274,7 +277,9 @@ def test_mutable_repository_is_not_overwritten_either(
     result = run("--sync", "-v", "mirror.yaml")
 
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*DIFFERS*holds no Helm chart layer*"])
+    result.stdout.fnmatch_lines(
+        [f"DIFFERS gitlab 7.1.1: {REGISTRY}/helm/gitlab:7.1.1", "*holds no Helm chart layer*"]
+    )
     assert emulator.writes() == []
 
 
