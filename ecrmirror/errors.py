@@ -88,3 +88,9 @@ class RetriesExhausted(EcrMirrorError):
     """A network step failed transiently (connection, 408/429/5xx) on every attempt it had."""
 
     word = "RETRIES EXHAUSTED"
+
+
+class PlanError(EcrMirrorError):
+    """The mirror plan cannot compare the specs with the merge request's base (no git, no such commit)."""
+
+    word = "PLAN ERROR"

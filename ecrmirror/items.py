@@ -13,6 +13,7 @@ from ecrmirror import dependencies, replication, repositories, versions
 from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
 from ecrmirror.junit import (
     BYTES_PROPERTY,
+    ERROR_PROPERTY,
     KIND_PROPERTY,
     LINE_PROPERTY,
     NOTE_PROPERTY,
@@ -134,8 +135,10 @@ class _MirrorItem(pytest.Item):
         runner = self.config.stash[RUN_KEY]
         try:
             result = self.mirror(runner.run, runner.sync)
-        except CredentialsMissing:
-            self.session.shouldstop = "no AWS credentials"  # every other item would say the same
+        except EcrMirrorError as error:
+            self.user_properties.append((ERROR_PROPERTY, error.word))
+            if isinstance(error, CredentialsMissing):
+                self.session.shouldstop = "no AWS credentials"  # every other item would say the same
             raise
         self.user_properties.append((OUTCOME_PROPERTY, result.outcome.value))
         self.user_properties.extend((NOTE_PROPERTY, note) for note in result.notes)

@@ -18,6 +18,7 @@ from ecrmirror.share import write_atomically
 
 # The properties an item records on its reports, written by pytest into its testcase.
 OUTCOME_PROPERTY = "outcome"
+ERROR_PROPERTY = "error"  # an item that raised: the error's word (NOT UPSTREAM, DIGEST MISMATCH, ...)
 BYTES_PROPERTY = "bytes_uploaded"
 NOTE_PROPERTY = "note"
 RANGE_PROPERTY = "version_range"  # the constraint a version was selected by

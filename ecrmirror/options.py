@@ -48,6 +48,20 @@ def add_options(parser: pytest.Parser) -> None:
         help="With --ecrmirror-policy, also write the policy to PATH (only the JSON, for CI artifacts)",
     )
     group.addoption(
+        "--ecrmirror-plan",
+        metavar="PATH",
+        default=None,
+        help="Write a Markdown plan of the run to PATH: per spec, what was (or would be) pushed, "
+        "created and changed, failures with their reason, and what a merge request adds or removes",
+    )
+    group.addoption(
+        "--ecrmirror-plan-base",
+        metavar="REV",
+        default=None,
+        help="With --ecrmirror-plan, compare the specs with this git revision "
+        "(default: $CI_MERGE_REQUEST_DIFF_BASE_SHA in a GitLab merge request pipeline)",
+    )
+    group.addoption(
         "--ecrmirror-retries",
         type=int,
         default=None,

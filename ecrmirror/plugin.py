@@ -21,6 +21,7 @@ from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
 from ecrmirror.errors import CredentialsMissing
 from ecrmirror.items import RUN_KEY, ChartVersionItem, ReplicationItem, RepositoryItem, Runner, SpecFile
+from ecrmirror.plan import Heading
 from ecrmirror.run import Endpoints, Options
 from ecrmirror.spec import looks_like_spec
 
@@ -60,6 +61,14 @@ def pytest_configure(config: pytest.Config) -> None:
         gc.freeze()
     state["log_factory"] = redact.install()
     endpoints = _offline_endpoints(config, state) if config.getoption("offline") else _endpoints()
+    plan_path = config.getoption("ecrmirror_plan")
+    if plan_path and worker is None:  # the main process (or xdist controller) sees every report
+        base = config.getoption("ecrmirror_plan_base") or os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA", "")
+        where = "the offline emulator" if "emulator_url" in state else _aws_endpoint()
+        heading = Heading(sync=sync, where=where, base=base)
+        config.pluginmanager.register(
+            reporting.PlanWriter(config, config.invocation_params.dir / plan_path, heading), "ecrmirror-plan"
+        )
     lock_dir = (worker or {}).get(_WORKER_LOCKS)
     if lock_dir is None:  # the main process (or the xdist controller) owns the run's lock directory
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
@@ -132,11 +141,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("ecrmirror_policy"):
         return f"ecrmirror: the IAM policy for --ecrmirror-policy={config.getoption('ecrmirror_policy')}"
     mode = "sync" if config.stash[RUN_KEY].sync else "audit (read-only)"
-    if "emulator_url" in state:
-        where = f"the offline emulator at {state['emulator_url']}"
-    else:
-        where = os.environ.get("AWS_ENDPOINT_URL_ECR") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+    emulator = state.get("emulator_url")
+    where = f"the offline emulator at {emulator}" if emulator else _aws_endpoint()
     return f"ecrmirror: spec files run as {mode} against {where}"
+
+
+def _aws_endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL_ECR") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:

@@ -8,17 +8,25 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import junit
-from ecrmirror.items import ChartVersionItem
+from ecrmirror import changes, junit, plan
+from ecrmirror.errors import PlanError
+from ecrmirror.items import RUN_KEY, ChartVersionItem
 from ecrmirror.junit import (
     BYTES_PROPERTY,
+    ERROR_PROPERTY,
     KIND_PROPERTY,
+    LINE_PROPERTY,
     NOTE_PROPERTY,
     OUTCOME_PROPERTY,
     PULLED_IN_BY_PROPERTY,
     RANGE_PROPERTY,
+    SPEC_PROPERTY,
+    TITLE_PROPERTY,
 )
 from ecrmirror.outcome import Outcome
+from ecrmirror.sources.release import version_key
+
+_KIND_ORDER = {"repository": 0, "replication": 1, "version": 2}
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -147,3 +155,65 @@ class JunitNames:
     def pytest_sessionfinish(self) -> None:
         if self.path.is_file():
             junit.rewrite(self.path, self.spec_errors)
+
+
+class PlanWriter:
+    """--ecrmirror-plan: collects every item's result and writes the plan (plan.py) at the end."""
+
+    def __init__(self, config: pytest.Config, path: Path, heading: plan.Heading) -> None:
+        self.config = config
+        self.path = path
+        self.heading = heading
+        self.rows: list[plan.Row] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        kind = report_kind(report)
+        if kind is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        outcome = report_outcome(report)
+        properties = {str(name): str(value) for name, value in report.user_properties}
+        title = properties.get(TITLE_PROPERTY, report.nodeid)
+        word = outcome.value if outcome is not None else properties.get(ERROR_PROPERTY, "FAILED")
+        target = "/".join(properties[key] for key in ("registry", "repository") if key in properties)
+        tag = properties.get("tag")
+        # Workers report in the order they finish: the plan lists items in the spec's order.
+        line = int(properties.get(LINE_PROPERTY) or 0)
+        order = (_KIND_ORDER.get(kind, 9), line, version_key(tag.replace("_", "+")) if tag else ())
+        self.rows.append(
+            plan.Row(
+                spec=properties.get(SPEC_PROPERTY, report.nodeid.split("::")[0]),
+                kind=kind,
+                title=title,
+                word=word,
+                ok=outcome is not None and outcome.ok,
+                target=f"{target}:{tag}" if tag else target,
+                bytes_uploaded=report_bytes(report),
+                reason=_reason(report, f"{word} {title}: ") if report.failed else "",
+                order=order,
+            )
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        self.rows.sort(key=lambda row: (row.spec, row.order))
+        found: list[changes.SpecChanges] = []
+        error = ""
+        if self.heading.base:
+            specs = [row.spec for row in self.rows]
+            try:
+                found = changes.compare(
+                    self.config.stash[RUN_KEY].run, self.config.rootpath, specs, self.heading.base
+                )
+            except PlanError as exc:
+                error = str(exc)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(plan.render(self.heading, self.rows, found, error), encoding="utf-8")
+
+
+def _reason(report: pytest.TestReport, header: str) -> str:
+    """The failure's message after the line that names the outcome, the item and its target."""
+    lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith(header):
+            return " ".join(lines[index + 1 :])
+    return lines[-1] if lines else ""  # not one of our messages: a crash's last line

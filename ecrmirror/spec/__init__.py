@@ -47,6 +47,7 @@ __all__ = [
     "VersionRange",
     "load_spec",
     "looks_like_spec",
+    "parse_spec",
 ]
 
 _SPEC_MARKER = re.compile(r"^charts\s*:", re.MULTILINE)
@@ -79,6 +80,14 @@ def load_spec(path: Path, environ: Mapping[str, str] | None = None, display_path
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(shown, f"cannot read the spec: {exc}") from None
+    return parse_spec(text, path, environ, shown)
+
+
+def parse_spec(
+    text: str, path: Path, environ: Mapping[str, str] | None = None, display_path: str | None = None
+) -> Spec:
+    """A spec from its text, as if read from `path` (local repos and ca_file are relative to it)."""
+    shown = display_path or str(path)
     reader = Reader(path, shown, os.environ if environ is None else environ)
     return _read_spec(reader, compose(text, shown))
 
