@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -17,7 +19,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest
-from ecrmirror.errors import AwsError, CredentialsMissing
+from ecrmirror.errors import AwsError, CredentialsMissing, CredentialsRefused
 from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
 from ecrmirror.transport import USER_AGENT
 
@@ -81,13 +83,51 @@ class RegistryToken:
 
 
 def require_credentials(session: boto3.session.Session) -> None:
-    """Fail once, plainly, before any item runs, when boto3's chain finds no credentials."""
+    """Fail once, plainly, before any item runs, when boto3's chain gives no usable credentials.
+
+    Credentials that come from a web identity token or a role are exchanged with STS now, so
+    that a token the role's trust policy refuses is said once rather than by every item.
+    """
     try:
         credentials = session.get_credentials()
+        if credentials is None:
+            raise CredentialsMissing(CREDENTIALS_HELP)
+        credentials.get_frozen_credentials()
+    except botocore.exceptions.ClientError as exc:
+        raise credentials_refused(exc) from None
     except botocore.exceptions.BotoCoreError as exc:
         raise CredentialsMissing(f"{CREDENTIALS_HELP} ({exc})") from None
-    if credentials is None:
-        raise CredentialsMissing(CREDENTIALS_HELP)
+    except OSError as exc:  # AWS_WEB_IDENTITY_TOKEN_FILE that cannot be read
+        raise CredentialsMissing(f"cannot read the web identity token: {exc}. {CREDENTIALS_HELP}") from None
+
+
+def credentials_refused(exc: botocore.exceptions.ClientError) -> CredentialsRefused:
+    """STS's refusal, with what the token claimed (never the token) and what the role must allow."""
+    error = exc.response.get("Error", {})
+    said = f"{error.get('Code', '')}: {error.get('Message', '')}"
+    role = os.environ.get("AWS_ROLE_ARN", "the role")
+    if exc.operation_name != "AssumeRoleWithWebIdentity":
+        return CredentialsRefused(f"AWS STS refused {exc.operation_name} for {role} ({said})")
+    claims = _token_claims(os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE", ""))
+    shown = ", ".join(f"{key} {claims[key]!r}" for key in ("iss", "aud", "sub") if key in claims)
+    return CredentialsRefused(
+        f"AWS STS refused the web identity token for {role} ({said}). "
+        + (f"The token says {shown}. " if shown else "")
+        + "The role's trust policy must allow sts:AssumeRoleWithWebIdentity to the IAM OIDC provider of "
+        "the token's issuer (with the token's aud among its audiences), with conditions this job's "
+        "token meets: <issuer>:aud, and <issuer>:sub = project_path:<group>/<project>:ref_type:branch:"
+        "ref:<branch>. The README's OIDC section shows such a policy."
+    )
+
+
+def _token_claims(path: str) -> dict[str, Any]:
+    """The issuer, audience and subject a JWT claims, read without verifying it; {} if unreadable."""
+    try:
+        payload = Path(path).read_text().strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {key: claims[key] for key in ("iss", "aud", "sub") if isinstance(claims, dict) and key in claims}
 
 
 class Ecr:
@@ -348,6 +388,8 @@ def _code(exc: botocore.exceptions.ClientError) -> str:
 
 
 def _translate(exc: botocore.exceptions.ClientError, operation: str, registry: Registry) -> AwsError:
+    if getattr(exc, "operation_name", "").startswith("AssumeRole"):  # renewing credentials failed
+        return credentials_refused(exc)
     code = _code(exc)
     message = exc.response.get("Error", {}).get("Message", "")
     if code in (

@@ -54,10 +54,22 @@ class AwsError(EcrMirrorError):
     word = "AWS ERROR"
 
 
-class CredentialsMissing(AwsError):
+class CredentialsError(AwsError):
+    """boto3's standard chain gives no usable AWS credentials: one message ends the whole run."""
+
+    word = "CREDENTIALS ERROR"
+
+
+class CredentialsMissing(CredentialsError):
     """No AWS credentials can be found by boto3's standard chain."""
 
     word = "NO CREDENTIALS"
+
+
+class CredentialsRefused(CredentialsError):
+    """AWS STS refused to exchange what the chain found (a web identity token, a role) for credentials."""
+
+    word = "CREDENTIALS REFUSED"
 
 
 class RepositoryMissing(EcrMirrorError):

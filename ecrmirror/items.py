@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ecrmirror import dependencies, replication, repositories, versions
-from ecrmirror.errors import CredentialsMissing, EcrMirrorError, SpecError
+from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
 from ecrmirror.junit import (
     BYTES_PROPERTY,
     ERROR_PROPERTY,
@@ -137,8 +137,8 @@ class _MirrorItem(pytest.Item):
             result = self.mirror(runner.run, runner.sync)
         except EcrMirrorError as error:
             self.user_properties.append((ERROR_PROPERTY, error.word))
-            if isinstance(error, CredentialsMissing):
-                self.session.shouldstop = "no AWS credentials"  # every other item would say the same
+            if isinstance(error, CredentialsError):
+                self.session.shouldstop = "no usable AWS credentials"  # every other item would say the same
             raise
         self.user_properties.append((OUTCOME_PROPERTY, result.outcome.value))
         self.user_properties.extend((NOTE_PROPERTY, note) for note in result.notes)

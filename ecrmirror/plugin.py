@@ -19,7 +19,7 @@ import pytest
 from ecrmirror import options, policy, redact, reporting, repositories, shards, versions
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
-from ecrmirror.errors import CredentialsMissing
+from ecrmirror.errors import CredentialsError
 from ecrmirror.items import RUN_KEY, ChartVersionItem, ReplicationItem, RepositoryItem, Runner, SpecFile
 from ecrmirror.plan import Heading
 from ecrmirror.run import Endpoints, Options
@@ -239,7 +239,7 @@ def _require_credentials(config: pytest.Config) -> None:
         return
     try:
         require_credentials(config.stash[RUN_KEY].run.boto_session)
-    except CredentialsMissing as exc:
+    except CredentialsError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 

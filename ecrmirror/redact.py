@@ -8,14 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 # Loggers of the libraries that carry our credentials: botocore logs SigV4 headers (with the
-# session token of web-identity credentials) and GetAuthorizationToken's response body.
+# session token of web-identity credentials), GetAuthorizationToken's response body, and STS's
+# AssumeRoleWithWebIdentity request (the token) and response (the temporary keys).
 _LOGGERS = ("botocore", "boto3", "urllib3", "requests", "oras", "ecrmirror", "s3transfer")
 _QUOTED = re.compile(
-    r"""(?i)(\b(?:authorization|x-amz-security-token|authorizationtoken|password)"""
+    r"""(?i)(\b(?:authorization|x-amz-security-token|authorizationtoken|password|secretaccesskey|"""
+    r"""sessiontoken|webidentitytoken)"""
     r"""['"]?\s*[:=]\s*b?)(['"])(.*?)\2"""
 )
 _PATTERNS = (
-    (re.compile(r"(?i)(\bx-amz-security-token[:=])([^\s&'\"]+)"), r"\1***"),
+    (re.compile(r"(?i)(\b(?:x-amz-security-token|WebIdentityToken)[:=])([^\s&'\"]+)"), r"\1***"),
+    (re.compile(r"(?i)(<(SecretAccessKey|SessionToken)>)[^<]*(</)"), r"\1***\3"),
     (re.compile(r"(?i)(\bBasic\s+)[A-Za-z0-9+/=]{8,}"), r"\1***"),
     (re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
     (re.compile(r"(?i)(Signature=)[0-9a-f]{64}"), r"\1***"),

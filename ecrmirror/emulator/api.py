@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from ecrmirror.emulator.iam import Denied, Iam, api_permissions
+from ecrmirror.emulator.iam import Caller, Denied, Iam, api_permissions
 from ecrmirror.emulator.replication import Replicator
 from ecrmirror.emulator.state import Grant, State, find_image
 
@@ -44,17 +44,18 @@ class EcrApi:
         from moto.iam.models import get_account_id_from
 
         key, region = scope["key"], scope["region"]
-        account = get_account_id_from(key)
+        caller = Caller(key, get_account_id_from(key), request.headers.get("X-Amz-Security-Token", ""))
+        account = caller.account
         try:
             body = json.loads(data or b"{}")
         except ValueError:
             return None  # moto answers a malformed body as ECR would
         try:
-            self.iam.authorize(key, account, api_permissions(action, body, account, region))
+            self.iam.authorize(caller, api_permissions(action, body, account, region))
             if action == "GetAuthorizationToken":
-                return self._authorization_token(key, account, region)
+                return self._authorization_token(caller, region)
             if action == "PutReplicationConfiguration":
-                return self._put_replication_configuration(key, account, region, body)
+                return self._put_replication_configuration(caller, region, body)
             if action == "DescribeImageReplicationStatus":
                 return self._describe_image_replication_status(account, region, body)
         except Denied as denied:
@@ -62,11 +63,12 @@ class EcrApi:
         return None
 
     # -- registry tokens: moto's expired in 2015 -------------------------------------------------
-    def _authorization_token(self, key: str, account: str, region: str) -> Response:
+    def _authorization_token(self, caller: Caller, region: str) -> Response:
         """A real, expiring registry token (moto's expired in 2015 and carries no region)."""
         password = secrets.token_urlsafe(24)
         expires_at = time.time() + self.state.token_ttl
-        self.state.grants[password] = Grant(account, region, expires_at, key)
+        self.state.grants[password] = Grant(caller, region, expires_at)
+        account = caller.account
         token = base64.b64encode(f"AWS:{password}".encode()).decode()
         body: dict[str, Any] = {
             "authorizationData": [
@@ -80,7 +82,7 @@ class EcrApi:
         return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
 
     # -- replication -------------------------------------------------------------------------------
-    def _put_replication_configuration(self, key: str, account: str, region: str, body: Any) -> Response:
+    def _put_replication_configuration(self, caller: Caller, region: str, body: Any) -> Response:
         """ECR's rules, which moto restricts to one: up to 10 rules, never onto the source itself.
 
         The first call creates the replication service-linked role, as the caller: that is why
@@ -89,6 +91,7 @@ class EcrApi:
         from moto.iam.exceptions import NotFoundException
         from moto.iam.models import iam_backends
 
+        account = caller.account
         configuration = body.get("replicationConfiguration") or {}
         rules = configuration.get("rules")
         if not isinstance(rules, list) or len(rules) > 10:
@@ -109,8 +112,7 @@ class EcrApi:
         except NotFoundException:
             role_path = f"/aws-service-role/{REPLICATION_SERVICE}/"
             self.iam.authorize(
-                key,
-                account,
+                caller,
                 [
                     (
                         "iam:CreateServiceLinkedRole",

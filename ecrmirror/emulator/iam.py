@@ -7,6 +7,7 @@ the real repository ARN, as ECR does. The emulator's own keys are the administra
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 ADMIN_ACCESS_KEY = "ecrmirror-emulator"
@@ -25,6 +26,15 @@ REGISTRY_ACTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who signed a request: an access key of an account, and an assumed role's session token."""
+
+    access_key: str
+    account: str
+    session_token: str = ""  # moto tells an assumed role's temporary key from a user's by it
+
+
 class Denied(Exception):
     """IAM does not allow the caller an action on a resource."""
 
@@ -35,9 +45,9 @@ class Iam:
     def __init__(self, enforce: bool) -> None:
         self.enforce = enforce
 
-    def authorize(self, key: str, account: str, permissions: Iterable[tuple[str, str]]) -> None:
+    def authorize(self, caller: Caller, permissions: Iterable[tuple[str, str]]) -> None:
         """Raise Denied unless the caller's IAM policies allow every (action, resource)."""
-        if not self.enforce or key == ADMIN_ACCESS_KEY:
+        if not self.enforce or caller.access_key == ADMIN_ACCESS_KEY:
             return
         from moto.iam.access_control import (
             CreateAccessKeyFailure,
@@ -47,9 +57,12 @@ class Iam:
         )
 
         try:
-            principal = create_access_key(account_id=account, partition="aws", access_key_id=key, headers={})
+            headers = {"X-Amz-Security-Token": caller.session_token} if caller.session_token else {}
+            principal = create_access_key(
+                account_id=caller.account, partition="aws", access_key_id=caller.access_key, headers=headers
+            )
         except CreateAccessKeyFailure:
-            raise Denied(f"the caller's access key is not known to IAM in account {account}") from None
+            raise Denied(f"the caller's access key is not known to IAM in account {caller.account}") from None
         policies = [IAMPolicy(policy) for policy in principal.collect_policies()]
         for action, resource in permissions:
             results = {policy.is_action_permitted(action, resource) for policy in policies}

@@ -83,7 +83,7 @@ class OciRegistry:
         if kind == "blobs/uploads" and method == "PUT" and not request.content_length:
             actions = ("ecr:CompleteLayerUpload",)  # the body came in PATCHes
         try:
-            self.iam.authorize(grant.access_key, grant.account, [(action, arn) for action in actions])
+            self.iam.authorize(grant.caller, [(action, arn) for action in actions])
         except Denied as denied:
             return oci_error(403, "DENIED", str(denied))
         if kind == "blobs" and method in ("GET", "HEAD"):

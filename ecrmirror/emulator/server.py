@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -20,6 +19,10 @@ from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Iam
 from ecrmirror.emulator.registry import OciRegistry
 from ecrmirror.emulator.replication import Replicator
 from ecrmirror.emulator.state import TOKEN_TTL, State
+from ecrmirror.emulator.sts import refuse_web_identity
+
+# STS actions that need no signature: the web identity token is the credential.
+STS_UNSIGNED = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
 
 _READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck)")
 WStart = Callable[..., Any]
@@ -29,7 +32,7 @@ WStart = Callable[..., Any]
 class RecordedRequest:
     """One request the emulator served: `api` calls carry their action, `registry` calls a path."""
 
-    kind: str  # "api" (ECR), "iam", or "registry"
+    kind: str  # "api" (ECR), "iam", "sts", or "registry"
     method: str
     path: str
     action: str
@@ -60,6 +63,7 @@ class EmulatorApp:
         self.registry = OciRegistry(self.state, self.iam, self.replicator)
         self._moto = create_backend_app("ecr")
         self._moto_iam = create_backend_app("iam")
+        self._moto_sts = create_backend_app("sts")
         self.requests: list[RecordedRequest] = []
 
     def reset(self) -> None:
@@ -86,15 +90,31 @@ class EmulatorApp:
             data = request.get_data()
             environ["wsgi.input"] = io.BytesIO(data)  # moto reads the body again
             scope = CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
-            if scope is not None and scope["service"] == "iam":
-                action = parse_qs(data.decode("utf-8", "replace")).get("Action", [""])[0]
-                return self._moto_app(self._moto_iam, "iam", action, environ, start_response)
+            service = scope["service"] if scope is not None else ""
+            if service in ("iam", "sts") or (scope is None and request.form.get("Action") in STS_UNSIGNED):
+                return self._query_api(request, service or "sts", environ, start_response)
             action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
             answer = self.api.answer(request, action, data)
             if answer is None:
                 return self._moto_app(self._moto, "api", action, environ, start_response)
             self.requests.append(RecordedRequest("api", request.method, path, action, answer.status_code))
             return answer(environ, start_response)
+
+    def _query_api(
+        self, request: Request, service: str, environ: dict[str, Any], start_response: WStart
+    ) -> Iterable[bytes]:
+        """IAM and STS (query APIs): moto answers, after STS refuses what AWS would refuse."""
+        params = {key: request.form[key] for key in request.form}
+        action = params.get("Action", "")
+        if service == "sts" and action == "AssumeRoleWithWebIdentity":
+            refused = refuse_web_identity(params)
+            if refused is not None:
+                self.requests.append(
+                    RecordedRequest("sts", request.method, request.path, action, refused.status_code)
+                )
+                return refused(environ, start_response)
+        app = self._moto_sts if service == "sts" else self._moto_iam
+        return self._moto_app(app, service, action, environ, start_response)
 
     def _moto_app(
         self, app: Any, kind: str, action: str, environ: dict[str, Any], start_response: WStart

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecrmirror.emulator.iam import Caller
+
 TOKEN_TTL = 12 * 3600  # ECR's registry tokens last 12 hours
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
@@ -20,10 +22,13 @@ RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
 class Grant:
     """A registry token that GetAuthorizationToken handed out."""
 
-    account: str
+    caller: Caller  # whose IAM policies the registry checks
     region: str
     expires_at: float
-    access_key: str  # whose IAM policies the registry checks
+
+    @property
+    def account(self) -> str:
+        return self.caller.account
 
 
 class State:
