@@ -1,39 +1,18 @@
-"""The JUnit file as GitLab reads it in a merge request: name, classname, file, and the failure body.
-
-GitLab (lib/gitlab/ci/parsers/test/junit.rb) reads only a testcase's classname, name, file and
-time, and the body of its failure or error (the message attribute is dropped when there is a
-body). `gitlab_rows` reads the file the same way, and nothing else.
-"""
+"""The JUnit file as GitLab reads it in a merge request: name, classname, file, and the failure body."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import boto3
 import pytest
+from gitlab import gitlab_rows
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
 
 TARGET = f"{REGISTRY}/helm/gitlab"
-
-
-def gitlab_rows(path: Path) -> dict[str, dict[str, str]]:
-    """name -> what GitLab keeps of the testcase: classname, file, time, status and body."""
-    rows: dict[str, dict[str, str]] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        row = {key: case.get(key, "") for key in ("classname", "file", "time")}
-        row["status"], row["body"] = "success", ""
-        for status in ("failure", "error", "skipped"):
-            found = case.find(status)
-            if found is not None:
-                row["status"] = {"failure": "failed", "error": "error", "skipped": "skipped"}[status]
-                row["body"] = found.text or found.get("message", "")
-                break
-        rows[case.get("name", "")] = row
-    return rows
 
 
 def spec(server: ChartServer, versions: list[str]) -> str:

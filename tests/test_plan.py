@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tools import require_tool
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
@@ -21,7 +22,7 @@ def spec(server: ChartServer, versions: list[str]) -> str:
 
 def git(directory: Path, *args: str) -> str:
     done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        [require_tool("git", "install git"), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
         cwd=directory,
         capture_output=True,
         text=True,
