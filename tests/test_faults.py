@@ -117,7 +117,13 @@ def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
         "mirror.yaml",
     ]
     process = subprocess.Popen(
-        command, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # As from a terminal: a run started in the background of a non-interactive shell (nohup
+        # .ci/run &) inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
 
     # when it is stopped right after its first blob upload, before any manifest
@@ -141,6 +147,10 @@ def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
     assert tags_then == set()
     assert rerun.returncode == 0, rerun.stdout
     assert ecr_tags(emulator, "app") == {"1.0.0", "1.1.0", "1.2.0"}
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ecr_tags(emulator: Emulator, repository: str) -> set[str]:
