@@ -13,6 +13,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from ecrmirror import ecr_rules
 from ecrmirror.ecr import Ecr, RemoteImage
 from ecrmirror.errors import AwsError, ReplicationLimit
 from ecrmirror.outcome import Outcome, Result
@@ -20,9 +21,6 @@ from ecrmirror.run import Run
 from ecrmirror.spec import Destination, Registry, Target
 
 REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
-# ECR's quotas for a registry's replication configuration.
-MAX_REPLICATION_RULES = 10
-MAX_FILTERS_PER_RULE = 100
 
 
 def replica_registry(source: Registry, destination: Destination) -> Registry:
@@ -215,16 +213,16 @@ def merged(
         present = list(rule.get("destinations") or [])
         if rule_filters == our_filters and all(d in allowed for d in present):
             rule["destinations"] = present + [d for d in wanted if d not in present]
-            return {"rules": rules}
-    if len(rules) >= MAX_REPLICATION_RULES:
+            return _within_limits({"rules": rules})
+    if len(rules) >= ecr_rules.MAX_REPLICATION_RULES:
         raise ReplicationLimit(
             f"the registry already has {len(rules)} replication rules, ECR's maximum; ecrmirror "
             "will not replace any of them. Merge some rules by hand, then run --sync again."
         )
-    if len(filters) > MAX_FILTERS_PER_RULE:
+    if len(filters) > ecr_rules.MAX_FILTERS_PER_RULE:
         raise ReplicationLimit(
             f"the spec has {len(filters)} repositories and no prefix, but a replication rule holds at "
-            f"most {MAX_FILTERS_PER_RULE} filters. Give the spec a target.prefix."
+            f"most {ecr_rules.MAX_FILTERS_PER_RULE} filters. Give the spec a target.prefix."
         )
     rules.append(
         {
@@ -232,4 +230,16 @@ def merged(
             "repositoryFilters": [{"filter": f, "filterType": "PREFIX_MATCH"} for f in filters],
         }
     )
-    return {"rules": rules}
+    return _within_limits({"rules": rules})
+
+
+def _within_limits(configuration: dict[str, Any]) -> dict[str, Any]:
+    """`configuration`, unless ECR would refuse it (25 destinations across all rules, say)."""
+    problems = ecr_rules.replication_problems(configuration["rules"])
+    if problems:
+        raise ReplicationLimit(
+            "adding the spec's destinations would make a replication configuration ECR refuses ("
+            + "; ".join(problems)
+            + "). Remove destinations or rules that are no longer needed, then run --sync again."
+        )
+    return configuration

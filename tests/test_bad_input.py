@@ -240,8 +240,79 @@ SPEC_CASES = {
     "lifecycle policy without rules": (
         GOOD_TARGET + "  repository:\n    lifecycle_policy: {rules: []}\n" + CHART,
         5,
-        "lifecycle_policy must have a non-empty list of rules",
+        "ECR would refuse this lifecycle_policy: rules must be a non-empty list",
         "lifecycle_policy_parameters",
+    ),
+    # What ECR itself refuses, caught when the spec is read (docs/emulator-fidelity.md, rows 1-6):
+    "lifecycle rule for tagged images without tags to match": (
+        GOOD_TARGET
+        + "  repository:\n    lifecycle_policy:\n      rules:\n        - rulePriority: 1\n"
+        + "          selection: {tagStatus: tagged, countType: imageCountMoreThan, countNumber: 5}\n"
+        + "          action: {type: expire}\n"
+        + CHART,
+        6,
+        "rule 1: tagStatus tagged needs a tagPatternList or a tagPrefixList",
+        "lifecycle_policy_parameters",
+    ),
+    "lifecycle rule counting images with a unit": (
+        GOOD_TARGET
+        + "  repository:\n    lifecycle_policy:\n      rules:\n        - rulePriority: 1\n"
+        + "          selection: {tagStatus: untagged, countType: imageCountMoreThan, countUnit: days,"
+        + " countNumber: 5}\n          action: {type: expire}\n"
+        + CHART,
+        6,
+        "countUnit applies only to the since* count types",
+        "lifecycle_policy_parameters",
+    ),
+    "lifecycle rule for any image before another rule": (
+        GOOD_TARGET
+        + "  repository:\n    lifecycle_policy:\n      rules:\n        - rulePriority: 1\n"
+        + "          selection: {tagStatus: any, countType: imageCountMoreThan, countNumber: 50}\n"
+        + "          action: {type: expire}\n        - rulePriority: 2\n"
+        + "          selection: {tagStatus: untagged, countType: sinceImagePushed, countUnit: days,"
+        + " countNumber: 1}\n          action: {type: expire}\n"
+        + CHART,
+        6,
+        "rule 1 selects tagStatus any, so it must have the highest rulePriority",
+        "lifecycle_policy_parameters",
+    ),
+    "a 51st tag": (
+        GOOD_TARGET + "  repository:\n    tags:\n" + "".join(f"      tag{n}: v\n" for n in range(51)) + CHART,
+        6,
+        "51 tags, but ECR allows at most 50 on a repository",
+        "keep the tags",
+    ),
+    "a KMS key of another region": (
+        GOOD_TARGET
+        + "  repository:\n    encryption: KMS\n"
+        + "    kms_key: arn:aws:kms:us-east-1:123456789012:key/0d0c2d2e-1111-2222-3333-444455556666\n"
+        + CHART,
+        6,
+        "kms_key is a key in us-east-1, but the registry is in eu-west-1",
+        "give a key of eu-west-1",
+    ),
+    "26 replication destinations": (
+        GOOD_TARGET
+        + "  replication:\n    registry_id: '210987654321'\n    regions: ["
+        + ", ".join(
+            [f"eu-west-{n}" for n in range(1, 10)]
+            + [f"us-east-{n}" for n in range(1, 10)]
+            + [f"ap-south-{n}" for n in range(1, 9)]
+        )
+        + "]\n"
+        + CHART,
+        6,
+        "26 replication destinations, but ECR replicates a registry to at most 25",
+        "list fewer regions",
+    ),
+    "a regular expression as a tag mutability exclusion filter": (
+        GOOD_TARGET
+        + "  repository:\n    image_tag_mutability: IMMUTABLE_WITH_EXCLUSION\n"
+        + "    image_tag_mutability_exclusion_filters: ['^release-[0-9]+$']\n"
+        + CHART,
+        6,
+        "tag pattern '^release-[0-9]+$' is not valid for ECR",
+        "the wildcard *",
     ),
     "replication without regions": (
         GOOD_TARGET + "  replication:\n    registry_id: '210987654321'\n" + CHART,

@@ -7,6 +7,7 @@ import re
 
 import yaml
 
+from ecrmirror import ecr_rules
 from ecrmirror.spec.model import (
     ENCRYPTION_TYPES,
     TAG_MUTABILITY,
@@ -19,10 +20,8 @@ from ecrmirror.spec.model import (
 from ecrmirror.spec.reader import Reader
 
 # ECR's limits: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html
-_EXCLUSION_FILTER = re.compile(r"^[0-9a-zA-Z._*-]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/\S+$")
 # https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 # Standard, FIPS and dual-stack ECR registry hosts, in the commercial and China partitions.
@@ -67,10 +66,10 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
     create = False
     if "create_repositories" in fields:
         create = reader.boolean(fields["create_repositories"], "target.create_repositories")
+    registry = Registry(host=host, account=match["account"], region=match["region"])
     settings = RepositorySettings()
     if "repository" in fields:
-        settings = _repository_settings(reader, fields["repository"])
-    registry = Registry(host=host, account=match["account"], region=match["region"])
+        settings = _repository_settings(reader, fields["repository"], registry)
     replication = None
     if "replication" in fields:
         replication = _replication(reader, fields["replication"], registry)
@@ -84,7 +83,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
     )
 
 
-def _repository_settings(reader: Reader, node: yaml.Node) -> RepositorySettings:
+def _repository_settings(reader: Reader, node: yaml.Node, registry: Registry) -> RepositorySettings:
     fields = reader.mapping(
         node,
         "target.repository",
@@ -129,7 +128,15 @@ def _repository_settings(reader: Reader, node: yaml.Node) -> RepositorySettings:
             raise reader.fail(
                 fields["kms_key"], "kms_key needs encryption: KMS (or KMS_DSSE)", "add `encryption: KMS`"
             )
-        if not _KMS_KEY_ARN.match(kms_key):
+        key_arn = ecr_rules.KMS_KEY_ARN.match(kms_key)
+        if key_arn and key_arn["region"] != registry.region:
+            raise reader.fail(
+                fields["kms_key"],
+                f"kms_key is a key in {key_arn['region']}, but the registry is in {registry.region}: ECR "
+                "encrypts a repository only with a KMS key of the repository's own region",
+                f"give a key of {registry.region}",
+            )
+        if not key_arn:
             raise reader.fail(
                 fields["kms_key"],
                 f"kms_key {kms_key!r} is not a KMS key ARN",
@@ -161,7 +168,7 @@ def _exclusion_filters(reader: Reader, node: yaml.Node) -> tuple[str, ...]:
         raise reader.fail(node, f"{what} must be a list of 1 to 5 tag patterns", 'write ["latest", "dev-*"]')
     filters = tuple(reader.string(item, "a tag pattern").strip() for item in node.value)
     for item, value in zip(node.value, filters, strict=True):
-        if not _EXCLUSION_FILTER.match(value):
+        if not ecr_rules.EXCLUSION_FILTER.match(value):
             raise reader.fail(
                 item,
                 f"tag pattern {value!r} is not valid for ECR",
@@ -179,15 +186,22 @@ def _resource_tags(reader: Reader, node: yaml.Node) -> tuple[tuple[str, str], ..
     for key_node, value_node in node.value:
         key = reader.string(key_node, "a tag key").strip()
         value = reader.string(value_node, f"tag {key!r}")
-        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+        problems = ecr_rules.tag_problems([(key, value)])
+        if problems:
             raise reader.fail(
                 key_node,
-                f"tag {key!r} is not a valid AWS resource tag",
+                f"tag {key!r} is not a valid AWS resource tag: {problems[0]}",
                 "keys are 1-128 characters and do not start with aws:; values at most 256",
             )
         if key in tags:
             raise reader.fail(key_node, f"tag {key!r} is given twice", "keep one of them")
         tags[key] = value
+    if len(tags) > ecr_rules.MAX_TAGS:
+        raise reader.fail(
+            node,
+            f"{len(tags)} tags, but ECR allows at most {ecr_rules.MAX_TAGS} on a repository",
+            "keep the tags your cost and access rules need",
+        )
     return tuple(sorted(tags.items()))
 
 
@@ -203,13 +217,15 @@ def _lifecycle_policy(reader: Reader, node: yaml.Node) -> str:
             ) from None
     else:
         policy = reader.plain(node)
-    if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list) or not policy["rules"]:
+    text = json.dumps(policy, sort_keys=True, separators=(",", ":"))
+    problems = ecr_rules.lifecycle_problems(text)
+    if problems:
         raise reader.fail(
             node,
-            "lifecycle_policy must have a non-empty list of rules",
+            "ECR would refuse this lifecycle_policy: " + "; ".join(problems),
             "see https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html",
         )
-    return json.dumps(policy, sort_keys=True, separators=(",", ":"))
+    return text
 
 
 def _replication(reader: Reader, node: yaml.Node, registry: Registry) -> Replication:
@@ -243,4 +259,11 @@ def _replication(reader: Reader, node: yaml.Node, registry: Registry) -> Replica
         if destination in destinations:
             raise reader.fail(region_node, f"region {region} is listed twice", "remove the duplicate")
         destinations.append(destination)
+    if len(destinations) > ecr_rules.MAX_REPLICATION_DESTINATIONS:
+        raise reader.fail(
+            regions_node,
+            f"{len(destinations)} replication destinations, but ECR replicates a registry to at most "
+            f"{ecr_rules.MAX_REPLICATION_DESTINATIONS}",
+            "list fewer regions",
+        )
     return Replication(destinations=tuple(destinations), where=reader.where(node))
