@@ -18,7 +18,11 @@ import pytest
 
 from ecrmirror import options, policy, redact, reporting, repositories, shards, versions
 from ecrmirror.ecr import require_credentials
-from ecrmirror.emulator.fixtures import ecr_emulator, ecr_emulator_server  # noqa: F401 - fixtures
+from ecrmirror.emulator.fixtures import (
+    MARKER_HELP,
+    ecr_emulator,  # noqa: F401 - a fixture, for pytest to find
+    ecr_emulator_server,  # noqa: F401 - a fixture, for pytest to find
+)
 from ecrmirror.errors import CredentialsError
 from ecrmirror.items import RUN_KEY, ChartVersionItem, ReplicationItem, RepositoryItem, Runner, SpecFile
 from ecrmirror.plan import Heading
@@ -37,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
     sync, check_only = options.mode(config)
     paths_given = config.args_source == pytest.Config.ArgsSource.ARGS
     if (sync or check_only) and not paths_given:
@@ -205,6 +210,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if config.option.collectonly:
         return
+    if "emulator_url" in config.stash[_STATE]:
+        _declare_kms_keys(config.stash[_STATE]["emulator_url"], session.items)
     run = config.stash[RUN_KEY].run
     versions.announce(run, (item.planned for item in planned))
     for item in repository_items:
@@ -213,6 +220,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):
         _require_credentials(config)
+
+
+def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:
+    """--offline: the KMS keys the specs name are the user's, which the emulator cannot see."""
+    from ecrmirror.emulator.kms import declare_keys
+
+    named = {item.spec.target.repository.kms_key for item in items if isinstance(item, RepositoryItem)}
+    keys = {key for key in named if key}
+    if keys:
+        declare_keys(emulator_url, keys)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -13,6 +13,8 @@ from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
 
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1f0c8a6e-7d2b-4c1e-9a55-3b8e2f1d0c4a"
+# A key of the user's account: the emulator takes it as existing, as --offline does a spec's keys.
+pytestmark = pytest.mark.ecr_emulator(kms_keys=[KMS_KEY])
 LIFECYCLE = {
     "rules": [
         {

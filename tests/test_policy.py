@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from ecrclient import admin
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
@@ -24,6 +25,8 @@ from ecrmirror.policy import AUDIT, SYNC, policy_document
 from ecrmirror.spec import load_spec
 
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0b9d6c1e-5f7a-4e2b-8c3d-9a1f2e4b6c8d"
+# A key of the user's account: the emulator takes it as existing, as --offline does a spec's keys.
+pytestmark = pytest.mark.ecr_emulator(kms_keys=[KMS_KEY])
 SCENARIO = (
     f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
     "  repository:\n"
@@ -71,16 +74,6 @@ with tempfile.TemporaryDirectory(prefix="ecrmirror-policy-") as _tmp:
 @pytest.fixture
 def upstream(two_charts: ChartServer) -> ChartServer:
     return two_charts
-
-
-def admin(service: str, emulator: Emulator, region: str = "eu-west-1") -> Any:
-    return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=emulator.url,
-        aws_access_key_id=ADMIN_ACCESS_KEY,
-        aws_secret_access_key=ADMIN_SECRET_KEY,
-    )
 
 
 @pytest.fixture

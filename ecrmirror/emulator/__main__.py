@@ -25,11 +25,30 @@ def main(argv: list[str] | None = None) -> int:
         help="Give callers other than the printed keys only what their IAM policies allow "
         "(create users and policies through the emulator's IAM API with the printed keys)",
     )
+    parser.add_argument(
+        "--throttle",
+        action="store_true",
+        help="Answer ECR's default per-action rate quotas (PutImage 10 per second, ...) as ECR does: "
+        "ThrottlingException from the API, 429 TOOMANYREQUESTS from the registry",
+    )
+    parser.add_argument(
+        "--replication-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Replicate a pushed image this long after the push, as ECR does asynchronously "
+        "(IN_PROGRESS until then; default 0: before the push is answered)",
+    )
     args = parser.parse_args(argv)
 
     emulator = Emulator(
-        host=args.host, port=args.port, access_log=not args.quiet, enforce_iam=args.enforce_iam
+        host=args.host,
+        port=args.port,
+        access_log=not args.quiet,
+        enforce_iam=args.enforce_iam,
+        throttle=args.throttle,
     ).start()
+    emulator.app.replicator.delay = args.replication_delay
     print(f"# ECR emulator listening on {emulator.url}; point ecrmirror at it with:")
     for name, value in emulator.environ().items():
         print(f"export {name}={shlex.quote(value)}")

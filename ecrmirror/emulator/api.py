@@ -1,5 +1,12 @@
-"""The ECR API actions the emulator answers itself, where moto's answer is missing or wrong for us;
-every other action goes on to moto. Each call is authorized first (iam.py)."""
+"""The ECR API as the emulator answers it: who calls, in which registry, whether they may, and the
+actions it answers itself where moto's answer is missing or not ECR's; the rest goes on to moto,
+in the right account.
+
+A call acts in the registry its `registryId` names, else the caller's own. Another account's
+repository needs its repository policy (userguide/repository-policies.html): without one, the
+call is denied as ECR denies it. The emulator's administrator keys act in any account;
+`ecrmirror-emulator-<account>` keys are an administrator of that one account.
+"""
 
 from __future__ import annotations
 
@@ -8,82 +15,212 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from ecrmirror.emulator.iam import Caller, Denied, Iam, api_permissions
+import ecrmirror.emulator.images as images
+import ecrmirror.emulator.repositories as repositories
+from ecrmirror import ecr_rules
+from ecrmirror.emulator.answers import Refused, api_answer, api_error
+from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, Caller, Denied, Iam, api_permissions
+from ecrmirror.emulator.kms import Kms
+from ecrmirror.emulator.policies import allows
 from ecrmirror.emulator.replication import Replicator
-from ecrmirror.emulator.state import Grant, State, find_image
+from ecrmirror.emulator.repositories import Where
+from ecrmirror.emulator.state import Grant, State
+from ecrmirror.emulator.throttle import Throttle
 
 CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/")
 REPLICATION_ROLE_NAME = "AWSServiceRoleForECRReplication"
 REPLICATION_SERVICE = "replication.ecr.amazonaws.com"
-
-
-def api_error(code: str, message: str, status: int = 400) -> Response:
-    body = json.dumps({"__type": code, "message": message})
-    return Response(body, status=status, content_type="application/x-amz-json-1.1")
+DEFAULT_ACCOUNT = "123456789012"
+ACCOUNT_ADMIN = re.compile(rf"^{ADMIN_ACCESS_KEY}-(?P<account>\d{{12}})$")
+ACCOUNT_SETTINGS = {
+    "BASIC_SCAN_TYPE_VERSION": "AWS_NATIVE",
+    "REGISTRY_POLICY_SCOPE": "V2",
+    "BLOB_MOUNTING": "DISABLED",
+}
+Handler = Callable[[Where, dict[str, Any], Caller], Any]
 
 
 class EcrApi:
-    """GetAuthorizationToken, PutReplicationConfiguration and DescribeImageReplicationStatus."""
+    """Routes one ECR API call: authorization, throttling, then our handler or moto's."""
 
-    def __init__(self, state: State, iam: Iam, replicator: Replicator) -> None:
+    def __init__(self, state: State, iam: Iam, replicator: Replicator, throttle: Throttle, kms: Kms) -> None:
         self.state = state
         self.iam = iam
         self.replicator = replicator
+        self.throttle = throttle
+        self.kms = kms
+        self._handlers: dict[str, Handler] = {
+            "GetAuthorizationToken": self._authorization_token,
+            "PutReplicationConfiguration": self._put_replication_configuration,
+            "DescribeImageReplicationStatus": self._describe_image_replication_status,
+            "CreateRepository": self._check_create_repository,
+            "DescribeRepositories": lambda w, b, c: repositories.describe_repositories(w, b),
+            "TagResource": lambda w, b, c: repositories.tag_resource(w, b),
+            "PutLifecyclePolicy": lambda w, b, c: repositories.put_lifecycle_policy(w, b),
+            "PutImageTagMutability": self._check_mutability,
+            "PutImage": self._put_image,
+            "BatchGetImage": lambda w, b, c: images.batch_get_image(
+                w.repository(b.get("repositoryName", "")), b
+            ),
+            "DescribeImages": lambda w, b, c: images.describe_images(
+                w.repository(b.get("repositoryName", "")), b
+            ),
+            "ListImages": lambda w, b, c: images.list_images(w.repository(b.get("repositoryName", "")), b),
+            "CreateRepositoryCreationTemplate": lambda w, b, c: repositories.create_template(
+                self.state, w, b, self.kms
+            ),
+            "UpdateRepositoryCreationTemplate": lambda w, b, c: repositories.update_template(
+                self.state, w, b, self.kms
+            ),
+            "DeleteRepositoryCreationTemplate": lambda w, b, c: repositories.delete_template(
+                self.state, w, b
+            ),
+            "DescribeRepositoryCreationTemplates": lambda w, b, c: repositories.describe_templates(
+                self.state, w, b
+            ),
+            "PutAccountSetting": self._put_account_setting,
+            "GetAccountSetting": self._get_account_setting,
+        }
 
     def answer(self, request: Request, action: str, data: bytes) -> Response | None:
-        """The ECR actions the emulator answers itself; None hands the request to moto."""
+        """The answer to one API call; None hands it to moto (the environ then names the account)."""
         scope = CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
         if scope is None:
             return api_error(
                 "UnrecognizedClientException", "The security token included in the request is invalid."
             )
-        from moto.iam.models import get_account_id_from
-
-        key, region = scope["key"], scope["region"]
-        caller = Caller(key, get_account_id_from(key), request.headers.get("X-Amz-Security-Token", ""))
-        account = caller.account
+        caller = self.caller(scope["key"], request.headers.get("X-Amz-Security-Token", ""))
+        region = scope["region"]
         try:
             body = json.loads(data or b"{}")
         except ValueError:
             return None  # moto answers a malformed body as ECR would
+        if not isinstance(body, dict):
+            return None
+        account = str(body.get("registryId") or (DEFAULT_ACCOUNT if caller.admin else caller.account))
+        where = Where(account, region)
+        if not self.throttle.allows(account, region, action):
+            return api_error("ThrottlingException", "Rate exceeded")
+        if action not in self._handlers and not _moto_serves(action):
+            return api_error(
+                "UnknownOperationException", f"The emulator does not serve the ECR action {action}"
+            )
         try:
             self.iam.authorize(caller, api_permissions(action, body, account, region))
-            if action == "GetAuthorizationToken":
-                return self._authorization_token(caller, region)
-            if action == "PutReplicationConfiguration":
-                return self._put_replication_configuration(caller, region, body)
-            if action == "DescribeImageReplicationStatus":
-                return self._describe_image_replication_status(account, region, body)
+            self._check_cross_account(caller, where, action, body)
+            handler = self._handlers.get(action)
+            if handler is not None:
+                answer = handler(where, body, caller)
+                if answer is not None:
+                    return answer if isinstance(answer, Response) else api_answer(answer)
         except Denied as denied:
             return api_error("AccessDeniedException", str(denied))
+        except Refused as refused:
+            return refused.api()
+        request.environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
         return None
 
-    # -- registry tokens: moto's expired in 2015 -------------------------------------------------
-    def _authorization_token(self, caller: Caller, region: str) -> Response:
-        """A real, expiring registry token (moto's expired in 2015 and carries no region)."""
-        password = secrets.token_urlsafe(24)
-        expires_at = time.time() + self.state.token_ttl
-        self.state.grants[password] = Grant(caller, region, expires_at)
-        account = caller.account
-        token = base64.b64encode(f"AWS:{password}".encode()).decode()
-        body: dict[str, Any] = {
-            "authorizationData": [
-                {
-                    "authorizationToken": token,
-                    "expiresAt": expires_at,
-                    "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
-                }
-            ]
-        }
-        return Response(json.dumps(body), content_type="application/x-amz-json-1.1")
+    def caller(self, key: str, session_token: str = "") -> Caller:
+        from moto.iam.models import get_account_id_from
 
-    # -- replication -------------------------------------------------------------------------------
-    def _put_replication_configuration(self, caller: Caller, region: str, body: Any) -> Response:
-        """ECR's rules, which moto restricts to one: up to 10 rules, never onto the source itself.
+        one_account = ACCOUNT_ADMIN.match(key)
+        account = one_account["account"] if one_account else get_account_id_from(key)
+        return Caller(key, account, session_token)
+
+    # -- another account's repositories ---------------------------------------------------------------
+    def _check_cross_account(self, caller: Caller, where: Where, action: str, body: dict[str, Any]) -> None:
+        if caller.admin or where.account == caller.account:
+            return
+        names = [str(body["repositoryName"])] if body.get("repositoryName") else []
+        names += [str(n) for n in body.get("repositoryNames") or []]
+        if body.get("resourceArn"):
+            names.append(str(body["resourceArn"]).rpartition(":repository/")[2])
+        for name in names or ["*"]:
+            resource = f"arn:aws:ecr:{where.region}:{where.account}:repository/{name}"
+            repository = where.backend().repositories.get(name)
+            policy = repository.policy if repository is not None else None
+            if not allows(policy, caller.account, caller.arns(), f"ecr:{action}", resource):
+                who = next(iter(caller.arns()), f"arn:aws:iam::{caller.account}:root")
+                raise Denied(
+                    f"User: {who} is not authorized to perform: ecr:{action} on resource: {resource} "
+                    f"because no resource-based policy allows the ecr:{action} action"
+                )
+
+    # -- tokens ------------------------------------------------------------------------------------------
+    def _authorization_token(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """A real, expiring registry token (moto's expired in 2015 and carries no region)."""
+        accounts = [str(a) for a in body.get("registryIds") or []] or [
+            caller.account if not caller.admin else where.account
+        ]
+        data = []
+        for account in accounts:
+            password = secrets.token_urlsafe(24)
+            expires_at = time.time() + self.state.token_ttl
+            self.state.grants[password] = Grant(caller, account, where.region, expires_at)
+            data.append(
+                {
+                    "authorizationToken": base64.b64encode(f"AWS:{password}".encode()).decode(),
+                    "expiresAt": expires_at,
+                    "proxyEndpoint": f"https://{account}.dkr.ecr.{where.region}.amazonaws.com",
+                }
+            )
+        return {"authorizationData": data}
+
+    # -- repositories --------------------------------------------------------------------------------------
+    def _check_create_repository(self, where: Where, body: dict[str, Any], caller: Caller) -> None:
+        repositories.check_create(where, body, self.kms)  # then moto creates it
+
+    def _check_mutability(self, where: Where, body: dict[str, Any], caller: Caller) -> None:
+        repositories.check_exclusion_filters(body.get("imageTagMutabilityExclusionFilters"))
+
+    def _put_image(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        repository = where.repository(str(body.get("repositoryName", "")))
+        manifest = str(body.get("imageManifest", ""))
+        tag = body.get("imageTag")
+        image = images.put(
+            where.account,
+            repository,
+            manifest.encode("utf-8"),
+            str(body.get("imageManifestMediaType") or ""),
+            str(tag) if tag else None,
+            expected_digest=body.get("imageDigest"),
+        )
+        self.replicator.replicate(where, repository, image, str(tag) if tag else None)
+        image_id = {"imageDigest": image.get_image_digest(), **({"imageTag": str(tag)} if tag else {})}
+        return {
+            "image": {
+                "registryId": repository.registry_id,
+                "repositoryName": repository.name,
+                "imageId": image_id,
+                "imageManifest": manifest,
+                "imageManifestMediaType": image.image_manifest_media_type,
+            }
+        }
+
+    # -- registry settings ----------------------------------------------------------------------------
+    def _put_account_setting(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        name, value = str(body.get("name", "")), str(body.get("value", ""))
+        if name not in ACCOUNT_SETTINGS:
+            raise Refused("ValidationException", f"unknown account setting {name!r}")
+        if name == "BLOB_MOUNTING" and value not in ("ENABLED", "DISABLED"):
+            raise Refused("ValidationException", "BLOB_MOUNTING is ENABLED or DISABLED")
+        self.state.account_settings.setdefault((where.account, where.region), {})[name] = value
+        return {"name": name, "value": value}
+
+    def _get_account_setting(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        name = str(body.get("name", ""))
+        if name not in ACCOUNT_SETTINGS:
+            raise Refused("ValidationException", f"unknown account setting {name!r}")
+        held = self.state.account_settings.get((where.account, where.region), {})
+        return {"name": name, "value": held.get(name, ACCOUNT_SETTINGS[name])}
+
+    def _put_replication_configuration(self, where: Where, body: dict[str, Any], caller: Caller) -> Response:
+        """ECR's rules and limits (moto allows one rule); never onto the source itself.
 
         The first call creates the replication service-linked role, as the caller: that is why
         the caller needs iam:CreateServiceLinkedRole.
@@ -91,35 +228,31 @@ class EcrApi:
         from moto.iam.exceptions import NotFoundException
         from moto.iam.models import iam_backends
 
-        account = caller.account
         configuration = body.get("replicationConfiguration") or {}
         rules = configuration.get("rules")
-        if not isinstance(rules, list) or len(rules) > 10:
-            return api_error(
-                "ValidationException", "replicationConfiguration.rules must hold at most 10 rules"
-            )
+        if not isinstance(rules, list):
+            raise Refused("ValidationException", "replicationConfiguration.rules must be a list")
+        problems = ecr_rules.replication_problems(rules)
+        if problems:
+            raise Refused("ValidationException", "Invalid replication configuration: " + "; ".join(problems))
         for rule in rules:
             for destination in rule.get("destinations") or []:
-                if (destination.get("region"), destination.get("registryId")) == (region, account):
-                    return api_error(
+                if (destination.get("region"), destination.get("registryId")) == (
+                    where.region,
+                    where.account,
+                ):
+                    raise Refused(
                         "InvalidParameterException",
                         "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: "
                         "'Replication destination cannot be the same as the source registry'",
                     )
-        roles = iam_backends[account]["aws"]
+        roles = iam_backends[where.account]["aws"]
         try:
             roles.get_role(REPLICATION_ROLE_NAME)
         except NotFoundException:
             role_path = f"/aws-service-role/{REPLICATION_SERVICE}/"
-            self.iam.authorize(
-                caller,
-                [
-                    (
-                        "iam:CreateServiceLinkedRole",
-                        f"arn:aws:iam::{account}:role{role_path}{REPLICATION_ROLE_NAME}",
-                    )
-                ],
-            )
+            role_arn = f"arn:aws:iam::{where.account}:role{role_path}{REPLICATION_ROLE_NAME}"
+            self.iam.authorize(caller, [("iam:CreateServiceLinkedRole", role_arn)])
             trust = {
                 "Version": "2012-10-17",
                 "Statement": [
@@ -140,45 +273,37 @@ class EcrApi:
                 max_session_duration=None,
                 linked_service=REPLICATION_SERVICE,
             )
-        self.state.backend(account, region).replication_config = {"rules": rules}
-        return Response(
-            json.dumps({"replicationConfiguration": {"rules": rules}}),
-            content_type="application/x-amz-json-1.1",
-        )
+        where.backend().replication_config = {"rules": rules}
+        return api_answer({"replicationConfiguration": {"rules": rules}})
 
-    def _describe_image_replication_status(self, account: str, region: str, body: Any) -> Response:
-        name = str(body.get("repositoryName", ""))
-        registry = str(body.get("registryId") or account)
-        repository = self.state.backend(registry, region).repositories.get(name)
-        if repository is None:
-            return api_error(
-                "RepositoryNotFoundException",
-                f"The repository with name '{name}' does not exist in the registry with id '{registry}'",
-            )
+    def _describe_image_replication_status(
+        self, where: Where, body: dict[str, Any], caller: Caller
+    ) -> dict[str, Any]:
+        repository = where.repository(str(body.get("repositoryName", "")))
         image_id = body.get("imageId") or {}
-        image = find_image(repository, image_id.get("imageDigest") or image_id.get("imageTag") or "")
+        image = images.find(repository, str(image_id.get("imageDigest") or image_id.get("imageTag") or ""))
         if image is None:
-            return api_error(
+            raise Refused(
                 "ImageNotFoundException",
                 f"The image with imageId {json.dumps(image_id)} does not exist within the repository with "
-                f"name '{name}' in the registry with id '{registry}'",
+                f"name '{repository.name}' in the registry with id '{where.account}'",
             )
         digest = image.get_image_digest()
-        statuses = self.replicator.statuses(registry, region, name, digest)
-        answer = {
-            "repositoryName": name,
+        statuses = self.replicator.statuses(where.account, where.region, repository.name, digest)
+        return {
+            "repositoryName": repository.name,
             "imageId": {
                 "imageDigest": digest,
                 **({"imageTag": image_id["imageTag"]} if "imageTag" in image_id else {}),
             },
             "replicationStatuses": [
-                {
-                    "region": r,
-                    "registryId": a,
-                    "status": status,
-                    **({"failureCode": "EMULATED_FAILURE"} if status == "FAILED" else {}),
-                }
-                for (r, a), status in sorted(statuses.items())
+                {"region": r, "registryId": a, "status": status, **({"failureCode": code} if code else {})}
+                for (r, a), (status, code) in sorted(statuses.items())
             ],
         }
-        return Response(json.dumps(answer), content_type="application/x-amz-json-1.1")
+
+
+def _moto_serves(action: str) -> bool:
+    from moto.ecr.responses import ECRResponse
+
+    return hasattr(ECRResponse, re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower())

@@ -10,6 +10,14 @@ import pytest
 if TYPE_CHECKING:
     from ecrmirror.emulator.server import Emulator
 
+MARKER = "ecr_emulator"
+MARKER_HELP = (
+    "ecr_emulator(throttle=False, kms_keys=()): how the ecr_emulator fixture behaves for this test: "
+    "throttle=True answers ECR's default rate quotas with ThrottlingException / HTTP 429; kms_keys "
+    "are KMS key ARNs of your account that the emulator takes as existing"
+)
+_OPTIONS = ("throttle", "kms_keys")
+
 
 @pytest.fixture(scope="session")
 def ecr_emulator_server() -> Iterator[Emulator]:
@@ -23,9 +31,27 @@ def ecr_emulator_server() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def ecr_emulator(ecr_emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """An empty emulator, with boto3 and ecrmirror pointed at it through the environment."""
+def ecr_emulator(
+    ecr_emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Emulator:
+    """An empty emulator, with boto3 and ecrmirror pointed at it through the environment.
+
+    `@pytest.mark.ecr_emulator(throttle=True, kms_keys=[...])` on a test (or a module's
+    `pytestmark`) switches on throttling, or declares KMS keys, for that test.
+    """
+    marker = request.node.get_closest_marker(MARKER)
+    options = dict(marker.kwargs) if marker else {}
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown or (marker and marker.args):
+        pytest.fail(
+            f"@pytest.mark.{MARKER} takes the keywords {', '.join(_OPTIONS)}; got "
+            f"{', '.join(unknown) or repr(marker.args if marker else ())}",
+            pytrace=False,
+        )
     ecr_emulator_server.reset()
+    ecr_emulator_server.app.throttle.enabled = bool(options.get("throttle", False))
+    for key in options.get("kms_keys") or ():
+        ecr_emulator_server.app.kms.assume(str(key))
     for name, value in ecr_emulator_server.environ().items():
         monkeypatch.setenv(name, value)
     return ecr_emulator_server

@@ -23,6 +23,9 @@ REGISTRY_ACTIONS = {
     ("manifests", "HEAD"): ("ecr:BatchGetImage",),
     ("manifests", "PUT"): ("ecr:PutImage",),
     ("tags", "GET"): ("ecr:ListImages",),
+    ("manifests", "DELETE"): ("ecr:BatchDeleteImage",),
+    ("referrers", "GET"): ("ecr:BatchGetImage",),
+    ("blobs/uploads", "GET"): ("ecr:UploadLayerPart",),
 }
 
 
@@ -33,6 +36,28 @@ class Caller:
     access_key: str
     account: str
     session_token: str = ""  # moto tells an assumed role's temporary key from a user's by it
+
+    @property
+    def admin(self) -> bool:
+        """The emulator's own keys: allowed everything, in any account."""
+        return self.access_key == ADMIN_ACCESS_KEY
+
+    def arns(self) -> list[str]:
+        """The caller's ARNs that a resource policy may name: its user, or its role and session."""
+        from moto.iam.models import iam_backends
+        from moto.sts.models import sts_backends
+
+        found: list[str] = []
+        role = sts_backends[self.account]["aws"].get_assumed_role_from_access_key(self.access_key)
+        if role is not None:
+            found += [role.arn, getattr(role, "role_arn", "")]
+        try:
+            user = iam_backends[self.account]["aws"].get_user_from_access_key_id(self.access_key)
+        except Exception:  # moto's NotFound for keys it did not issue
+            user = None
+        if user is not None:
+            found.append(user.arn)
+        return [arn for arn in found if arn]
 
 
 class Denied(Exception):
@@ -47,7 +72,7 @@ class Iam:
 
     def authorize(self, caller: Caller, permissions: Iterable[tuple[str, str]]) -> None:
         """Raise Denied unless the caller's IAM policies allow every (action, resource)."""
-        if not self.enforce or caller.access_key == ADMIN_ACCESS_KEY:
+        if not self.enforce or caller.access_key.startswith(ADMIN_ACCESS_KEY):  # the emulator's own keys
             return
         from moto.iam.access_control import (
             CreateAccessKeyFailure,

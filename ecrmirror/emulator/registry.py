@@ -1,5 +1,16 @@
 """The OCI registry ECR serves beside its API (moto has none): token auth, blobs, uploads, manifests,
-tags, with the IAM action ECR checks for each request. A pushed manifest is replicated."""
+tags and referrers, with the IAM action ECR checks for each request. A pushed manifest is replicated.
+
+As ECR answers (userguide/registry_auth.html, the OCI distribution spec v1.1):
+- an unauthenticated request gets 401 "Not Authorized" as text, challenging Basic auth with the
+  registry's own URL as realm; every answer says `Docker-Distribution-Api-Version: registry/2.0`;
+- a request whose Host is an ECR registry host acts in that account and region, and a token from
+  another region is not accepted there; otherwise the token's registry is used;
+- uploads answer their status (GET), take chunks (PATCH) only at the offset they have reached,
+  and a cross-repository mount happens only with the account's BLOB_MOUNTING setting ENABLED;
+- a manifest is deleted by digest (`DELETE`, as `oras manifest delete`), and
+  `GET /v2/<name>/referrers/<digest>` lists the manifests whose subject it is.
+"""
 
 from __future__ import annotations
 
@@ -16,41 +27,117 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+import ecrmirror.emulator.images as images
+from ecrmirror.emulator.answers import DISTRIBUTION_HEADER, Refused, oci_error
 from ecrmirror.emulator.iam import REGISTRY_ACTIONS, Denied, Iam
+from ecrmirror.emulator.policies import allows
 from ecrmirror.emulator.replication import Replicator
-from ecrmirror.emulator.state import DIGEST, Grant, RepositoryKey, State, find_image
+from ecrmirror.emulator.repositories import Where
+from ecrmirror.emulator.state import Grant, RepositoryKey, State
+from ecrmirror.emulator.throttle import Throttle
 
 _PATH = re.compile(
     r"^/v2/(?P<name>[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)"
-    r"/(?P<kind>blobs/uploads|blobs|manifests|tags)/?(?P<rest>.*)$"
+    r"/(?P<kind>blobs/uploads|blobs|manifests|tags|referrers)/?(?P<rest>.*)$"
 )
-
-
-def oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"errors": [{"code": code, "message": message, "detail": {}}]})
-    return Response(body, status=status, headers=headers, content_type="application/json")
+_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.")
+_RANGE = re.compile(r"^(?:bytes=)?(?P<start>\d+)-(?P<end>\d+)$")
+DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
 
 
 class OciRegistry:
-    """`/v2/`: what docker, helm, oras and ecrmirror push to and pull from."""
+    """`/v2/`: what docker, helm, oras, skopeo and ecrmirror push to and pull from."""
 
-    def __init__(self, state: State, iam: Iam, replicator: Replicator) -> None:
+    def __init__(self, state: State, iam: Iam, replicator: Replicator, throttle: Throttle) -> None:
         self.state = state
         self.iam = iam
         self.replicator = replicator
+        self.throttle = throttle
 
-    def _authenticate(self, request: Request) -> Grant | Response:
+    def answer(self, request: Request) -> Response:
+        response = self._answer(request)
+        response.headers.update(DISTRIBUTION_HEADER)
+        return response
+
+    def _answer(self, request: Request) -> Response:
+        host = _ECR_HOST.match(request.host or "")
+        grant = self._authenticate(request, host)
+        if isinstance(grant, Response):
+            return grant
+        where = Where(host["account"], host["region"]) if host else Where(grant.account, grant.region)
+        if request.path == "/v2/":
+            return Response("{}", content_type="application/json")
+        match = _PATH.match(request.path)
+        if not match:
+            return oci_error(404, "NAME_INVALID", "invalid repository name or path")
+        name, kind, rest = match["name"], match["kind"], match["rest"]
+        method = request.method
+        actions = REGISTRY_ACTIONS.get((kind, method), ())
+        if kind == "blobs/uploads" and method == "PUT" and not request.content_length:
+            actions = ("ecr:CompleteLayerUpload",)  # the body came in PATCHes
+        if actions and not self.throttle.allows(where.account, where.region, actions[-1].partition(":")[2]):
+            return oci_error(429, "TOOMANYREQUESTS", "Rate exceeded")
+        repository = where.backend().repositories.get(name)
+        arn = f"arn:aws:ecr:{where.region}:{where.account}:repository/{name}"
+        try:
+            self.iam.authorize(grant.caller, [(action, arn) for action in actions])
+            self._check_cross_account(grant, where, repository, actions, arn)
+        except Denied as denied:
+            return oci_error(403, "DENIED", str(denied))
+        if repository is None:
+            return oci_error(
+                404,
+                "NAME_UNKNOWN",
+                f"The repository with name '{name}' does not exist in the registry with id '{where.account}'",
+            )
+        key = (where.account, where.region, name)
+        try:
+            return self._serve(request, where, repository, key, kind, rest)
+        except Refused as refused:
+            return refused.registry()
+
+    def _serve(
+        self, request: Request, where: Where, repository: Any, key: RepositoryKey, kind: str, rest: str
+    ) -> Response:
+        method = request.method
+        if kind == "blobs" and method in ("GET", "HEAD"):
+            return self._get_blob(key, rest)
+        if kind == "blobs/uploads":
+            return self._upload(request, where, key, rest)
+        if kind == "manifests" and method in ("GET", "HEAD"):
+            return self._get_manifest(repository, rest)
+        if kind == "manifests" and method == "PUT":
+            return self._put_manifest(request, where, repository, key, rest)
+        if kind == "manifests" and method == "DELETE":
+            return self._delete_manifest(repository, rest)
+        if kind == "tags" and method == "GET" and rest == "list":
+            return self._tags(request, repository)
+        if kind == "referrers" and method == "GET":
+            found = images.referrers(repository, rest, request.args.get("artifactType"))
+            index = {"schemaVersion": 2, "mediaType": images.IMAGE_INDEXES[0], "manifests": found}
+            return Response(json.dumps(index), content_type=images.IMAGE_INDEXES[0])
+        return oci_error(405, "UNSUPPORTED", f"{method} {kind} is not supported")
+
+    # -- who asks -----------------------------------------------------------------------------------------
+    def _authenticate(self, request: Request, host: re.Match[str] | None) -> Grant | Response:
+        account, region = (host["account"], host["region"]) if host else (DEFAULT_ACCOUNT, DEFAULT_REGION)
+        realm = f"https://{account}.dkr.ecr.{region}.amazonaws.com/"
+        refused = Response(
+            "Not Authorized\n",
+            status=401,
+            headers={"WWW-Authenticate": f'Basic realm="{realm}",service="ecr.amazonaws.com"'},
+            content_type="text/plain; charset=utf-8",
+        )
         header = request.headers.get("Authorization", "")
-        challenge = {"WWW-Authenticate": 'Basic realm="ecrmirror-emulator",service="ecr.amazonaws.com"'}
         if not header.startswith("Basic "):
-            return oci_error(401, "UNAUTHORIZED", "Not Authorized", challenge)
+            return refused
         try:
             username, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return oci_error(401, "UNAUTHORIZED", "Not Authorized", challenge)
+            return refused
         grant = self.state.grants.get(password)
-        if username != "AWS" or grant is None:
-            return oci_error(401, "UNAUTHORIZED", "Not Authorized", challenge)
+        if username != "AWS" or grant is None or (host is not None and host["region"] != grant.region):
+            return refused  # a token is good for the region it was issued in
         if time.time() >= grant.expires_at:
             # As ECR: 403 and no WWW-Authenticate, so clients must know to renew.
             return oci_error(
@@ -58,46 +145,21 @@ class OciRegistry:
             )
         return grant
 
-    def answer(self, request: Request) -> Response:
-        grant = self._authenticate(request)
-        if isinstance(grant, Response):
-            return grant
-        if request.path == "/v2/":
-            return Response("{}", content_type="application/json")
-        match = _PATH.match(request.path)
-        if not match:
-            return oci_error(404, "NAME_INVALID", "invalid repository name or path")
-        name, kind, rest = match["name"], match["kind"], match["rest"]
-        backend = self.state.backend(grant.account, grant.region)
-        repository = backend.repositories.get(name)
-        if repository is None:
-            return oci_error(
-                404,
-                "NAME_UNKNOWN",
-                f"The repository with name '{name}' does not exist in the registry with id '{grant.account}'",
-            )
-        key = (grant.account, grant.region, name)
-        method = request.method
-        arn = f"arn:aws:ecr:{grant.region}:{grant.account}:repository/{name}"
-        actions = REGISTRY_ACTIONS.get((kind, method), ())
-        if kind == "blobs/uploads" and method == "PUT" and not request.content_length:
-            actions = ("ecr:CompleteLayerUpload",)  # the body came in PATCHes
-        try:
-            self.iam.authorize(grant.caller, [(action, arn) for action in actions])
-        except Denied as denied:
-            return oci_error(403, "DENIED", str(denied))
-        if kind == "blobs" and method in ("GET", "HEAD"):
-            return self._get_blob(key, rest)
-        if kind == "blobs/uploads":
-            return self._upload(request, key, rest)
-        if kind == "manifests" and method in ("GET", "HEAD"):
-            return self._get_manifest(repository, name, rest)
-        if kind == "manifests" and method == "PUT":
-            return self._put_manifest(request, backend, repository, key, rest)
-        if kind == "tags" and method == "GET" and rest == "list":
-            return self._tags(request, repository, name)
-        return oci_error(405, "UNSUPPORTED", f"{method} {kind} is not supported")
+    def _check_cross_account(
+        self, grant: Grant, where: Where, repository: Any, actions: tuple[str, ...], arn: str
+    ) -> None:
+        caller = grant.caller
+        if caller.admin or where.account == caller.account:
+            return
+        policy = repository.policy if repository is not None else None
+        for action in actions:
+            if not allows(policy, caller.account, caller.arns(), action, arn):
+                raise Denied(
+                    f"User: arn:aws:iam::{caller.account}:root is not authorized to perform: {action} on "
+                    f"resource: {arn} because no resource-based policy allows the {action} action"
+                )
 
+    # -- blobs ---------------------------------------------------------------------------------------------
     def _get_blob(self, key: RepositoryKey, digest: str) -> Response:
         if digest not in self.state.repo_blobs.get(key, set()):
             return oci_error(404, "BLOB_UNKNOWN", f"blob {digest} is unknown to this repository")
@@ -108,11 +170,17 @@ class OciRegistry:
             _stream(path), headers=headers, content_type="application/octet-stream", direct_passthrough=True
         )
 
-    def _upload(self, request: Request, key: RepositoryKey, session_id: str) -> Response:
+    def _upload(self, request: Request, where: Where, key: RepositoryKey, session_id: str) -> Response:
         name = key[2]
         if request.method == "POST" and not session_id:
             mount, source = request.args.get("mount"), request.args.get("from")
-            if mount and source and mount in self.state.repo_blobs.get((key[0], key[1], source), set()):
+            settings = self.state.account_settings.get((where.account, where.region), {})
+            if (
+                mount
+                and source
+                and settings.get("BLOB_MOUNTING") == "ENABLED"
+                and mount in self.state.repo_blobs.get((key[0], key[1], source), set())
+            ):
                 self.state.repo_blobs.setdefault(key, set()).add(mount)
                 return Response(
                     status=201,
@@ -125,45 +193,35 @@ class OciRegistry:
             self.state.uploads[session_id] = (key, part)
             digest = request.args.get("digest")
             if digest:  # single-POST monolithic upload
-                self._append(request, part)
+                _append(request, part)
                 return self._finish_upload(key, session_id, digest)
-            return Response(
-                status=202,
-                headers={
-                    "Location": f"/v2/{name}/blobs/uploads/{session_id}",
-                    "Range": "0-0",
-                    "Docker-Upload-UUID": session_id,
-                },
-            )
+            return _upload_status(202, name, session_id, 0)
         upload = self.state.uploads.get(session_id)
         if upload is None or upload[0] != key:
             return oci_error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
         part = upload[1]
+        size = part.stat().st_size
+        if request.method == "GET":
+            return _upload_status(204, name, session_id, size)
         if request.method == "PATCH":
-            self._append(request, part)
-            size = part.stat().st_size
-            return Response(
-                status=202,
-                headers={
-                    "Location": f"/v2/{name}/blobs/uploads/{session_id}",
-                    "Range": f"0-{max(size - 1, 0)}",
-                    "Docker-Upload-UUID": session_id,
-                },
-            )
+            claimed = _RANGE.match(request.headers.get("Content-Range", ""))
+            if claimed is not None and int(claimed["start"]) != size:
+                # A chunk out of order, or one sent again: the spec says 416 with what it holds.
+                refused = oci_error(
+                    416, "BLOB_UPLOAD_INVALID", f"the upload holds bytes 0-{max(size - 1, 0)}"
+                )
+                refused.headers.update(_upload_headers(name, session_id, size))
+                return refused
+            _append(request, part)
+            return _upload_status(202, name, session_id, part.stat().st_size)
         if request.method == "PUT":
-            self._append(request, part)
+            _append(request, part)
             return self._finish_upload(key, session_id, request.args.get("digest", ""))
         if request.method == "DELETE":
             self.state.uploads.pop(session_id, None)
             part.unlink(missing_ok=True)
             return Response(status=204)
         return oci_error(405, "UNSUPPORTED", f"{request.method} on an upload is not supported")
-
-    @staticmethod
-    def _append(request: Request, part: Path) -> None:
-        with open(part, "ab") as out:
-            while chunk := request.stream.read(1 << 20):
-                out.write(chunk)
 
     def _finish_upload(self, key: RepositoryKey, session_id: str, digest: str) -> Response:
         _, part = self.state.uploads.pop(session_id)
@@ -172,7 +230,7 @@ class OciRegistry:
             while chunk := handle.read(1 << 20):
                 sha.update(chunk)
         actual = "sha256:" + sha.hexdigest()
-        if not DIGEST.match(digest) or digest != actual:
+        if not images.DIGEST.match(digest) or digest != actual:
             part.unlink(missing_ok=True)
             return oci_error(
                 400, "DIGEST_INVALID", f"provided digest {digest!r} does not match uploaded content {actual}"
@@ -185,68 +243,53 @@ class OciRegistry:
             status=201, headers={"Location": f"/v2/{key[2]}/blobs/{digest}", "Docker-Content-Digest": digest}
         )
 
-    def _get_manifest(self, repository: Any, name: str, reference: str) -> Response:
-        image = find_image(repository, reference)
+    # -- manifests and tags ---------------------------------------------------------------------------------
+    def _get_manifest(self, repository: Any, reference: str) -> Response:
+        image = images.find(repository, reference)
         if image is None:
-            return oci_error(404, "MANIFEST_UNKNOWN", f"Requested image not found: {name}:{reference}")
+            return oci_error(
+                404, "MANIFEST_UNKNOWN", f"Requested image not found: {repository.name}:{reference}"
+            )
         body = image.image_manifest.encode("utf-8")
         media_type = image.image_manifest_media_type or json.loads(body).get("mediaType", "")
         headers = {"Docker-Content-Digest": image.get_image_digest()}
         return Response(body, headers=headers, content_type=media_type)
 
     def _put_manifest(
-        self, request: Request, backend: Any, repository: Any, key: RepositoryKey, reference: str
+        self, request: Request, where: Where, repository: Any, key: RepositoryKey, reference: str
     ) -> Response:
-        from moto.ecr.exceptions import ImageAlreadyExistsException
-
         body = request.get_data()
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        try:
-            manifest = json.loads(body)
-            text = body.decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return oci_error(400, "MANIFEST_INVALID", "manifest is not valid JSON")
-        media_type = request.headers.get("Content-Type", "") or manifest.get("mediaType", "")
-        if not media_type.startswith("application/vnd."):
-            return oci_error(400, "MANIFEST_INVALID", f"unsupported media type {media_type!r}")
-        have = self.state.repo_blobs.get(key, set())
-        descriptors = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
-        wanted = [d.get("digest") for d in descriptors if isinstance(d, dict)]
-        for blob in wanted:
-            if blob not in have:
-                return oci_error(400, "MANIFEST_BLOB_UNKNOWN", f"blob {blob} is not in repository {key[2]}")
-        is_digest = bool(DIGEST.match(reference))
-        if is_digest and reference != digest:
-            return oci_error(400, "DIGEST_INVALID", f"manifest digest {digest} is not {reference}")
+        is_digest = bool(images.DIGEST.match(reference))
         tag = None if is_digest else reference
-        existing = find_image(repository, tag) if tag else None
-        if (
-            existing is not None
-            and existing.get_image_digest() == digest
-            and not repository.is_tag_immutable()
-        ):
-            # ECR accepts re-pushing the same manifest to a mutable tag (moto would refuse it).
-            return Response(status=201, headers={"Docker-Content-Digest": digest})
-        try:
-            backend.put_image(repository.name, text, tag, media_type, digest)
-            self.replicator.replicate(key[0], key[1], repository, tag, text, media_type, digest)
-        except ImageAlreadyExistsException:
-            return oci_error(
-                400,
-                "TAG_INVALID",
-                f"The image tag '{tag}' already exists in the '{repository.name}' "
-                "repository and cannot be overwritten because the repository is "
-                "immutable.",
-            )
-        return Response(
-            status=201,
-            headers={
-                "Location": f"/v2/{repository.name}/manifests/{digest}",
-                "Docker-Content-Digest": digest,
-            },
+        image = images.put(
+            where.account,
+            repository,
+            body,
+            request.headers.get("Content-Type", "").split(";")[0].strip(),
+            tag,
+            expected_digest=reference if is_digest else None,
+            blobs=self.state.repo_blobs.get(key, set()),
         )
+        self.replicator.replicate(where, repository, image, tag)
+        digest = image.get_image_digest()
+        headers = {"Location": f"/v2/{repository.name}/manifests/{digest}", "Docker-Content-Digest": digest}
+        subject = json.loads(body).get("subject")
+        if isinstance(subject, dict) and subject.get("digest"):
+            headers["OCI-Subject"] = str(subject["digest"])  # this registry serves referrers itself
+        return Response(status=201, headers=headers)
 
-    def _tags(self, request: Request, repository: Any, name: str) -> Response:
+    def _delete_manifest(self, repository: Any, reference: str) -> Response:
+        if not images.DIGEST.match(reference):
+            return oci_error(400, "UNSUPPORTED", "delete a manifest by its digest")
+        image = images.find(repository, reference)
+        if image is None:
+            return oci_error(
+                404, "MANIFEST_UNKNOWN", f"Requested image not found: {repository.name}@{reference}"
+            )
+        repository.images.remove(image)
+        return Response(status=202)
+
+    def _tags(self, request: Request, repository: Any) -> Response:
         tags = sorted({tag for image in repository.images for tag in image.image_tags if tag})
         last = request.args.get("last")
         if last:
@@ -255,10 +298,30 @@ class OciRegistry:
         headers = {}
         if limit is not None and len(tags) > limit:
             tags = tags[:limit]
-            headers["Link"] = f'</v2/{name}/tags/list?n={limit}&last={tags[-1]}>; rel="next"'
+            headers["Link"] = f'</v2/{repository.name}/tags/list?n={limit}&last={tags[-1]}>; rel="next"'
         return Response(
-            json.dumps({"name": name, "tags": tags}), headers=headers, content_type="application/json"
+            json.dumps({"name": repository.name, "tags": tags}),
+            headers=headers,
+            content_type="application/json",
         )
+
+
+def _upload_headers(name: str, session_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{session_id}",
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": session_id,
+    }
+
+
+def _upload_status(status: int, name: str, session_id: str, size: int) -> Response:
+    return Response(status=status, headers=_upload_headers(name, session_id, size))
+
+
+def _append(request: Request, part: Path) -> None:
+    with open(part, "ab") as out:
+        while chunk := request.stream.read(1 << 20):
+            out.write(chunk)
 
 
 def _stream(path: Path) -> Iterator[bytes]:

@@ -1,11 +1,23 @@
-"""Replication as the emulator performs it: a pushed image copied to every destination whose rule
-matches, and a record per destination for DescribeImageReplicationStatus."""
+"""Replication as ECR performs it (userguide/replication.html): after a push, asynchronously, to every
+destination of the rules whose filters match, once per push.
+
+- A replica repository that does not exist is created with ECR's defaults, or with the settings of
+  the destination's repository creation template for REPLICATION.
+- Another account's registry takes the copy only when its registry permissions policy allows the
+  source account ecr:ReplicateImage (and ecr:CreateRepository, for a repository it lacks);
+  otherwise the replication FAILS.
+- An immutable replica whose tag holds other content gets the image untagged.
+`delay` makes the copy arrive later (IN_PROGRESS until then); `outcomes` forces a region's result.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import threading
 from typing import Any
 
+import ecrmirror.emulator.images as images
+import ecrmirror.emulator.policies as policies
+from ecrmirror.emulator.repositories import Where, create_from_template
 from ecrmirror.emulator.state import State
 
 
@@ -14,80 +26,94 @@ class Replicator:
 
     def __init__(self, state: State) -> None:
         self.state = state
+        self.delay = 0.0  # seconds before a copy arrives; 0 copies before the push is answered
         # region -> "FAILED" or "IN_PROGRESS": what replication to that region does from now on
         self.outcomes: dict[str, str] = {}
-        # (account, region, repository, digest) -> {(region, account): status}
-        self._statuses: dict[tuple[str, str, str, str], dict[tuple[str, str], str]] = {}
+        # (account, region, repository, digest) -> {(region, account): (status, failure code)}
+        self._statuses: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[str, str]]] = {}
+        self._pending: list[threading.Timer] = []
 
     def reset(self) -> None:
+        for timer in self._pending:
+            timer.cancel()
+        self._pending.clear()
+        self.delay = 0.0
         self.outcomes.clear()
         self._statuses.clear()
 
-    def statuses(self, account: str, region: str, name: str, digest: str) -> dict[tuple[str, str], str]:
-        """{(region, account): status} of one image's replication, empty when none ran."""
-        return self._statuses.get((account, region, name, digest), {})
+    def statuses(
+        self, account: str, region: str, name: str, digest: str
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """{(region, account): (status, failure code)} of one image's replication."""
+        return dict(self._statuses.get((account, region, name, digest), {}))
 
-    def replicate(
-        self,
-        account: str,
-        region: str,
-        repository: Any,
-        tag: str | None,
-        text: str,
-        media_type: str,
-        digest: str,
-    ) -> None:
-        """Copy a pushed image to every destination whose rule matches, as ECR does after a push."""
-        name = repository.name
-        configuration = self.state.backend(account, region).replication_config or {}
-        done: dict[tuple[str, str], str] = {}
+    def replicate(self, source: Where, repository: Any, image: Any, tag: str | None) -> None:
+        """Start copying `image` (pushed as `tag`) to every destination whose rule matches."""
+        configuration = source.backend().replication_config or {}
+        record = self._statuses.setdefault(
+            (source.account, source.region, repository.name, image.get_image_digest()), {}
+        )
         for rule in configuration.get("rules") or []:
             filters = [
                 f.get("filter", "")
                 for f in rule.get("repositoryFilters") or []
                 if f.get("filterType", "PREFIX_MATCH") == "PREFIX_MATCH"
             ]
-            if rule.get("repositoryFilters") and not any(name.startswith(f) for f in filters):
+            if rule.get("repositoryFilters") and not any(repository.name.startswith(f) for f in filters):
                 continue
             for destination in rule.get("destinations") or []:
-                where = (destination["region"], destination["registryId"])
-                if where in done:
+                where = Where(str(destination["registryId"]), str(destination["region"]))
+                if (where.region, where.account) in record:
+                    continue  # one copy per push, however many rules name the destination
+                forced = self.outcomes.get(where.region)
+                if forced is not None:
+                    record[(where.region, where.account)] = (
+                        forced,
+                        "EMULATED_FAILURE" if forced == "FAILED" else "",
+                    )
                     continue
-                status = self.outcomes.get(where[0], "COMPLETE")
-                if status == "COMPLETE":
-                    self._copy_image(account, region, repository, where, tag, text, media_type, digest)
-                done[where] = status
-        if done:
-            self._statuses[(account, region, name, digest)] = done
+                record[(where.region, where.account)] = ("IN_PROGRESS", "")
+                copy = (source, repository, image, tag, where, record)
+                if self.delay <= 0:
+                    self._copy(*copy)
+                else:
+                    timer = threading.Timer(self.delay, self._copy, copy)
+                    timer.daemon = True
+                    self._pending.append(timer)
+                    timer.start()
 
-    def _copy_image(
+    def _copy(
         self,
-        account: str,
-        region: str,
-        source: Any,
-        where: tuple[str, str],
+        source: Where,
+        repository: Any,
+        image: Any,
         tag: str | None,
-        text: str,
-        media_type: str,
-        digest: str,
+        where: Where,
+        record: dict[tuple[str, str], tuple[str, str]],
     ) -> None:
-        from moto.ecr.exceptions import ImageAlreadyExistsException
-
-        backend = self.state.backend(where[1], where[0])
-        replica = backend.repositories.get(source.name)
-        if replica is None:  # ECR creates the destination repository with the source's settings
-            replica = backend.create_repository(
-                repository_name=source.name,
-                registry_id=None,
-                encryption_config=dict(source.encryption_configuration),
-                image_scan_config=source.image_scanning_configuration,
-                image_tag_mutability=source.image_tag_mutability,
-                image_tag_mutability_exclusion_filters=source.image_tag_mutability_exclusion_filters,
-                tags=[],
+        with self.state.lock:
+            replica = where.backend().repositories.get(repository.name)
+            if where.account != source.account:
+                denied = self._refusal(source, where, repository.name, replica is None)
+                if denied:
+                    record[(where.region, where.account)] = ("FAILED", denied)
+                    return
+            if replica is None:
+                replica = create_from_template(self.state, where, repository.name, "REPLICATION")
+            blobs = self.state.repo_blobs.get((source.account, source.region, repository.name), set())
+            self.state.repo_blobs.setdefault((where.account, where.region, repository.name), set()).update(
+                blobs
             )
-        blobs = self.state.repo_blobs.get((account, region, source.name), set())
-        self.state.repo_blobs.setdefault((where[1], where[0], source.name), set()).update(blobs)
-        with contextlib.suppress(ImageAlreadyExistsException):  # ECR leaves a held tag as it is
-            backend.put_image(source.name, text, tag, media_type, digest)
+            body = image.image_manifest.encode("utf-8")
+            images.put(where.account, replica, body, image.image_manifest_media_type, tag, untag_held=True)
+            record[(where.region, where.account)] = ("COMPLETE", "")
 
-    # -- registry ------------------------------------------------------------------------------
+    def _refusal(self, source: Where, where: Where, name: str, create: bool) -> str:
+        """Why another account's registry refuses the copy ('' when its registry policy allows it)."""
+        policy = where.backend().registry_policy
+        arn = f"arn:aws:ecr:{where.region}:{where.account}:repository/{name}"
+        actions = ["ecr:ReplicateImage", *(["ecr:CreateRepository"] if create else [])]
+        for action in actions:
+            if not policies.allows(policy, source.account, [], action, arn):
+                return "REPLICATION_PERMISSION_DENIED"
+        return ""

@@ -16,10 +16,12 @@ from werkzeug.wrappers import Request, Response
 
 from ecrmirror.emulator.api import CREDENTIAL_SCOPE, EcrApi
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Iam
+from ecrmirror.emulator.kms import ASSUME_PATH, Kms
 from ecrmirror.emulator.registry import OciRegistry
 from ecrmirror.emulator.replication import Replicator
 from ecrmirror.emulator.state import TOKEN_TTL, State
 from ecrmirror.emulator.sts import refuse_web_identity
+from ecrmirror.emulator.throttle import Throttle
 
 # STS actions that need no signature: the web identity token is the credential.
 STS_UNSIGNED = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
@@ -32,7 +34,7 @@ WStart = Callable[..., Any]
 class RecordedRequest:
     """One request the emulator served: `api` calls carry their action, `registry` calls a path."""
 
-    kind: str  # "api" (ECR), "iam", "sts", or "registry"
+    kind: str  # "api" (ECR), "iam", "sts", "kms", or "registry"
     method: str
     path: str
     action: str
@@ -48,28 +50,36 @@ class RecordedRequest:
 class EmulatorApp:
     """The WSGI application: ECR API at `/`, registry at `/v2/`, introspection at `/_emulator/`.
 
-    Its parts share one State; `iam.enforce` and `replicator.outcomes` are the knobs tests turn.
+    Its parts share one State; the knobs tests and users turn are `iam.enforce`, `throttle.enabled`,
+    `replicator.delay` and `replicator.outcomes`, and `kms.assume` for keys of an offline rehearsal.
     """
 
-    def __init__(self, token_ttl: float = TOKEN_TTL, enforce_iam: bool = False) -> None:
+    def __init__(
+        self, token_ttl: float = TOKEN_TTL, enforce_iam: bool = False, throttle: bool = False
+    ) -> None:
         from moto.moto_server.werkzeug_app import create_backend_app
 
         self.state = State(token_ttl)
         # With enforce_iam, callers other than the emulator's own administrator key get exactly
         # what their IAM policies allow, resource ARNs included, on the API and the registry.
         self.iam = Iam(enforce_iam)
+        self.throttle = Throttle(enabled=throttle)
+        self.kms = Kms()
         self.replicator = Replicator(self.state)
-        self.api = EcrApi(self.state, self.iam, self.replicator)
-        self.registry = OciRegistry(self.state, self.iam, self.replicator)
+        self.api = EcrApi(self.state, self.iam, self.replicator, self.throttle, self.kms)
+        self.registry = OciRegistry(self.state, self.iam, self.replicator, self.throttle)
         self._moto = create_backend_app("ecr")
         self._moto_iam = create_backend_app("iam")
         self._moto_sts = create_backend_app("sts")
+        self._moto_kms = create_backend_app("kms")
         self.requests: list[RecordedRequest] = []
 
     def reset(self) -> None:
         with self.state.lock:
             self.state.reset()
             self.replicator.reset()
+            self.throttle.reset()
+            self.kms.reset()
             self.requests.clear()
 
     def close(self) -> None:
@@ -94,6 +104,8 @@ class EmulatorApp:
             if service in ("iam", "sts") or (scope is None and request.form.get("Action") in STS_UNSIGNED):
                 return self._query_api(request, service or "sts", environ, start_response)
             action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            if service == "kms":
+                return self._moto_app(self._moto_kms, "kms", action, environ, start_response)
             answer = self.api.answer(request, action, data)
             if answer is None:
                 return self._moto_app(self._moto, "api", action, environ, start_response)
@@ -140,6 +152,12 @@ class EmulatorApp:
             with self.state.lock:
                 self.requests.clear()
             return Response(status=204)
+        if request.path == ASSUME_PATH and request.method == "POST":
+            keys = json.loads(request.get_data() or b"{}").get("keys") or []
+            with self.state.lock:
+                for key in keys:
+                    self.kms.assume(str(key))
+            return Response(status=204)
         if request.path == "/_emulator/reset" and request.method == "POST":
             self.reset()
             return Response(status=204)
@@ -163,8 +181,9 @@ class Emulator:
         token_ttl: float = TOKEN_TTL,
         access_log: bool = False,
         enforce_iam: bool = False,
+        throttle: bool = False,
     ) -> None:
-        self.app = EmulatorApp(token_ttl=token_ttl, enforce_iam=enforce_iam)
+        self.app = EmulatorApp(token_ttl=token_ttl, enforce_iam=enforce_iam, throttle=throttle)
         self._host = host
         self._port = port
         self._handler = WSGIRequestHandler if access_log else _QuietHandler

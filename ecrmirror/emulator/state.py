@@ -3,7 +3,6 @@ registry tokens, and one lock that serializes requests."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import threading
@@ -14,7 +13,6 @@ from typing import Any
 from ecrmirror.emulator.iam import Caller
 
 TOKEN_TTL = 12 * 3600  # ECR's registry tokens last 12 hours
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
 
 
@@ -23,12 +21,9 @@ class Grant:
     """A registry token that GetAuthorizationToken handed out."""
 
     caller: Caller  # whose IAM policies the registry checks
+    account: str  # the registry it was asked for (GetAuthorizationToken's registryIds, else the caller's)
     region: str
     expires_at: float
-
-    @property
-    def account(self) -> str:
-        return self.caller.account
 
 
 class State:
@@ -41,16 +36,22 @@ class State:
         self.grants: dict[str, Grant] = {}  # registry password -> grant
         self.repo_blobs: dict[RepositoryKey, set[str]] = {}
         self.uploads: dict[str, tuple[RepositoryKey, Path]] = {}  # upload session -> its part file
+        # (account, region) -> prefix -> repository creation template, as DescribeRepositoryCreationTemplates
+        self.templates: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        # (account, region) -> account setting name -> value (PutAccountSetting)
+        self.account_settings: dict[tuple[str, str], dict[str, str]] = {}
 
     def reset(self) -> None:
         from moto.backends import get_backend
 
         with self.lock:
-            get_backend("ecr").reset()
-            get_backend("iam").reset()
+            for service in ("ecr", "iam", "sts", "kms"):
+                get_backend(service).reset()
             self.grants.clear()
             self.repo_blobs.clear()
             self.uploads.clear()
+            self.templates.clear()
+            self.account_settings.clear()
             shutil.rmtree(self.storage, ignore_errors=True)
             self.storage.mkdir(parents=True)
 
@@ -65,13 +66,3 @@ class State:
 
     def blob_path(self, digest: str) -> Path:
         return self.storage / "blobs" / digest.replace(":", "-")
-
-
-def find_image(repository: Any, reference: str) -> Any:
-    """The image of a moto repository with this tag or digest, or None."""
-    for image in repository.images:
-        if (DIGEST.match(reference) and image.get_image_digest() == reference) or (
-            reference in image.image_tags
-        ):
-            return image
-    return None

@@ -1,0 +1,65 @@
+"""KMS keys as ECR needs them: a repository's key must exist, in the repository's own region.
+
+Keys are those made through the emulator's KMS API (moto's KMS), plus the keys an offline
+rehearsal takes as given (`assume`): the emulator cannot see the keys of the user's account, so
+`--offline` names the keys its specs declare, and only their region is then checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Iterable
+
+from ecrmirror.emulator.answers import Refused
+
+ASSUME_PATH = "/_emulator/kms/keys"
+
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
+)
+
+
+class Kms:
+    def __init__(self) -> None:
+        self.assumed: set[str] = set()
+
+    def assume(self, arn: str) -> None:
+        self.assumed.add(arn)
+
+    def reset(self) -> None:
+        self.assumed.clear()
+
+    def require(self, key: str, account: str, region: str) -> None:
+        """Refuse unless `key` (an ARN, alias ARN, key id or alias) names a key of `region`."""
+        from moto.kms.models import kms_backends
+
+        match = _ARN.match(key)
+        key_region = match["region"] if match else region
+        key_account = match["account"] if match else account
+        if key_region != region:
+            raise Refused(
+                "KmsException",
+                f"The KMS key {key} is in {key_region}: a repository in {region} needs a key of {region}",
+            )
+        if key in self.assumed:
+            return
+        backend = kms_backends[key_account][key_region]
+        identifier = key if not match else key if match["kind"] == "alias" else match["id"]
+        if match and match["kind"] == "alias":
+            identifier = "alias/" + match["id"]
+        try:
+            backend.describe_key(identifier)
+        except Exception:  # moto raises its own NotFoundException (and others for malformed ids)
+            raise Refused("KmsException", f"The KMS key {key} does not exist in {key_region}") from None
+
+
+def declare_keys(emulator_url: str, keys: Iterable[str]) -> None:
+    """Tell a running emulator (maybe another process's: an xdist controller's) to take `keys` as existing."""
+    body = json.dumps({"keys": sorted(set(keys))}).encode()
+    request = urllib.request.Request(
+        emulator_url + ASSUME_PATH, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
