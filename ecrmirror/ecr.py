@@ -31,6 +31,8 @@ ACCEPTED_MANIFESTS = [MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
 _DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
+# Whom AWS denied: "User: arn:aws:sts::111122223333:assumed-role/..." or "...:iam::111122223333:user/..."
+_DENIED_CALLER = re.compile(r"User: arn:aws[a-z-]*:(?:iam|sts)::(?P<account>\d{12}):")
 # The field each answer we read must have (see Ecr._invoke).
 _ANSWERS = {
     "batch_get_image": "images",
@@ -336,8 +338,19 @@ class Ecr:
         )
 
     def replication_configuration(self) -> dict[str, Any]:
-        """The registry's replication rules (DescribeRegistry), `{"rules": []}` when none."""
+        """The registry's replication rules (DescribeRegistry), `{"rules": []}` when none.
+
+        DescribeRegistry and PutReplicationConfiguration act on the credentials' own registry,
+        whatever the spec says: when that is another account's, nothing is read or changed.
+        """
         response = self._call("describe_registry")
+        if str(response["registryId"]) != self.registry.account:
+            raise AwsError(
+                f"the credentials belong to account {response['registryId']}, but the spec's registry "
+                f"{self.registry.host} is in account {self.registry.account}: replication is configured "
+                "by the registry's own account. Run with credentials of that account, or, if "
+                f"{self.registry.account} is a typo, correct `registry:` in the spec."
+            )
         configuration = response.get("replicationConfiguration") or {}
         return {"rules": list(configuration.get("rules") or [])}
 
@@ -356,7 +369,9 @@ class Ecr:
         return None if response is None else list(response.get("replicationStatuses") or [])
 
     def registry_token(self) -> RegistryToken:
-        response = self._call("get_authorization_token")
+        # For the spec's registry by name: its proxyEndpoint is that registry's, whichever account
+        # the credentials belong to (the token itself works wherever IAM allows).
+        response = self._call("get_authorization_token", registryIds=[self.registry.account])
         data = response["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         expires = data.get("expiresAt")
@@ -406,6 +421,15 @@ def _translate(exc: botocore.exceptions.ClientError, operation: str, registry: R
         # CreateRepository can be denied for another action (ecr:TagResource, kms:CreateGrant).
         denied = _DENIED_ACTION.search(message)
         action = denied["action"] if denied else f"ecr:{operation}"
+        caller = _DENIED_CALLER.search(message)
+        if caller is not None and caller["account"] != registry.account:
+            return AwsError(
+                f"access denied for ECR {operation}: the credentials belong to account "
+                f"{caller['account']}, but the spec's registry is in account {registry.account} "
+                f"({registry.region}). If {registry.account} is a typo, correct `registry:` in the spec; "
+                f"if the registry is another account's, its repository policy must allow {action} to "
+                f"account {caller['account']}. AWS said: {message}"
+            )
         return AwsError(
             f"access denied for ECR {operation} in account {registry.account}, "
             f"region {registry.region}: {message}. Grant the {action} action; "

@@ -35,6 +35,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="Use a local ECR emulator instead of AWS; needs no credentials",
     )
     group.addoption(
+        "--offline-account",
+        default=None,
+        metavar="ACCOUNT",
+        help="With --offline, act as this AWS account (an id, or an IAM ARN of it such as the sync "
+        "role's), as your credentials would: another account's registry then needs its repository "
+        "policy, as in AWS (default: ini ecrmirror_offline_account, else each registry as its own)",
+    )
+    group.addoption(
         "--ecrmirror-policy",
         choices=policy.MODES,
         default=None,
@@ -90,6 +98,11 @@ def add_options(parser: pytest.Parser) -> None:
         help="Refuse a chart that decompresses to more than SIZE (bytes, or with KiB/MiB/GiB) "
         "(default: ini ecrmirror_max_chart_size, else helm's 100MiB)",
     )
+    parser.addini(
+        "ecrmirror_offline_account",
+        default="",
+        help="The AWS account --offline acts as (an id, or an IAM ARN of it)",
+    )
     parser.addini("ecrmirror_cache_dir", default="", help="Directory for parsed indexes kept across runs")
     parser.addini(
         "ecrmirror_max_chart_size",
@@ -128,6 +141,23 @@ def mode(config: pytest.Config) -> tuple[bool, bool]:
         )
     shard(config)  # a bad value is a usage error up front
     return sync, check_only
+
+
+_ACCOUNT = re.compile(r"^(?:\d{12}|arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):.+)$")
+
+
+def offline_account(config: pytest.Config) -> str | None:
+    """--offline-account, else the ini key: the 12-digit account, also when given as an ARN."""
+    value = (config.getoption("offline_account") or str(config.getini("ecrmirror_offline_account"))).strip()
+    if not value:
+        return None
+    match = _ACCOUNT.match(value)
+    if match is None:
+        raise pytest.UsageError(
+            f"--offline-account {value!r} is not an AWS account: give its 12-digit id, or an IAM ARN "
+            "of it (arn:aws:iam::123456789012:role/ecrmirror-sync)"
+        )
+    return match.group(1) or value
 
 
 def index_cache(config: pytest.Config, shared: Path | None) -> IndexCache:

@@ -101,14 +101,18 @@ def _offline_endpoints(config: pytest.Config, state: dict[str, Any]) -> Endpoint
     from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
     from ecrmirror.emulator.server import Emulator
 
+    account = options.offline_account(config)
     url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
     if url is None:  # the main process (or the xdist controller) owns the emulator
         emulator = Emulator().start()
         state["emulator"] = emulator
         url = emulator.url
     state["emulator_url"] = url
+    state["offline_account"] = account
+    # The emulator's key for one account; `{account}` (each registry's own) without --offline-account.
+    access_key = f"{ADMIN_ACCESS_KEY}-{account or '{account}'}"
     return Endpoints(
-        ecr_api=url, registry=url, aws_access_key_id=ADMIN_ACCESS_KEY, aws_secret_access_key=ADMIN_SECRET_KEY
+        ecr_api=url, registry=url, aws_access_key_id=access_key, aws_secret_access_key=ADMIN_SECRET_KEY
     )
 
 
@@ -148,6 +152,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     mode = "sync" if config.stash[RUN_KEY].sync else "audit (read-only)"
     emulator = state.get("emulator_url")
     where = f"the offline emulator at {emulator}" if emulator else _aws_endpoint()
+    if emulator:
+        account = state.get("offline_account")
+        where += f", as account {account}" if account else ", each registry as its own account"
     return f"ecrmirror: spec files run as {mode} against {where}"
 
 

@@ -30,7 +30,9 @@ class Endpoints:
 
     ecr_api: str | None = None
     registry: str | None = None
-    aws_access_key_id: str | None = None  # set by --offline only: the emulator's fake keys
+    # Set by --offline only: the emulator's keys. `{account}` in the key is each registry's own
+    # account: without --offline-account, every registry is reached as an administrator of it.
+    aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
 
 
@@ -71,11 +73,20 @@ class Run:
         if registry.host not in self._ecr:
             self._ecr[registry.host] = Ecr(
                 registry,
-                self.boto_session,
+                self._session(registry),
                 self.options.endpoints.ecr_api,
                 max_attempts=self.options.retry.attempts,
             )
         return self._ecr[registry.host]
+
+    def _session(self, registry: Registry) -> boto3.session.Session:
+        key = self.options.endpoints.aws_access_key_id
+        if key is None or "{account}" not in key:
+            return self.boto_session
+        return boto3.session.Session(
+            aws_access_key_id=key.format(account=registry.account),
+            aws_secret_access_key=self.options.endpoints.aws_secret_access_key,
+        )
 
     def registry_client(self, registry: Registry) -> RegistryClient:
         if registry.host not in self._registries:

@@ -119,6 +119,9 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
     )
 
     assert rehearsal.returncode == 0, rehearsal.stdout[-3000:]
+    # as the sync role's account, so that a spec naming another account would fail here
+    assert "against the offline emulator at http://127.0.0.1:" in rehearsal.stdout
+    assert ", as account 123456789012" in rehearsal.stdout
     expanded = yaml.safe_load((directory / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text())
     published = expanded["ecrmirror-rehearsal"]["artifacts"]
     assert published["expose_as"] == "mirror plan"
