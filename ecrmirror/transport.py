@@ -174,6 +174,11 @@ def retrying(step: Callable[[], T], *, what: str, policy: RetryPolicy) -> T:
         except MaxRetryError:
             if response is not None:
                 detail = f"HTTP {response.status_code} {response.reason}".strip()
+                if response.status_code == 429:
+                    detail += (
+                        " (throttled: fewer workers (-n), a longer ecrmirror_retry_backoff or more "
+                        "--ecrmirror-retries give the server's rate limit time to refill)"
+                    )
             elif isinstance(error, requests.RequestException):
                 detail = describe_error(error)
             else:

@@ -18,6 +18,8 @@ from ecrmirror.emulator import Emulator
 
 SEED = 20261127
 CHARTS = {f"svc{n}": [f"1.{minor}.0" for minor in range(6)] for n in range(9)}  # 54 versions
+# Retries meet ECR's own throttling too: its default rate quotas, answered as ECR answers them.
+pytestmark = pytest.mark.ecr_emulator(throttle=True)
 
 
 @pytest.fixture
@@ -64,7 +66,8 @@ def test_a_sync_through_a_fifth_of_requests_failing_ends_complete_and_correct(
         f"fault injection (seed {SEED}, 20% of requests): {versions} versions, "
         f"{to_ecr.requests + to_charts.requests} requests, {sum(faults.values())} faults "
         f"({', '.join(f'{kind} {count}' for kind, count in sorted(faults.items()))}), "
-        f"so {sum(faults.values()) - faults['slow']} failed attempts retried; "
+        f"so {sum(faults.values()) - faults['slow']} failed attempts retried; ECR's quotas throttled "
+        f"{sum(emulator.app.throttle.throttled.values())} ({dict(emulator.app.throttle.throttled)}); "
         f"sync: {synced.parseoutcomes()}; audit: {audited.parseoutcomes()}"
     )
     record_property("figures", figures)
@@ -163,7 +166,7 @@ def ecr_tags(emulator: Emulator, repository: str) -> set[str]:
 
 
 def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
-    chart_server: ChartServer, emulator: Emulator, pytester: pytest.Pytester, run_subprocess
+    chart_server: ChartServer, emulator: Emulator, pytester: pytest.Pytester, run_subprocess, record_property
 ) -> None:
     # given two specs that mirror the same eight versions into the same repository
     versions = [f"2.{minor}.0" for minor in range(8)]
@@ -176,20 +179,28 @@ def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
             f"charts:\n  - name: shared\n    repo: {chart_server.url}\n    versions: {json.dumps(versions)}\n"
         )
 
-    # when four workers take the items as they come
-    result = run_subprocess("-p", "xdist.plugin", "-n", "4", "--dist", "load", "--sync", ".")
+    # when four workers take the items as they come, retrying as in production: against ECR's
+    # rate quotas, the tests' 0.05 s backoff retries faster than the buckets refill
+    result = run_subprocess(
+        "-p", "xdist.plugin", "-n", "4", "--dist", "load", "--sync", "-o", "ecrmirror_retry_backoff=0.5", "."
+    )
 
     # then every item passes however the races fell, and each version is there once
+    throttled = emulator.app.throttle.throttled
+    record_property(
+        "figures", f"4 workers: ECR's quotas throttled {sum(throttled.values())} ({dict(throttled)})"
+    )
     result.assert_outcomes(passed=18)
     result.stdout.fnmatch_lines(["16 versions: * pushed, * present, 0 failed; *"])
     assert ecr_tags(emulator, "shared") == set(versions)
 
 
 @pytest.mark.parametrize(
-    ("broken", "message"),
+    ("broken", "kind", "message"),
     [
         (
             r"/bad-1\.0\.0\.tgz",
+            "503",
             [
                 f"UPSTREAM ERROR bad 1.0.0: {REGISTRY}/bad:1.0.0",
                 "cannot download http://*/bad-1.0.0.tgz: HTTP 503 * after 5 attempts*",
@@ -197,13 +208,23 @@ def test_four_workers_racing_for_the_same_repository_and_versions_end_green(
         ),
         (
             r"/v2/bad/manifests/",
+            "503",
             [
                 f"RETRIES EXHAUSTED bad 1.0.0: {REGISTRY}/bad:1.0.0",
                 "manifest PUT for bad:1.0.0 failed after 5 attempts: HTTP 503*",
             ],
         ),
+        (
+            r"/v2/bad/manifests/",
+            "429",
+            [
+                f"RETRIES EXHAUSTED bad 1.0.0: {REGISTRY}/bad:1.0.0",
+                "manifest PUT for bad:1.0.0 failed after 5 attempts: HTTP 429 * (throttled: fewer workers "
+                "(-n), a longer ecrmirror_retry_backoff or more --ecrmirror-retries *)",
+            ],
+        ),
     ],
-    ids=["upstream archive", "registry manifest"],
+    ids=["upstream archive", "registry manifest", "throttled manifest"],
 )
 def test_a_step_that_keeps_failing_fails_only_its_item_naming_the_attempts(
     chart_server: ChartServer,
@@ -212,14 +233,15 @@ def test_a_step_that_keeps_failing_fails_only_its_item_naming_the_attempts(
     run,
     monkeypatch: pytest.MonkeyPatch,
     broken: str,
+    kind: str,
     message: list[str],
 ) -> None:
     chart_server.add("good", "1.0.0")
     chart_server.add("bad", "1.0.0")
     chart_server.publish()
-    to_ecr = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=("503",), only=broken).start()
+    to_ecr = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=(kind,), only=broken).start()
     to_charts = FaultProxy(
-        chart_server.url.rstrip("/"), rate=1.0, seed=SEED, kinds=("503",), only=broken
+        chart_server.url.rstrip("/"), rate=1.0, seed=SEED, kinds=(kind,), only=broken
     ).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", to_ecr.url)
     monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", to_ecr.url)

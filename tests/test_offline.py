@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import re
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from ecrclient import OCI_MANIFEST
 
 from conftest import REGISTRY, ChartServer, copy_examples
 from ecrmirror.emulator import Emulator
 from ecrmirror.redact import redact
 
+EMPTY = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"  # the OCI empty "{}"
 EXAMPLE_VERSIONS = [
     "hello::0.1.0",
     "hello::0.2.0",
@@ -54,11 +62,11 @@ def test_check_only_offline_fails_every_version_as_missing(pytester: pytest.Pyte
     assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 8
 
 
-@pytest.fixture
-def standalone_emulator() -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def standalone(*options: str) -> Iterator[dict[str, str]]:
     """`python -m ecrmirror.emulator` as a user starts it; yields the variables it prints."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ecrmirror.emulator", "--port", "0", "--quiet"],
+        [sys.executable, "-m", "ecrmirror.emulator", "--port", "0", "--quiet", *options],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -74,6 +82,12 @@ def standalone_emulator() -> Iterator[dict[str, str]]:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=10)  # waits, and closes the pipe
     assert process.returncode == 0
+
+
+@pytest.fixture
+def standalone_emulator() -> Iterator[dict[str, str]]:
+    with standalone() as environ:
+        yield environ
 
 
 def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
@@ -112,6 +126,52 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
         "ListTagsForResource",
     ]
     assert all(r["kind"] == "api" for r in seen)
+
+
+def test_the_standalone_emulator_throttles_and_replicates_late_when_asked() -> None:
+    with standalone("--throttle", "--replication-delay", "1") as environ:
+        url = environ["AWS_ENDPOINT_URL_ECR"]
+        ecr = boto3.client(
+            "ecr",
+            region_name="eu-west-1",
+            endpoint_url=url,
+            aws_access_key_id=environ["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environ["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        ecr.create_repository(repositoryName="app")
+        ecr.put_replication_configuration(
+            replicationConfiguration={
+                "rules": [{"destinations": [{"region": "eu-central-1", "registryId": "123456789012"}]}]
+            }
+        )
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY, "size": 2},
+                "layers": [],
+            }
+        )
+        codes = []
+        for n in range(15):  # PutImage: 10 per second by default
+            try:
+                ecr.put_image(repositoryName="app", imageTag=f"v{n}", imageManifest=manifest)
+                codes.append("ok")
+            except ClientError as exc:
+                codes.append(exc.response["Error"]["Code"])
+
+        def status() -> str:
+            answer = ecr.describe_image_replication_status(repositoryName="app", imageId={"imageTag": "v0"})
+            return str(answer["replicationStatuses"][0]["status"])
+
+        just_pushed = status()
+        time.sleep(1.5)
+        arrived = status()
+
+    assert "ThrottlingException" in codes
+    assert codes[0] == "ok"
+    assert (just_pushed, arrived) == ("IN_PROGRESS", "COMPLETE")
 
 
 def test_the_port_option_is_honoured(tmp_path: Path) -> None:
