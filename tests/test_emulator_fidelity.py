@@ -374,6 +374,23 @@ def test_09_replication_takes_time_and_leaves_an_immutable_replica_s_tag_alone(e
     assert held[0]["imageId"]["imageDigest"] != image_id["imageDigest"]
 
 
+def test_09_a_replicated_image_brings_its_own_blobs_only(emulator: Emulator) -> None:
+    here = admin("ecr", emulator)
+    here.create_repository(repositoryName="app", imageTagMutability="MUTABLE")
+    registry, there = Registry(emulator), Registry(emulator, "us-east-1")
+    before = registry.blob("app", b"pushed before the rule")  # in the source repository only
+    here.put_replication_configuration(
+        replicationConfiguration={"rules": [{"destinations": [destination("us-east-1")]}]}
+    )
+
+    pushed = registry.image("app", "1.0", b"replicated")
+
+    assert pushed.status_code == 201
+    config = json.loads(registry.request("GET", "/v2/app/manifests/1.0").content)["config"]["digest"]
+    assert there.request("HEAD", f"/v2/app/blobs/{config}").status_code == 200
+    assert there.request("HEAD", f"/v2/app/blobs/{before['digest']}").status_code == 404
+
+
 # -- 10: moving a tag leaves the old image, untagged ---------------------------------------------
 def test_10_a_moved_tag_leaves_the_old_image_untagged(emulator: Emulator) -> None:
     ecr = admin("ecr", emulator)

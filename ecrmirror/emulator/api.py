@@ -35,6 +35,8 @@ from ecrmirror.emulator.throttle import Throttle
 CREDENTIAL_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/")
 REPLICATION_ROLE_NAME = "AWSServiceRoleForECRReplication"
 REPLICATION_SERVICE = "replication.ecr.amazonaws.com"
+TEMPLATE_ROLE_NAME = "AWSServiceRoleForECRTemplate"
+TEMPLATE_SERVICE = "ecr.amazonaws.com"
 DEFAULT_ACCOUNT = "123456789012"
 ACCOUNT_ADMIN = re.compile(rf"^{ADMIN_ACCESS_KEY}-(?P<account>\d{{12}})$")
 ACCOUNT_SETTINGS = {
@@ -71,9 +73,7 @@ class EcrApi:
                 w.repository(b.get("repositoryName", "")), b
             ),
             "ListImages": lambda w, b, c: images.list_images(w.repository(b.get("repositoryName", "")), b),
-            "CreateRepositoryCreationTemplate": lambda w, b, c: repositories.create_template(
-                self.state, w, b, self.kms
-            ),
+            "CreateRepositoryCreationTemplate": self._create_template,
             "UpdateRepositoryCreationTemplate": lambda w, b, c: repositories.update_template(
                 self.state, w, b, self.kms
             ),
@@ -225,9 +225,6 @@ class EcrApi:
         The first call creates the replication service-linked role, as the caller: that is why
         the caller needs iam:CreateServiceLinkedRole.
         """
-        from moto.iam.exceptions import NotFoundException
-        from moto.iam.models import iam_backends
-
         configuration = body.get("replicationConfiguration") or {}
         rules = configuration.get("rules")
         if not isinstance(rules, list):
@@ -246,35 +243,50 @@ class EcrApi:
                         "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: "
                         "'Replication destination cannot be the same as the source registry'",
                     )
-        roles = iam_backends[where.account]["aws"]
-        try:
-            roles.get_role(REPLICATION_ROLE_NAME)
-        except NotFoundException:
-            role_path = f"/aws-service-role/{REPLICATION_SERVICE}/"
-            role_arn = f"arn:aws:iam::{where.account}:role{role_path}{REPLICATION_ROLE_NAME}"
-            self.iam.authorize(caller, [("iam:CreateServiceLinkedRole", role_arn)])
-            trust = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": REPLICATION_SERVICE},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-            roles.create_role(
-                role_name=REPLICATION_ROLE_NAME,
-                assume_role_policy_document=json.dumps(trust),
-                path=role_path,
-                permissions_boundary=None,
-                description="Allows ECR to replicate images",
-                tags=[],
-                max_session_duration=None,
-                linked_service=REPLICATION_SERVICE,
-            )
+        self._ensure_service_linked_role(
+            where, caller, REPLICATION_ROLE_NAME, REPLICATION_SERVICE, "Allows ECR to replicate images"
+        )
         where.backend().replication_config = {"rules": rules}
         return api_answer({"replicationConfiguration": {"rules": rules}})
+
+    def _create_template(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """The first template creates ECR's template service-linked role, as the caller
+        (userguide/slr-rct.html)."""
+        description = "Allows ECR to create repositories from templates"
+        self._ensure_service_linked_role(where, caller, TEMPLATE_ROLE_NAME, TEMPLATE_SERVICE, description)
+        return repositories.create_template(self.state, where, body, self.kms)
+
+    def _ensure_service_linked_role(
+        self, where: Where, caller: Caller, name: str, service: str, description: str
+    ) -> None:
+        """Create service-linked role `name` on first use: the caller needs iam:CreateServiceLinkedRole."""
+        from moto.iam.exceptions import NotFoundException
+        from moto.iam.models import iam_backends
+
+        roles = iam_backends[where.account]["aws"]
+        try:
+            roles.get_role(name)
+            return
+        except NotFoundException:
+            pass
+        path = f"/aws-service-role/{service}/"
+        self.iam.authorize(
+            caller, [("iam:CreateServiceLinkedRole", f"arn:aws:iam::{where.account}:role{path}{name}")]
+        )
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+        roles.create_role(
+            role_name=name,
+            assume_role_policy_document=json.dumps(trust),
+            path=path,
+            permissions_boundary=None,
+            description=description,
+            tags=[],
+            max_session_duration=None,
+            linked_service=service,
+        )
 
     def _describe_image_replication_status(
         self, where: Where, body: dict[str, Any], caller: Caller

@@ -171,6 +171,13 @@ def _check_references(
             )
 
 
+def blobs_of(image: Any) -> set[str]:
+    """The digests of the blobs an image manifest refers to (none for an index)."""
+    document = json.loads(image.image_manifest)
+    descriptors = [document.get("config") or {}, *(document.get("layers") or [])]
+    return {str(d["digest"]) for d in descriptors if isinstance(d, dict) and d.get("digest")}
+
+
 def referrers(repository: Any, subject: str, artifact_type: str | None = None) -> list[dict[str, Any]]:
     """The descriptors of the manifests whose `subject` is `subject` (OCI 1.1's referrers API)."""
     found = []

@@ -100,9 +100,10 @@ class Replicator:
                     return
             if replica is None:
                 replica = create_from_template(self.state, where, repository.name, "REPLICATION")
-            blobs = self.state.repo_blobs.get((source.account, source.region, repository.name), set())
+            # The image's own blobs travel with it, not everything the source repository holds.
+            held = self.state.repo_blobs.get((source.account, source.region, repository.name), set())
             self.state.repo_blobs.setdefault((where.account, where.region, repository.name), set()).update(
-                blobs
+                held & images.blobs_of(image)
             )
             body = image.image_manifest.encode("utf-8")
             images.put(where.account, replica, body, image.image_manifest_media_type, tag, untag_held=True)
