@@ -44,6 +44,7 @@ _ANSWERS = {
     "list_tags_for_resource": "tags",
     "create_repository": "repository",
     "put_replication_configuration": "replicationConfiguration",
+    "describe_repository_creation_templates": "repositoryCreationTemplates",
 }
 log = logging.getLogger(__name__)
 _NOT_FOUND_NAME = re.compile(r"repository with name '(?P<name>[^']+)' does not exist")
@@ -353,6 +354,28 @@ class Ecr:
             )
         configuration = response.get("replicationConfiguration") or {}
         return {"rules": list(configuration.get("rules") or [])}
+
+    def creation_templates(self, prefixes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The registry's repository creation templates for `prefixes`, as ECR describes them."""
+        found: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {"prefixes": sorted(set(prefixes))}
+        while True:
+            response = self._call("describe_repository_creation_templates", **kwargs)
+            for template in response.get("repositoryCreationTemplates") or []:
+                found[str(template.get("prefix"))] = template
+            if not response.get("nextToken"):
+                return found
+            kwargs["nextToken"] = response["nextToken"]
+
+    def create_creation_template(self, template: dict[str, Any]) -> bool:
+        """Create a repository creation template; False if one for its prefix appeared meanwhile."""
+        created = self._call(
+            "create_repository_creation_template", missing_ok="TemplateAlreadyExistsException", **template
+        )
+        return created is not None
+
+    def update_creation_template(self, template: dict[str, Any]) -> None:
+        self._call("update_repository_creation_template", **template)
 
     def put_replication_configuration(self, configuration: dict[str, Any]) -> None:
         self._call("put_replication_configuration", replicationConfiguration=configuration)

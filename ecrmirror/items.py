@@ -24,8 +24,9 @@ from ecrmirror.junit import (
     TITLE_PROPERTY,
 )
 from ecrmirror.outcome import Result
+from ecrmirror.replicas import replica_target, writable_destinations
 from ecrmirror.run import Options, Run
-from ecrmirror.spec import ChartEntry, Spec, VersionEntry, load_spec
+from ecrmirror.spec import ChartEntry, Spec, Target, VersionEntry, load_spec
 from ecrmirror.versions import PlannedVersion
 
 
@@ -77,6 +78,8 @@ class SpecFile(pytest.File):
         yield RepositoriesNode.from_parent(
             self, name="repository", spec=spec, repositories=names, charts=charts
         )
+        if writable_destinations(spec.target):
+            yield ReplicasNode.from_parent(self, name="replica", spec=spec, repositories=names, charts=charts)
         if spec.target.replication is not None:
             yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=names)
         for chart in spec.charts:
@@ -105,7 +108,34 @@ def _line(where: str) -> int | None:
 
 
 class RepositoriesNode(pytest.Collector):
-    """`<spec>::repository`: one item per ECR repository the spec mirrors into."""
+    """`<spec>::repository`: one item per ECR repository the spec mirrors into. As
+    `<spec>::replica::<region>`, the same repositories in one destination region."""
+
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        repositories: tuple[str, ...],
+        charts: tuple[ChartEntry, ...],
+        target: Target | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.repositories = repositories
+        self.charts = charts
+        self.target = target or spec.target
+
+    def collect(self) -> Iterator[RepositoryItem]:
+        for name in self.repositories:
+            charts = tuple(c for c in self.charts if self.spec.target.repository_for(c.name) == name)
+            yield RepositoryItem.from_parent(
+                self, name=name, spec=self.spec, repository=name, charts=charts, target=self.target
+            )
+
+
+class ReplicasNode(pytest.Collector):
+    """`<spec>::replica`: the spec's repositories in each destination region ecrmirror can write."""
 
     def __init__(
         self, *, spec: Spec, repositories: tuple[str, ...], charts: tuple[ChartEntry, ...], **kwargs: Any
@@ -115,10 +145,16 @@ class RepositoriesNode(pytest.Collector):
         self.repositories = repositories
         self.charts = charts
 
-    def collect(self) -> Iterator[RepositoryItem]:
-        for name in self.repositories:
-            charts = tuple(c for c in self.charts if self.spec.target.repository_for(c.name) == name)
-            yield RepositoryItem.from_parent(self, name=name, spec=self.spec, repository=name, charts=charts)
+    def collect(self) -> Iterator[RepositoriesNode]:
+        for destination in writable_destinations(self.spec.target):
+            yield RepositoriesNode.from_parent(
+                self,
+                name=destination.region,
+                spec=self.spec,
+                repositories=self.repositories,
+                charts=self.charts,
+                target=replica_target(self.spec.target, destination),
+            )
 
 
 class _MirrorItem(pytest.Item):
@@ -174,33 +210,50 @@ class _MirrorItem(pytest.Item):
 
 
 class RepositoryItem(_MirrorItem):
-    """One ECR repository: exists, with every setting the spec declares (created under --sync)."""
+    """One ECR repository: exists, with every setting the spec declares (created under --sync).
+    A replica repository (kind "replica") is held to the same settings in its own region."""
 
-    kind = "repository"
-
-    def __init__(self, *, spec: Spec, repository: str, charts: tuple[ChartEntry, ...], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        repository: str,
+        charts: tuple[ChartEntry, ...],
+        target: Target | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.repository = repository
         self.charts = charts
+        self.repository_target = target or spec.target
+        self.replica = self.repository_target.registry != spec.target.registry
+        self.kind = "replica" if self.replica else "repository"
         self.user_properties.extend(
-            [(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host), ("repository", repository)]
+            [
+                (KIND_PROPERTY, self.kind),
+                ("registry", self.repository_target.registry.host),
+                ("repository", repository),
+            ]
         )
 
     def mirror(self, run: Run, sync: bool) -> Result:
-        spec = self.spec
+        target, path = self.repository_target, self.spec.path
         if sync:
-            return repositories.sync(run, spec.path, spec.target, self.repository, self.charts)
-        return repositories.check(run, spec.path, spec.target, self.repository)
+            return repositories.sync(run, path, target, self.repository, self.charts)
+        return repositories.check(run, path, target, self.repository)
 
     def title(self) -> str:
+        if self.replica:
+            return f"repository {self.repository} in {self.repository_target.registry.region}"
         return f"repository {self.repository}"
 
     def target(self) -> str:
-        return f"{self.spec.target.registry.host}/{self.repository}"
+        return f"{self.repository_target.registry.host}/{self.repository}"
 
     @property
     def shard_key(self) -> str:
+        # A replica runs in its source repository's share, with the versions it receives.
         return f"{self.spec.target.registry.host}/{self.repository}"
 
     def reportinfo(self) -> tuple[Any, int | None, str]:

@@ -13,13 +13,14 @@ class Outcome(str, enum.Enum):
     PRESENT = "PRESENT"  # already in ECR as declared (content, settings or replication rule)
     CREATED = "CREATED"  # a repository or replication rule that was missing, now made
     UPDATED = "UPDATED"  # repository settings changed to the spec's (enforce_settings)
+    BACKFILLED = "BACKFILLED"  # in ECR, and now copied into destination regions that lacked it
     MISSING = "MISSING"  # not in ECR (audit)
     DIFFERS = "DIFFERS"  # in ECR, but not as declared; chart content is never overwritten
     UNREPLICATED = "UNREPLICATED"  # in ECR, but replication to a destination failed or never ran
 
     @property
     def ok(self) -> bool:
-        return self in (Outcome.PUSHED, Outcome.PRESENT, Outcome.CREATED, Outcome.UPDATED)
+        return self in (Outcome.PUSHED, Outcome.PRESENT, Outcome.CREATED, Outcome.UPDATED, Outcome.BACKFILLED)
 
 
 @dataclass(frozen=True)

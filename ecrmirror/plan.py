@@ -22,7 +22,7 @@ class Row:
     """One item's result, as the plan needs it."""
 
     spec: str
-    kind: str  # version, repository, replication
+    kind: str  # version, repository, replica, replication
     title: str
     word: str  # the outcome word, or the error's
     ok: bool
@@ -103,10 +103,18 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
     present = [row for row in versions if row.word == "PRESENT"]
     if present:
         lines.append(f"- Already in ECR: {_names([row.title for row in present])}")
-    changed = [row for row in rows if row.kind == "repository" and row.ok and row.word != "PRESENT"]
-    for word in dict.fromkeys(row.word for row in changed):
-        names = [row.title.removeprefix("repository ") for row in changed if row.word == word]
-        lines.append(f"- Repositories {word.lower()}: {_names(names)}")
+    backfilled = [row for row in versions if row.word == "BACKFILLED"]
+    if backfilled:
+        uploaded = sum(row.bytes_uploaded for row in backfilled)
+        lines.append(
+            f"- Copied into regions replication had not reached ({uploaded:,} bytes): "
+            + _names([row.title for row in backfilled])
+        )
+    for kind, label in (("repository", "Repositories"), ("replica", "Replica repositories")):
+        changed = [row for row in rows if row.kind == kind and row.ok and row.word != "PRESENT"]
+        for word in dict.fromkeys(row.word for row in changed):
+            names = [row.title.removeprefix("repository ") for row in changed if row.word == word]
+            lines.append(f"- {label} {word.lower()}: {_names(names)}")
     for row in rows:
         if row.kind == "replication" and row.ok and row.word != "PRESENT":
             lines.append(f"- Replication rule {row.title.removeprefix('replication ')}: {row.word.lower()}")

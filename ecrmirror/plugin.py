@@ -222,7 +222,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = config.stash[RUN_KEY].run
     versions.announce(run, (item.planned for item in planned))
     for item in repository_items:
-        repositories.announce(run, item.spec.target, [item.repository])
+        repositories.announce(run, item.repository_target, [item.repository])
     # Spec errors first: they stop the run anyway, and say more than missing credentials.
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):

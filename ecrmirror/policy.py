@@ -6,13 +6,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from ecrmirror.replicas import replica_target, writable_destinations
 from ecrmirror.spec import Registry, Spec, Target
 
 SYNC = "sync"
 AUDIT = "audit"
 MODES = (SYNC, AUDIT)
-# ECR creates this role on the first PutReplicationConfiguration, as the caller.
+# ECR creates this role on the first PutReplicationConfiguration, as the caller, ...
 REPLICATION_ROLE = "role/aws-service-role/replication.ecr.amazonaws.com/AWSServiceRoleForECRReplication"
+# ... and this one on the first CreateRepositoryCreationTemplate (userguide/slr-rct.html).
+TEMPLATE_ROLE = "role/aws-service-role/ecr.amazonaws.com/AWSServiceRoleForECRTemplate"
 
 # What every sync does per repository: read the inventory and settings, push what is missing
 # (HEAD blob, POST + PUT upload, PUT manifest: the registry checks these IAM actions).
@@ -101,20 +104,27 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
         if target.replication is None:
             continue
         registry_wide.add("ecr:DescribeRegistry")
+        iam = f"arn:{partition(target.registry)}:iam::{target.registry.account}"
         if mode == SYNC:
             registry_wide.add("ecr:PutReplicationConfiguration")
-            replication_roles.add(
-                f"arn:{partition(target.registry)}:iam::{target.registry.account}:{REPLICATION_ROLE}"
-            )
-        else:
-            # The audit reads same-account replicas in one batch per repository and region.
-            for destination in target.replication.destinations:
-                if destination.registry_id != target.registry.account:
-                    continue
-                replica = Registry(host="", account=destination.registry_id, region=destination.region)
-                replica_target = Target(replica, target.prefix, False, target.repository, target.where)
-                for resource in repository_resources(replica_target, repositories):
-                    by_resource[resource].add("ecr:BatchGetImage")
+            replication_roles.add(f"{iam}:{REPLICATION_ROLE}")
+        replicas = writable_destinations(target)
+        if not replicas:
+            continue
+        # Replica repositories are items of their own, held to the spec's settings; a sync
+        # copies what they lack from the source (backfill) and keeps the creation templates.
+        registry_wide.add("ecr:DescribeRepositoryCreationTemplates")
+        if mode == SYNC:
+            registry_wide.add("ecr:CreateRepositoryCreationTemplate")
+            if target.repository.enforce:
+                registry_wide.add("ecr:UpdateRepositoryCreationTemplate")
+            replication_roles.add(f"{iam}:{TEMPLATE_ROLE}")
+            for resource in repository_resources(target, repositories):
+                by_resource[resource] |= {"ecr:DescribeImageReplicationStatus", "ecr:GetDownloadUrlForLayer"}
+        for destination in replicas:
+            replica = replica_target(target, destination)
+            for resource in repository_resources(replica, repositories):
+                by_resource[resource] |= repository_actions(replica, mode)
     statements: list[dict[str, Any]] = []
     if registry_wide:
         statements.append(_statement("RegistryWide", registry_wide, ["*"]))
@@ -125,9 +135,7 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
         statements.append(_statement(f"Repositories{index + 1}", allowed, sorted(resources)))
     if replication_roles:
         statements.append(
-            _statement(
-                "ReplicationServiceLinkedRole", {"iam:CreateServiceLinkedRole"}, sorted(replication_roles)
-            )
+            _statement("EcrServiceLinkedRoles", {"iam:CreateServiceLinkedRole"}, sorted(replication_roles))
         )
     if kms_keys:
         statements.append(

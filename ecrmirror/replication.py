@@ -1,34 +1,31 @@
 """The replication item and the replicas of each version: ECR's replication rules hold the spec's.
 
 `check_rule`/`sync_rule` stand for `<spec>::replication`: the registry's configuration replicates
-the spec's repositories to every declared destination, merged in without touching other rules.
-A chart version's sync asks `ensure_rule` before its push (ECR replicates only what is pushed after
-the rule exists), and its audit asks `check_replicas` whether the copies arrived.
+the spec's repositories to every declared destination, merged in without touching other rules,
+and each destination region of the source's account has a creation template for the spec's
+replicas (templates.py). A chart version's sync asks `ensure_rule` before its push (ECR
+replicates only what is pushed after the rule exists); `replica_states` says, destination by
+destination, whether a version's copy arrived, for the audit (`check_replicas`) and for the
+backfill (backfill.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from filelock import FileLock
 
-from ecrmirror import ecr_rules
+from ecrmirror import ecr_rules, templates
 from ecrmirror.ecr import Ecr, RemoteImage
 from ecrmirror.errors import AwsError, ReplicationLimit
 from ecrmirror.outcome import Outcome, Result
+from ecrmirror.replicas import registry_policy, replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.spec import Destination, Registry, Target
 
 REPLICATION_WRITE_ATTEMPTS = 3  # PutReplicationConfiguration has no compare-and-swap: re-read and retry
-
-
-def replica_registry(source: Registry, destination: Destination) -> Registry:
-    """The registry a destination of `source`'s replication is."""
-    host = source.host.replace(source.account, destination.registry_id, 1).replace(
-        f".{source.region}.", f".{destination.region}.", 1
-    )
-    return Registry(host=host, account=destination.registry_id, region=destination.region)
 
 
 # -- the registry's rule ------------------------------------------------------------------------------
@@ -36,24 +33,58 @@ def check_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> Resul
     assert target.replication is not None
     configuration = run.ecr(target.registry).replication_configuration()
     missing = uncovered(configuration, repositories, target.replication.destinations)
-    if not missing:
-        return Result(Outcome.PRESENT, _summary(target, repositories))
+    problems = [
+        f"no replication rule copies {', '.join(names)} to {d.region} ({d.registry_id})"
+        for d, names in missing.items()
+    ]
+    problems += templates.check(run, target, repositories).problems
+    notes = _other_accounts(target, repositories)
+    if not problems:
+        return Result(Outcome.PRESENT, _summary(target, repositories), notes=notes)
     return Result(
-        Outcome.MISSING,
-        "; ".join(
-            f"no replication rule copies {', '.join(names)} to {d.region} ({d.registry_id})"
-            for d, names in missing.items()
-        )
-        + ". `pytest --sync` adds the rule, keeping every other rule of the registry.",
+        Outcome.MISSING if missing else Outcome.DIFFERS,
+        "; ".join(problems)
+        + ". `pytest --sync` adds the rule (keeping every other rule of the registry) and the "
+        "templates; a template that differs changes only under `enforce_settings: true`.",
+        notes=notes,
     )
 
 
 def sync_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> Result:
-    if ensure_rule(run, target, repositories):
+    changed = ensure_rule(run, target, repositories)
+    report = templates.ensure(run, target, repositories)
+    notes = _other_accounts(target, repositories)
+    done = (["added to the registry's replication"] if changed else []) + [
+        f"{verb} the creation template {', '.join(which)}"
+        for verb, which in (("created", report.created), ("updated", report.updated))
+        if which
+    ]
+    if report.problems:
         return Result(
-            Outcome.CREATED, "added to the registry's replication: " + _summary(target, repositories)
+            Outcome.DIFFERS,
+            (f"{'; '.join(done)}; " if done else "")
+            + "; ".join(report.problems)
+            + ". Set `enforce_settings: true` under target.repository to change the templates to the "
+            "spec's, or make the spec say what they have.",
+            notes=notes,
         )
-    return Result(Outcome.PRESENT, _summary(target, repositories))
+    if changed or report.created:
+        return Result(Outcome.CREATED, "; ".join(done) + ": " + _summary(target, repositories), notes=notes)
+    if report.updated:
+        return Result(Outcome.UPDATED, "; ".join(done), notes=notes)
+    return Result(Outcome.PRESENT, _summary(target, repositories), notes=notes)
+
+
+def _other_accounts(target: Target, repositories: tuple[str, ...]) -> tuple[str, ...]:
+    """What replication into another account's registry needs: it cannot be read from here."""
+    assert target.replication is not None
+    return tuple(
+        f"replication into account {d.registry_id} ({d.region}) works only if that registry's "
+        f"permissions policy allows it; ecrmirror cannot read another account's registry. It must "
+        f"hold: {registry_policy(target, d, repositories)}"
+        for d in target.replication.destinations
+        if not writable(target, d)
+    )
 
 
 def ensure_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> bool:
@@ -96,47 +127,100 @@ def _merge(
 
 
 # -- the replicas of one version ------------------------------------------------------------------------
-def check_replicas(run: Run, target: Target, repository: str, image: RemoteImage, present: Result) -> Result:
-    """`present` stays as it is when every destination holds the image (or is still copying it)."""
+@dataclass(frozen=True)
+class ReplicaState:
+    """Where one destination stands with one version."""
+
+    destination: Destination
+    state: str  # HELD, COPYING (ECR is replicating it), MISSING, or OTHER (the tag holds other content)
+    detail: str = ""  # why, for a message
+
+    @property
+    def where(self) -> str:
+        return f"{self.destination.region} ({self.destination.registry_id})"
+
+
+HELD, COPYING, MISSING, OTHER = "HELD", "COPYING", "MISSING", "OTHER"
+
+
+def replica_states(run: Run, target: Target, repository: str, image: RemoteImage) -> list[ReplicaState]:
+    """Each destination's copy of `image`: read from the replica where ecrmirror can read it (one
+    batched BatchGetImage per repository and region), else as ECR's replication status says."""
     assert target.replication is not None
-    reference = f"{target.registry.host}/{repository}:{image.tag}"
-    problems: list[str] = []
-    notes: list[str] = []
+    states = []
     for destination in target.replication.destinations:
-        where = f"{destination.region} ({destination.registry_id})"
-        if destination.registry_id == target.registry.account:
-            # One batched BatchGetImage per repository and region answers most versions at once.
+        if writable(target, destination):
             replica = replica_registry(target.registry, destination)
             copy = (run.inventory.images(replica, repository, image.tag) or {}).get(image.tag)
             if copy is not None and copy.manifest_digest == image.manifest_digest:
+                states.append(ReplicaState(destination, HELD))
+                continue
+            if copy is not None:
+                states.append(
+                    ReplicaState(
+                        destination,
+                        OTHER,
+                        f"{replica.host}/{repository}:{image.tag} holds {copy.manifest_digest}, not the "
+                        f"source's {image.manifest_digest}; ecrmirror never overwrites a tag",
+                    )
+                )
                 continue
         status = _status(run, target.registry, repository, image.tag, destination)
         state = status.get("status")
-        if state == "COMPLETE" and destination.registry_id != target.registry.account:
-            continue  # another account's registry: ECR's word is all we can read
-        if state == "IN_PROGRESS":
-            notes.append(f"replication of {reference} to {where} is in progress")
+        if state == "COMPLETE" and not writable(target, destination):
+            states.append(ReplicaState(destination, HELD))  # another account: ECR's word is all we read
+        elif state == "IN_PROGRESS":
+            states.append(ReplicaState(destination, COPYING, "ECR's replication is in progress"))
         elif state == "FAILED":
-            problems.append(
-                f"replication to {where} FAILED ({status.get('failureCode') or 'no failure code'})"
-            )
+            code = status.get("failureCode") or "no failure code"
+            states.append(ReplicaState(destination, MISSING, f"replication FAILED ({code})"))
         elif state == "COMPLETE":
-            problems.append(f"ECR reports replication to {where} COMPLETE, but the image is not there")
-        else:
-            problems.append(
-                f"{where} has no copy and no replication record (ECR replicates only what is "
-                "pushed after the rule exists)"
+            states.append(
+                ReplicaState(destination, MISSING, "ECR reports COMPLETE, but the image is not there")
             )
-    if problems:
-        return Result(
-            Outcome.UNREPLICATED,
-            f"{reference} is in ECR, but " + "; ".join(problems) + ". Fix the cause "
-            "(the destination registry's permissions policy, KMS, quotas), then copy the image "
-            "to the destination by hand: ecrmirror never re-pushes a tag that is there.",
-            present.release,
-            notes=tuple(notes),
-        )
-    return Result(present.outcome, present.message, present.release, notes=tuple(notes))
+        else:
+            states.append(
+                ReplicaState(
+                    destination,
+                    MISSING,
+                    "no copy and no replication record (ECR replicates only what is pushed after the "
+                    "rule exists)",
+                )
+            )
+    return states
+
+
+def check_replicas(run: Run, target: Target, repository: str, image: RemoteImage, present: Result) -> Result:
+    """`present` stays as it is when every destination holds the image (or is still copying it)."""
+    reference = f"{target.registry.host}/{repository}:{image.tag}"
+    states = replica_states(run, target, repository, image)
+    notes = tuple(
+        f"replication of {reference} to {s.where} is in progress" for s in states if s.state == COPYING
+    )
+    failing = [s for s in states if s.state in (MISSING, OTHER)]
+    if not failing:
+        return Result(present.outcome, present.message, present.release, notes=notes)
+    return Result(
+        Outcome.UNREPLICATED,
+        f"{reference} is in ECR, but "
+        + "; ".join(f"{s.where}: {s.detail}" for s in failing)
+        + ". "
+        + " ".join(dict.fromkeys(_remedy(target, s) for s in failing)),
+        present.release,
+        notes=notes,
+    )
+
+
+def _remedy(target: Target, state: ReplicaState) -> str:
+    if state.state == OTHER:
+        return "Find out who pushed the other content to the replica, then decide by hand."
+    if writable(target, state.destination):
+        return "`pytest --sync` copies it there (backfill), digest unchanged."
+    return (
+        f"Account {state.destination.registry_id}'s registry permissions policy must allow the "
+        "replication (the replication item's note prints it); ecrmirror cannot write another "
+        "account's registry, so fix the cause and push the version there by hand."
+    )
 
 
 def _status(

@@ -26,7 +26,7 @@ from ecrmirror.junit import (
 from ecrmirror.outcome import Outcome
 from ecrmirror.sources.release import version_key
 
-_KIND_ORDER = {"repository": 0, "replication": 1, "version": 2}
+_KIND_ORDER = {"repository": 0, "replica": 1, "replication": 2, "version": 3}
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -87,7 +87,11 @@ class Totals:
         if not self.counts:
             return
         terminalreporter.write_sep("-", "ecrmirror")
-        for kind, label in (("repository", "repositories"), ("replication", "replication rules")):
+        for kind, label in (
+            ("repository", "repositories"),
+            ("replica", "replica repositories"),
+            ("replication", "replication rules"),
+        ):
             if kind in self.counts:
                 terminalreporter.write_line(f"{count_line(self.counts[kind], label)}")
         versions = self.counts.get("version")
@@ -103,7 +107,9 @@ class Totals:
 
 
 def count_line(counts: dict[str, int], label: str, always: tuple[str, ...] = ()) -> str:
-    words = [w for w in ("pushed", "created", "updated", "present") if w in always or counts.get(w)]
+    words = [
+        w for w in ("pushed", "created", "updated", "present", "backfilled") if w in always or counts.get(w)
+    ]
     parts = [f"{counts.get(w, 0)} {w}" for w in words] + [f"{counts.get('failed', 0)} failed"]
     return f"{sum(counts.values())} {label}: {', '.join(parts)}"
 

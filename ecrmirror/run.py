@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -20,7 +21,8 @@ from ecrmirror.ecr import Ecr
 from ecrmirror.inventory import Inventory
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import IndexCache, Source, Sources
-from ecrmirror.spec import ChartEntry, Registry
+from ecrmirror.sources.oci import OciClient
+from ecrmirror.spec import ChartEntry, Credentials, Registry
 from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
 
 
@@ -68,6 +70,7 @@ class Run:
         self.settled: set[Hashable] = set()
         self._ecr: dict[str, Ecr] = {}
         self._registries: dict[str, RegistryClient] = {}
+        self._readers: dict[str, OciClient] = {}
 
     def ecr(self, registry: Registry) -> Ecr:
         if registry.host not in self._ecr:
@@ -95,6 +98,25 @@ class Run:
                 endpoint, self.ecr(registry).registry_token, self.options.retry
             )
         return self._registries[registry.host]
+
+    def registry_reader(self, registry: Registry) -> OciClient:
+        """Reads manifests and blobs of an ECR registry (a backfill's source) with its registry token.
+
+        The token lasts ECR's 12 hours from the reader's first use: longer than any one run.
+        """
+        if registry.host not in self._readers:
+            endpoint = urlsplit(self.options.endpoints.registry or f"https://{registry.host}")
+            token = self.ecr(registry).registry_token()
+            self._readers[registry.host] = OciClient(
+                endpoint.netloc,
+                self.http,
+                plain_http=endpoint.scheme == "http",
+                credentials=Credentials(username=token.username, password=token.password),
+                refused_hint="reading needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the "
+                "repository; `pytest --ecrmirror-policy=sync` prints what a sync needs",
+                basic_first=True,
+            )
+        return self._readers[registry.host]
 
     def source(self, spec_path: Path, chart: ChartEntry) -> Source:
         """The upstream of a chart entry (a local `repo` is relative to its spec)."""

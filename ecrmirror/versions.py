@@ -1,8 +1,9 @@
 """Chart-version items, the heart: check that a version is in ECR as upstream has it, or push it.
 
 A version's sync downloads and verifies the archive (or copies an OCI source's manifest and
-blobs), asks repositories.py for a missing repository and replication.py for the rule, pushes
-the blobs and writes the manifest last. A tag that is there is compared, never overwritten.
+blobs), asks repositories.py for a missing repository (and its replicas) and replication.py for
+the rule, pushes the blobs and writes the manifest last. A tag that is there is compared, never
+overwritten, and copied into the destination regions that lack it (backfill.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecrmirror import constraints, replication, repositories
+from ecrmirror import backfill, constraints, replication, repositories
 from ecrmirror.chart import Descriptor, build_artifact, tag_for
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.outcome import Outcome, Result
+from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
 from ecrmirror.spec import ChartEntry, Target, VersionEntry
@@ -75,8 +77,10 @@ def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
         run.inventory.expect_tags(target.registry, item.repository, [item.tag])
         run.inventory.expect_repositories(target.registry, [item.repository])
         for destination in target.replication.destinations if target.replication else ():
-            replica = replication.replica_registry(target.registry, destination)
+            replica = replica_registry(target.registry, destination)
             run.inventory.expect_tags(replica, item.repository, [item.tag])
+            if writable(target, destination):
+                run.inventory.expect_repositories(replica, [item.repository])
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:
@@ -107,10 +111,15 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
     target = planned.target
     images = run.inventory.images(target.registry, planned.repository, planned.tag)
     if images is not None and planned.tag in images:
-        return _compare(planned, release, images[planned.tag])
+        image = images[planned.tag]
+        result = _compare(planned, release, image)
+        if result.outcome is Outcome.PRESENT and target.replication is not None:
+            return backfill.backfill(run, planned.spec_path, target, planned.repository, image, result)
+        return result
     if images is None:
         repositories.ensure_exists(run, planned.spec_path, target, planned.repository)
     if target.replication is not None:
+        backfill.ensure_replica_repositories(run, planned.spec_path, target, planned.repository)
         # ECR replicates only what is pushed after the rule exists.
         replication.ensure_rule(run, target, planned.spec_repositories or (planned.repository,))
     with run.scratch() as tmp:

@@ -89,14 +89,17 @@ def test_sync_offline_applies_settings_replication_and_lifecycle(
 
     result = run_subprocess("--sync", "--offline", "-v", "mirror.yaml")
 
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         [
             "mirror.yaml::repository::mirror/gitlab CREATED*",
             "mirror.yaml::repository::mirror/ingress CREATED*",
+            "mirror.yaml::replica::eu-central-1::mirror/gitlab CREATED*",
+            "mirror.yaml::replica::us-east-1::mirror/ingress CREATED*",
             "mirror.yaml::replication CREATED*",
             "mirror.yaml::gitlab::7.1.1 PUSHED*",
             "2 repositories: 2 created, 0 failed",
+            "4 replica repositories: 4 created, 0 failed",
             "1 replication rules: 1 created, 0 failed",
         ]
     )
@@ -107,7 +110,7 @@ def test_sync_creates_repositories_with_every_declared_setting(
 ) -> None:
     write_spec(governed_spec(upstream))
 
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
 
     repository = describe("mirror/gitlab")
     assert repository["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
@@ -120,6 +123,12 @@ def test_sync_creates_repositories_with_every_declared_setting(
     assert sorted((t["Key"], t["Value"]) for t in tags) == [("cost-center", "4711"), ("team", "platform")]
     policy = ecr().get_lifecycle_policy(repositoryName="mirror/gitlab")["lifecyclePolicyText"]
     assert json.loads(policy) == LIFECYCLE
+    # a replica holds the same settings, with its own region's AWS managed key (a KMS key is regional)
+    replica = ecr("us-east-1").describe_repositories(repositoryNames=["mirror/gitlab"])["repositories"][0]
+    assert replica["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert replica["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert replica["encryptionConfiguration"]["encryptionType"] == "KMS"
+    assert replica["encryptionConfiguration"].get("kmsKey") != KMS_KEY
 
 
 def _drift_mutability(name: str) -> None:
@@ -170,7 +179,7 @@ def test_a_changed_setting_fails_exactly_its_repository_and_names_the_setting(
     # given a synced spec, and one setting of one repository changed behind its back
     change, expected = drift
     write_spec(governed_spec(upstream))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
     change("mirror/gitlab")
     emulator.app.requests.clear()
 
@@ -178,7 +187,7 @@ def test_a_changed_setting_fails_exactly_its_repository_and_names_the_setting(
     result = run("--check-only", "-v", "mirror.yaml")
 
     # then exactly that repository's item fails, naming the setting, declared and actual
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=9, failed=1)
     result.stdout.fnmatch_lines(
         [
             "mirror.yaml::repository::mirror/gitlab DIFFERS*",
@@ -196,13 +205,13 @@ def test_sync_without_enforce_settings_reports_drift_and_changes_nothing(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     write_spec(governed_spec(upstream))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
     _drift_mutability("mirror/gitlab")
     emulator.app.requests.clear()
 
     result = run("--sync", "-v", "mirror.yaml")
 
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=9, failed=1)
     result.stdout.fnmatch_lines(["mirror.yaml::repository::mirror/gitlab DIFFERS*"])
     assert emulator.writes() == []
     assert describe("mirror/gitlab")["imageTagMutability"] == "MUTABLE"
@@ -212,7 +221,7 @@ def test_enforce_settings_changes_what_ecr_can_change_and_adds_tags_without_remo
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     write_spec(governed_spec(upstream, enforce=True))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
     for change in (_drift_mutability, _drift_scan, _drift_tag, _drift_lifecycle):
         change("mirror/gitlab")
     arn = describe("mirror/gitlab")["repositoryArn"]
@@ -220,11 +229,11 @@ def test_enforce_settings_changes_what_ecr_can_change_and_adds_tags_without_remo
 
     result = run("--sync", "-v", "mirror.yaml")
 
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         ["mirror.yaml::repository::mirror/gitlab UPDATED*", "2 repositories: 1 updated, 1 present, 0 failed"]
     )
-    run("--check-only", "mirror.yaml").assert_outcomes(passed=6)
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=10)
     tags = {t["Key"]: t["Value"] for t in ecr().list_tags_for_resource(resourceArn=arn)["tags"]}
     assert tags == {"team": "platform", "cost-center": "4711", "owner": "someone else"}
 
@@ -266,7 +275,7 @@ def test_sync_merges_the_rule_and_keeps_a_rule_made_outside_ecrmirror(
     write_spec(governed_spec(upstream))
 
     # when the spec is synced
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
 
     # then that rule is there unchanged, next to ours
     rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
@@ -296,7 +305,7 @@ def test_sync_merges_the_rule_and_keeps_a_rule_made_outside_ecrmirror(
 
     # when it is synced again, nothing is written
     emulator.app.requests.clear()
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
     assert emulator.writes() == []
 
 
@@ -305,10 +314,10 @@ def test_a_new_region_is_added_to_our_rule_and_nothing_else_changes(
 ) -> None:
     ecr().put_replication_configuration(replicationConfiguration={"rules": [OUTSIDE_RULE]})
     write_spec(governed_spec(upstream, regions=("eu-central-1",)))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=8)
     write_spec(governed_spec(upstream, regions=("eu-central-1", "us-west-2")))
 
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
 
     rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
     assert rules[0] == OUTSIDE_RULE
@@ -327,7 +336,7 @@ def test_a_rule_someone_else_made_for_the_same_prefix_is_not_changed_either(
     ecr().put_replication_configuration(replicationConfiguration={"rules": [theirs]})
     write_spec(governed_spec(upstream, regions=("eu-central-1",)))
 
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=8)
 
     # then their rule is as it was, and ours sits next to it
     rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
@@ -357,16 +366,18 @@ def test_audit_checks_replicas_in_one_batch_per_repository_and_region(
     upstream: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     write_spec(governed_spec(upstream))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
     emulator.app.requests.clear()
 
     result = run("--check-only", "-v", "mirror.yaml")
 
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=10)
     actions = sorted(r.action for r in emulator.requests)
     # 2 repositories x (source + 2 destination regions), never one call per version
     assert actions.count("BatchGetImage") == 6
-    assert actions.count("DescribeRepositories") == 1
+    # one per registry (the source's and two replicas'), never one per repository
+    assert actions.count("DescribeRepositories") == 3
+    assert actions.count("DescribeRepositoryCreationTemplates") == 2
     assert "DescribeImageReplicationStatus" not in actions
 
 
@@ -376,20 +387,21 @@ def test_a_version_whose_replication_failed_fails_and_one_in_progress_passes_wit
 ) -> None:
     emulator.app.replicator.outcomes["us-east-1"] = status
     write_spec(governed_spec(upstream))
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)
 
     result = run("--check-only", "-v", "mirror.yaml")
 
     if status == "FAILED":
-        result.assert_outcomes(passed=3, failed=3)
+        result.assert_outcomes(passed=7, failed=3)
         result.stdout.fnmatch_lines(
             [
                 "mirror.yaml::gitlab::7.1.1 UNREPLICATED*",
-                "*is in ECR, but replication to us-east-1 (123456789012) FAILED (EMULATED_FAILURE)*",
+                "*is in ECR, but us-east-1 (123456789012): replication FAILED (EMULATED_FAILURE)*"
+                "`pytest --sync` copies it there (backfill), digest unchanged.",
             ]
         )
     else:
-        result.assert_outcomes(passed=6)
+        result.assert_outcomes(passed=10)
         result.stdout.fnmatch_lines(
             ["note: mirror.yaml::gitlab::7.1.1: replication of * to us-east-1 (123456789012) is in progress"]
         )
@@ -410,7 +422,7 @@ def test_workers_merging_rules_at_once_lose_none(
 
     # then every spec's rule is in the registry: PutReplicationConfiguration replaces the whole
     # configuration, so a writer that lost a race merges again
-    result.assert_outcomes(passed=12)
+    result.assert_outcomes(passed=16)  # each: repository, replica, rule, version
     rules = ecr().describe_registry()["replicationConfiguration"]["rules"]
     filters = sorted(f["filter"] for rule in rules for f in rule["repositoryFilters"])
     print(

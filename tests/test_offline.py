@@ -40,9 +40,13 @@ def test_sync_offline_pushes_every_example_version(pytester: pytest.Pytester, ru
 
     result = run_subprocess("examples/", "--sync", "--offline", "-v")
 
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         [f"examples/mirror.yaml::repository::helm/{name} CREATED*" for name in ("hello", "greeter")]
+        + [
+            f"examples/mirror.yaml::replica::eu-central-1::helm/{name} CREATED*"
+            for name in ("hello", "greeter")
+        ]
         + ["examples/mirror.yaml::replication CREATED*"]
     )
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PUSHED*" for version in EXAMPLE_VERSIONS])
@@ -54,12 +58,12 @@ def test_check_only_offline_fails_every_version_as_missing(pytester: pytest.Pyte
 
     result = run_subprocess("examples/", "--check-only", "--offline", "-v", "--junitxml=audit.xml")
 
-    result.assert_outcomes(failed=8)
+    result.assert_outcomes(failed=10)
     result.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} MISSING*" for version in EXAMPLE_VERSIONS])
     suite = ET.parse(pytester.path / "audit.xml").getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures")) == ("8", "8")
-    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 8
+    assert (suite.get("tests"), suite.get("failures")) == ("10", "10")
+    assert len([case for case in suite.iter("testcase") if case.find("failure") is not None]) == 10
 
 
 @contextlib.contextmanager
@@ -105,26 +109,22 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
     url = standalone_emulator["AWS_ENDPOINT_URL_ECR"]
 
     first = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
-    first.assert_outcomes(passed=8)
+    first.assert_outcomes(passed=10)
     requests.delete(f"{url}/_emulator/requests", timeout=10)
 
     second = pytester.runpytest_subprocess("-p", "ecrmirror.plugin", "examples/", "--sync", "-v")
 
-    second.assert_outcomes(passed=8)
+    second.assert_outcomes(passed=10)
     second.stdout.fnmatch_lines([f"examples/mirror.yaml::{version} PRESENT*" for version in EXAMPLE_VERSIONS])
     seen = requests.get(f"{url}/_emulator/requests", timeout=10).json()
-    # per repository: its inventory, tags and lifecycle policy (ECR has no batch call for the last
-    # two); per registry: the settings of all repositories and the replication configuration
-    assert sorted(r["action"] for r in seen) == [
-        "BatchGetImage",
-        "BatchGetImage",
-        "DescribeRegistry",
-        "DescribeRepositories",
-        "GetLifecyclePolicy",
-        "GetLifecyclePolicy",
-        "ListTagsForResource",
-        "ListTagsForResource",
-    ]
+    # per repository, in the source and in its replica region: its inventory, tags and lifecycle
+    # policy (ECR has no batch call for the last two); per registry: the settings of all its
+    # repositories; once: the replication configuration and the replica region's template
+    assert sorted(r["action"] for r in seen) == sorted(
+        ["BatchGetImage", "GetLifecyclePolicy", "ListTagsForResource"] * 4
+        + ["DescribeRepositories"] * 2
+        + ["DescribeRegistry", "DescribeRepositoryCreationTemplates"]
+    )
     assert all(r["kind"] == "api" for r in seen)
 
 

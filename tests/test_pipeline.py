@@ -136,7 +136,9 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
         "hello 0.2.0",
         "replication to eu-central-1",
         "repository helm/greeter",
+        "repository helm/greeter in eu-central-1",
         "repository helm/hello",
+        "repository helm/hello in eu-central-1",
     ]
     assert {(row["classname"], row["file"], row["status"]) for row in rows.values()} == {
         ("specs/mirror.yaml", "specs/mirror.yaml", "success")
@@ -197,7 +199,11 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
     for shard in shards:
         audited.update(gitlab_rows(shard / "ecrmirror.xml"))
     failing = {name: row for name, row in audited.items() if row["status"] != "success"}
-    assert sorted(failing) == ["greeter 2.3.4", "repository helm/greeter"]
+    assert sorted(failing) == [
+        "greeter 2.3.4",
+        "repository helm/greeter",
+        "repository helm/greeter in eu-central-1",
+    ]
     assert failing["greeter 2.3.4"]["file"] == "specs/mirror.yaml"
     assert (
         failing["greeter 2.3.4"]["body"].splitlines()[0]
@@ -207,6 +213,7 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
         "hello 0.2.0",
         "replication to eu-central-1",
         "repository helm/hello",
+        "repository helm/hello in eu-central-1",
     ]
     assert json.loads(audit_policy)["Statement"], "the audit ran with an empty policy"
     assert {r.action for r in emulator.requests if r.kind == "sts"} == {"AssumeRoleWithWebIdentity"}

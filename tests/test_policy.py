@@ -77,14 +77,34 @@ def upstream(two_charts: ChartServer) -> ChartServer:
 
 
 @pytest.fixture
-def account(upstream: ChartServer, emulator: Emulator, write_spec) -> Iterator[Emulator]:
-    """The scenario's account: one repository there already, drifted; IAM enforced for others."""
-    write_spec(SCENARIO.replace("REPO", upstream.url))
-    admin("ecr", emulator).create_repository(
+def account(upstream: ChartServer, emulator: Emulator, write_spec, run) -> Iterator[Emulator]:
+    """The scenario's account, drifted so that a sync needs every action of its policy; IAM
+    enforced for everyone but the administrator.
+
+    gitlab 7.1.1 was mirrored before replication was declared (the sync backfills it), the source
+    repository and the eu-central-1 replica were changed by hand, and eu-central-1 has a
+    creation template of other settings (made before ECR's template role, which the sync creates).
+    """
+    before = SCENARIO.split("  replication:")[0] + "charts:\n  - name: gitlab\n    repo: REPO\n"
+    write_spec(before.replace("REPO", upstream.url) + "    versions: ['7.1.1']\n")
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    source = admin("ecr", emulator)
+    source.put_image_tag_mutability(repositoryName="mirror/gitlab", imageTagMutability="MUTABLE")
+    source.put_image_scanning_configuration(
+        repositoryName="mirror/gitlab", imageScanningConfiguration={"scanOnPush": False}
+    )
+    frankfurt = admin("ecr", emulator, "eu-central-1")
+    frankfurt.create_repository(
         repositoryName="mirror/gitlab",
         imageTagMutability="MUTABLE",
-        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KMS_KEY},
+        imageScanningConfiguration={"scanOnPush": False},
+        encryptionConfiguration={"encryptionType": "KMS"},  # the region's AWS managed key
     )
+    frankfurt.create_repository_creation_template(
+        prefix="mirror", appliedFor=["REPLICATION"], imageTagMutability="MUTABLE"
+    )
+    admin("iam", emulator, "us-east-1").delete_role(RoleName="AWSServiceRoleForECRTemplate")
+    write_spec(SCENARIO.replace("REPO", upstream.url))
     emulator.app.iam.enforce = True
     try:
         yield emulator
@@ -131,13 +151,21 @@ def test_the_sync_policy_scopes_repositories_to_the_prefix_and_only_what_must_be
                 "ecr:GetAuthorizationToken",
                 "ecr:DescribeRegistry",
                 "ecr:PutReplicationConfiguration",
+                "ecr:DescribeRepositoryCreationTemplates",
+                "ecr:CreateRepositoryCreationTemplate",
+                "ecr:UpdateRepositoryCreationTemplate",
             }
     resources = {json.dumps(s["Resource"]) for s in SYNC_POLICY["Statement"]}
     assert json.dumps("arn:aws:ecr:eu-west-1:123456789012:repository/mirror/*") in resources
+    for region in ("eu-central-1", "us-east-1"):  # the replicas, which the sync keeps and backfills
+        assert any(f"arn:aws:ecr:{region}:123456789012:repository/mirror/*" in r for r in resources)
+    roles = "arn:aws:iam::123456789012:role/aws-service-role/"
     assert (
         json.dumps(
-            "arn:aws:iam::123456789012:role/aws-service-role/replication.ecr.amazonaws.com/"
-            "AWSServiceRoleForECRReplication"
+            [
+                f"{roles}ecr.amazonaws.com/AWSServiceRoleForECRTemplate",
+                f"{roles}replication.ecr.amazonaws.com/AWSServiceRoleForECRReplication",
+            ]
         )
         in resources
     )
@@ -151,14 +179,21 @@ def test_a_user_with_exactly_the_sync_policy_can_sync_and_with_the_audit_policy_
 
     synced = run("--sync", "-v", "mirror.yaml")
 
-    synced.assert_outcomes(passed=6)
-    synced.stdout.fnmatch_lines(["mirror.yaml::repository::mirror/gitlab UPDATED*"])
+    synced.assert_outcomes(passed=10)  # 2 repositories, 4 replicas, the rule, 3 versions
+    synced.stdout.fnmatch_lines(
+        [
+            "mirror.yaml::repository::mirror/gitlab UPDATED*",
+            "mirror.yaml::replica::eu-central-1::mirror/gitlab UPDATED*",
+            "mirror.yaml::replication CREATED*",
+            "mirror.yaml::gitlab::7.1.1 BACKFILLED*",
+        ]
+    )
 
     admin("iam", account, "us-east-1").put_user_policy(
         UserName="mirror-ci", PolicyName="ecrmirror", PolicyDocument=json.dumps(AUDIT_POLICY)
     )
     audited = run("--check-only", "-v", "mirror.yaml")
-    audited.assert_outcomes(passed=6)
+    audited.assert_outcomes(passed=10)
     assert any(r.action == "DescribeImageReplicationStatus" for r in account.requests)
 
 
@@ -180,7 +215,7 @@ def test_the_audit_fails_without_any_one_action_of_its_policy(
 ) -> None:
     account.app.replicator.outcomes["us-east-1"] = "IN_PROGRESS"
     account.app.iam.enforce = False
-    run("--sync", "mirror.yaml").assert_outcomes(passed=6)  # as the administrator
+    run("--sync", "mirror.yaml").assert_outcomes(passed=10)  # as the administrator
     account.app.iam.enforce = True
     become_user(account, without(AUDIT_POLICY, statement, action), monkeypatch)
 

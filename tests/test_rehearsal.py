@@ -80,11 +80,12 @@ def test_a_mistyped_account_fails_each_item_naming_both_accounts(
     result = run_subprocess("mirror.yaml", "--sync", "--offline", "-v")
 
     # then nothing is created or pushed, and each item says which two accounts differ
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     output = result.stdout.str()
     assert f"as account {ACCOUNT}" in output
     both = f"*the credentials belong to account {ACCOUNT}, but the spec's registry is in account {mistyped}*"
     result.stdout.fnmatch_lines([f"AWS ERROR repository mirror/hello: {mistyped}.*", both])
+    result.stdout.fnmatch_lines([f"AWS ERROR repository mirror/hello in eu-central-1: {mistyped}.*", both])
     result.stdout.fnmatch_lines([f"AWS ERROR replication to eu-central-1: {mistyped}.*", both])
     result.stdout.fnmatch_lines([f"AWS ERROR hello 1.0.0: {mistyped}.*", both])
     assert f"If {mistyped} is a typo, correct `registry:` in the spec" in output
@@ -117,10 +118,11 @@ def test_a_spec_at_ecrs_limits_passes_end_to_end(
     synced = run_subprocess("mirror.yaml", "--sync", "--offline", f"--offline-account={SYNC_ROLE}", "-v")
 
     # then every item passes
-    synced.assert_outcomes(passed=3)
+    synced.assert_outcomes(passed=5)
     synced.stdout.fnmatch_lines(
         [
             "*mirror.yaml::repository::mirror/hello CREATED*",
+            "*mirror.yaml::replica::us-east-1::mirror/hello CREATED*",
             "*mirror.yaml::replication CREATED*",
             "*mirror.yaml::hello::1.0.0 PUSHED*",
         ]

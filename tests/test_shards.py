@@ -58,7 +58,8 @@ def test_each_shard_syncs_its_share_and_together_they_mirror_everything(
 
     result = run("--check-only", "mirror.yaml")
 
-    result.assert_outcomes(passed=len(CHARTS) + 1 + sum(CHARTS.values()))
+    # each repository and its replica, the rule, and every version
+    result.assert_outcomes(passed=2 * len(CHARTS) + 1 + sum(CHARTS.values()))
 
 
 @pytest.mark.parametrize("value", ["3/2", "0/2", "one/two", "2"])

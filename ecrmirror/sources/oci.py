@@ -60,8 +60,14 @@ class OciClient:
         plain_http: bool = False,
         credentials: Credentials | None = None,
         verify: bool | str = True,
+        refused_hint: str = "check the chart entry's auth",
+        basic_first: bool = False,
     ) -> None:
         self.host = host
+        self.refused_hint = refused_hint  # what to do when the registry refuses (401/403)
+        # Send Basic credentials with the first request instead of waiting for the challenge:
+        # for a registry known to want them (ECR), which saves a 401 round trip per repository.
+        self._basic_first = basic_first
         self.base = f"{'http' if plain_http else 'https'}://{host}"
         self._http = http
         self._credentials = credentials
@@ -170,6 +176,10 @@ class OciClient:
         self, url: str, repository: str, *, accept: str | None = None, stream: bool = False
     ) -> requests.Response:
         scope = f"repository:{repository}:pull"
+        credentials = self._credentials
+        if self._basic_first and credentials is not None and scope not in self._authorization:
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            self._authorization[scope] = "Basic " + base64.b64encode(pair).decode()
         response = self._follow(url, scope, accept, stream)
         if response.status_code == 401 and self._answer(response, scope):
             response.close()
@@ -248,7 +258,7 @@ class OciClient:
             return
         if response.status_code in (401, 403):
             raise UpstreamError(
-                f"{self.host} refused {what} (HTTP {response.status_code}); check the chart entry's auth"
+                f"{self.host} refused {what} (HTTP {response.status_code}); {self.refused_hint}"
             )
         raise UpstreamError(f"cannot read {what}: HTTP {response.status_code} {response.reason}")
 
