@@ -281,8 +281,17 @@ def build_artifact(
 
 def chart_layer_digest(manifest: dict[str, Any]) -> str | None:
     """The digest of the chart archive a Helm manifest points at, or None if it is no chart."""
+    return _layer_digest(manifest, CHART_LAYER_MEDIA_TYPE)
+
+
+def provenance_layer_digest(manifest: dict[str, Any]) -> str | None:
+    """The digest of a Helm manifest's provenance (.prov) layer, or None without one."""
+    return _layer_digest(manifest, PROVENANCE_MEDIA_TYPE)
+
+
+def _layer_digest(manifest: dict[str, Any], media_type: str) -> str | None:
     for layer in manifest.get("layers") or []:
-        if isinstance(layer, dict) and layer.get("mediaType") == CHART_LAYER_MEDIA_TYPE:
+        if isinstance(layer, dict) and layer.get("mediaType") == media_type:
             digest = layer.get("digest")
             return digest if isinstance(digest, str) else None
     return None

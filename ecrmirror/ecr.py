@@ -18,7 +18,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest
+from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest, provenance_layer_digest
 from ecrmirror.errors import AwsError, CredentialsMissing, CredentialsRefused
 from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
 from ecrmirror.transport import USER_AGENT
@@ -63,6 +63,7 @@ class RemoteImage:
     tag: str
     manifest_digest: str
     chart_digest: str | None  # None when the tag holds something other than a Helm chart
+    provenance_digest: str | None = None  # the .prov layer, when the chart has one
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ class Ecr:
                     tag=tag,
                     manifest_digest=image["imageId"].get("imageDigest", ""),
                     chart_digest=chart_layer_digest(manifest),
+                    provenance_digest=provenance_layer_digest(manifest),
                 )
         return found
 

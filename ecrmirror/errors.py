@@ -48,6 +48,13 @@ class InvalidChart(EcrMirrorError):
     word = "INVALID CHART"
 
 
+class Unverified(EcrMirrorError):
+    """A chart's provenance does not verify (`verify:`): no .prov, a bad or unknown signature, or a
+    signed digest that is not the archive's. Nothing is pushed."""
+
+    word = "UNVERIFIED"
+
+
 class AwsError(EcrMirrorError):
     """The ECR API refused or failed a call (missing credentials, access denied, network)."""
 

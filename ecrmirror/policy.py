@@ -96,6 +96,11 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
         repositories = _spec_repositories(spec)
         for resource in repository_resources(target, repositories):
             by_resource[resource] |= repository_actions(target, mode)
+        if mode == AUDIT and any(chart.verify for chart in spec.charts):
+            # The audit re-verifies the .prov layer ECR holds: one small blob from the registry.
+            registry_wide.add("ecr:GetAuthorizationToken")
+            for resource in repository_resources(target, repositories):
+                by_resource[resource].add("ecr:GetDownloadUrlForLayer")
         if mode == SYNC:
             registry_wide.add("ecr:GetAuthorizationToken")
             declared = target.repository

@@ -35,7 +35,9 @@ def teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
         return None
     outcome = report_outcome(report)
     if outcome is None:
-        return None
+        error = _property(report, ERROR_PROPERTY) if report.failed else None
+        # An error that ended the item names itself as an outcome would: UNVERIFIED, AWS ERROR, ...
+        return None if error is None else ("failed", "F", (error, {"red": True}))
     if outcome.ok:
         letter = "P" if outcome is Outcome.PUSHED else "."
         return "passed", letter, (outcome.value, {"green": True})

@@ -8,15 +8,18 @@ overwritten, and copied into the destination regions that lack it (backfill.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from ecrmirror import backfill, constraints, replication, repositories
-from ecrmirror.chart import Descriptor, build_artifact, tag_for
+from ecrmirror.chart import Descriptor, build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
-from ecrmirror.errors import TagConflict, UpstreamError, VersionNotFound
+from ecrmirror.errors import TagConflict, Unverified, UpstreamError, VersionNotFound
 from ecrmirror.outcome import Outcome, Result
+from ecrmirror.provenance import verify
 from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
@@ -100,6 +103,8 @@ def check(run: Run, planned: PlannedVersion) -> Result:
             Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
         )
     result = _compare(planned, release, image)
+    if result.outcome is Outcome.PRESENT and planned.chart.verify is not None:
+        result = _verify_held(run, planned, release, image, result)
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
@@ -174,11 +179,57 @@ def _compare(planned: PlannedVersion, release: ChartRelease, image: RemoteImage)
     )
 
 
+# -- provenance (`verify:`) --------------------------------------------------------------------------
+def _verify(planned: PlannedVersion, release: ChartRelease, provenance: Path | None, digest: str) -> None:
+    """Before anything is pushed: the version's .prov verifies against the spec's keyring."""
+    verification = planned.chart.verify
+    if verification is None:
+        return
+    what = f"{planned.chart.name} {planned.version.version}"
+    if provenance is None:
+        raise Unverified(
+            f"{what}: {release.url} has no provenance file (.prov), and the spec says verify "
+            f"({verification.where}); nothing was pushed"
+        )
+    verify(provenance.read_bytes(), _archive_names(planned, release), digest, verification.keyring, what)
+
+
+def _verify_held(
+    run: Run, planned: PlannedVersion, release: ChartRelease, image: RemoteImage, present: Result
+) -> Result:
+    """The audit: the provenance layer ECR holds verifies for the chart layer ECR holds (its digest
+    is in the manifest: the chart itself is not downloaded)."""
+    verification = planned.chart.verify
+    assert verification is not None
+    what = f"{planned.chart.name} {planned.version.version}"
+    if image.provenance_digest is None or image.chart_digest is None:
+        raise Unverified(
+            f"{what}: {planned.reference} holds no provenance layer, and the spec says verify "
+            f"({verification.where}). ecrmirror never overwrites a tag: find out how it was pushed "
+            "without its .prov, then decide by hand."
+        )
+    reader = run.registry_reader(planned.target.registry)
+    held = reader.small_blob(planned.repository, image.provenance_digest)
+    verified = verify(held, _archive_names(planned, release), image.chart_digest, verification.keyring, what)
+    notes = present.notes
+    if verified.expired:
+        notes += (f"{planned.reference}: signed by key {verified.fingerprint}, which has expired since",)
+    return Result(present.outcome, present.message, present.release, notes=notes)
+
+
+def _archive_names(planned: PlannedVersion, release: ChartRelease) -> tuple[str, ...]:
+    """The names a .prov may list the archive under: the upstream file's, or helm pull's."""
+    pulled = f"{planned.chart.name}-{planned.version.version}.tgz"
+    upstream = PurePosixPath(urlsplit(release.url).path).name
+    return tuple(dict.fromkeys(name for name in (upstream, pulled) if name.endswith(".tgz")))
+
+
 def _push_archive(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
     """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
     source = run.source(planned.spec_path, planned.chart)
     archive = source.fetch(release, tmp)
     provenance = source.provenance(release, tmp)
+    _verify(planned, release, provenance, release.digest)
     if provenance is None and planned.chart.provenance == "required":
         raise UpstreamError(
             f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance file "
@@ -207,7 +258,10 @@ def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Pat
     source = run.source(planned.spec_path, planned.chart)
     assert isinstance(source, OciRepository)
     manifest = source.manifest(release)
-    if planned.chart.provenance == "required" and source.provenance(release, tmp) is None:
+    wanted = planned.chart.verify is not None or planned.chart.provenance == "required"
+    provenance = source.provenance(release, tmp) if wanted else None
+    _verify(planned, release, provenance, chart_layer_digest(json.loads(manifest.body)) or "")
+    if planned.chart.provenance == "required" and provenance is None:
         raise UpstreamError(
             f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance layer, "
             "and the spec says provenance: required. Nothing was pushed."

@@ -647,5 +647,5 @@ def test_a_repository_is_created_for_a_chart_whose_upstream_has_any_of_its_versi
 
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
-        ["mirror.yaml::repository::gitlab CREATED*", "mirror.yaml::gitlab::7.0.9 FAILED*"]
+        ["mirror.yaml::repository::gitlab CREATED*", "mirror.yaml::gitlab::7.0.9 NOT UPSTREAM*"]
     )

@@ -420,6 +420,10 @@ OTHER_CASES = {
     "oci: a digest that is a path": "tests/test_oci_sources.py",
     "oci: a blob longer than its manifest says": "tests/test_oci_sources.py",
     "oci: a layer over the chart size limit": "tests/test_oci_sources.py",
+    "provenance: no .prov": "tests/test_provenance.py",
+    "provenance: signed by an unknown key": "tests/test_provenance.py",
+    "provenance: archive changed after signing": "tests/test_provenance.py",
+    "provenance: .prov changed after signing": "tests/test_provenance.py",
     "tls: self-signed upstream": "tests/test_private_repositories.py",
     "secrets: canary credentials": "tests/test_secrets.py",
 }

@@ -324,7 +324,7 @@ def test_last_failed_reruns_only_the_failed_versions(
     again = pytester.runpytest_inprocess(*args, "--lf", "-v")
 
     again.assert_outcomes(failed=1, deselected=2)
-    again.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.9.9 FAILED*"])
+    again.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.9.9 NOT UPSTREAM*"])
 
 
 def test_default_specs_directory_for_sync_and_check_only(

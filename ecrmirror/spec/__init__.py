@@ -26,6 +26,7 @@ from ecrmirror.spec.model import (
     RepositorySettings,
     Spec,
     Target,
+    Verification,
     VersionEntry,
     VersionRange,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "RepositorySettings",
     "Spec",
     "Target",
+    "Verification",
     "VersionEntry",
     "VersionRange",
     "load_spec",

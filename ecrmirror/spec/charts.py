@@ -13,7 +13,7 @@ import yaml
 from ecrmirror.constraints import ConstraintError, parse_constraint
 from ecrmirror.spec.model import Access, ChartEntry, Credentials, Target, VersionEntry, VersionRange
 from ecrmirror.spec.reader import Reader
-from ecrmirror.spec.target import REPOSITORY_NAME
+from ecrmirror.spec.target import REPOSITORY_NAME, read_verification
 
 CHART_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
@@ -26,7 +26,15 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
         node,
         "a chart entry",
         ("name", "repo", "versions"),
-        ("latest", "include_prereleases", "exclude", *_ACCESS_KEYS, "provenance", "with_dependencies"),
+        (
+            "latest",
+            "include_prereleases",
+            "exclude",
+            *_ACCESS_KEYS,
+            "provenance",
+            "with_dependencies",
+            "verify",
+        ),
     )
     name = reader.string(fields["name"], "name")
     if not CHART_NAME.match(name):
@@ -52,6 +60,9 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
         )
     repo, in_url = _credentials_in_url(reader, fields["repo"], repo, "auth" in fields)
     extras = _chart_options(reader, fields, repo)
+    extras["verify"] = (
+        read_verification(reader, fields["verify"], "verify") if "verify" in fields else target.verify
+    )
     if in_url is not None:
         extras["access"] = replace(extras["access"], credentials=in_url)
     versions_node = fields["versions"]

@@ -67,6 +67,14 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """`verify:`: each version's .prov must verify, as `helm verify --keyring` checks it."""
+
+    keyring: str  # absolute path of a binary OpenPGP keyring (`gpg --export > FILE`)
+    where: str
+
+
+@dataclass(frozen=True)
 class Target:
     registry: Registry
     prefix: str
@@ -74,6 +82,7 @@ class Target:
     repository: RepositorySettings
     where: str
     replication: Replication | None = None
+    verify: Verification | None = None  # the default of every chart entry
 
     def repository_for(self, chart_name: str) -> str:
         """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""
@@ -149,6 +158,7 @@ class ChartEntry:
     access: Access = Access()
     provenance: str = "if-present"  # or "required"
     with_dependencies: bool = False
+    verify: Verification | None = None
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""

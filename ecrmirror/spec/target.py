@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import yaml
 
@@ -16,6 +17,7 @@ from ecrmirror.spec.model import (
     Replication,
     RepositorySettings,
     Target,
+    Verification,
 )
 from ecrmirror.spec.reader import Reader
 
@@ -36,7 +38,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         node,
         "target",
         ("registry",),
-        ("prefix", "create_repositories", "repository", "replication"),
+        ("prefix", "create_repositories", "repository", "replication", "verify"),
     )
     registry_node = fields["registry"]
     raw = reader.string(registry_node, "target.registry").strip()
@@ -73,6 +75,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
     replication = None
     if "replication" in fields:
         replication = _replication(reader, fields["replication"], registry)
+    verify = read_verification(reader, fields["verify"], "target.verify") if "verify" in fields else None
     return Target(
         registry=registry,
         prefix=prefix,
@@ -80,7 +83,35 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         repository=settings,
         where=reader.where(node),
         replication=replication,
+        verify=verify,
     )
+
+
+def read_verification(reader: Reader, node: yaml.Node, label: str) -> Verification | None:
+    """`verify: {keyring: PATH}` (relative to the spec), or `verify: false` to opt a chart out."""
+    if isinstance(node, yaml.ScalarNode):
+        if reader.boolean(node, label):
+            raise reader.fail(
+                node, f"{label} needs a keyring", "write verify: {keyring: path/to/pubring.gpg}"
+            )
+        return None
+    fields = reader.mapping(node, label, ("keyring",), ())
+    keyring_node = fields["keyring"]
+    given = Path(reader.string(keyring_node, f"{label}.keyring").strip())
+    keyring = given if given.is_absolute() else (reader.path.parent / given).resolve()
+    if not keyring.is_file():
+        raise reader.fail(
+            keyring_node,
+            f"keyring {keyring} does not exist",
+            "give the public keyring that `helm verify --keyring` would use (gpg --export KEY > FILE)",
+        )
+    if keyring.read_bytes()[:32].lstrip().startswith(b"-----BEGIN PGP"):
+        raise reader.fail(
+            keyring_node,
+            f"keyring {keyring} is ASCII-armored; helm and gpgv read binary keyrings",
+            f"convert it: gpg --dearmor < {given} > {given.with_suffix('.gpg').name}",
+        )
+    return Verification(str(keyring), reader.where(node))
 
 
 def _repository_settings(reader: Reader, node: yaml.Node, registry: Registry) -> RepositorySettings:
