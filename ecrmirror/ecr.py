@@ -220,6 +220,25 @@ class Ecr:
                 )
         return found
 
+    def held_manifests(self, repository: str, digests: Iterable[str]) -> set[str]:
+        """The manifests among `digests` that `repository` holds, in ceil(n/100) calls."""
+        wanted = sorted(set(digests))
+        held: set[str] = set()
+        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
+            response = self._call(
+                "batch_get_image",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                imageIds=[
+                    {"imageDigest": digest} for digest in wanted[start : start + BATCH_GET_IMAGE_LIMIT]
+                ],
+            )
+            if response is None:
+                return held
+            held.update(str(image["imageId"].get("imageDigest")) for image in response.get("images", []))
+        return held
+
     def repositories(self, names: Iterable[str]) -> dict[str, RepositoryState]:
         """The repositories among `names` that exist, in one call per 100 names.
 

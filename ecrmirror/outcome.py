@@ -17,6 +17,7 @@ class Outcome(str, enum.Enum):
     MISSING = "MISSING"  # not in ECR (audit)
     DIFFERS = "DIFFERS"  # in ECR, but not as declared; chart content is never overwritten
     UNREPLICATED = "UNREPLICATED"  # in ECR, but replication to a destination failed or never ran
+    INCOMPLETE = "INCOMPLETE"  # in ECR, but without the signatures or SBOMs upstream attaches to it
 
     @property
     def ok(self) -> bool:

@@ -190,13 +190,14 @@ class RegistryClient:
             raise self._error(done, repository, f"upload of {descriptor.digest}", permission)
 
     def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
-        """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag`.
+        """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag` (or, for
+        a manifest that needs no tag, as its own digest).
 
         Retrying is safe: the same bytes again are the same manifest, and if a lost answer hid a
         success, an immutable repository refuses the repeat as TAG_INVALID, which the caller
         audits instead of failing.
         """
-        url = f"{self._oras.prefix}://{self._container(repository, tag).manifest_url(tag)}"
+        url = f"{self._oras.prefix}://{self._container(repository, 'latest').manifest_url(tag)}"
 
         def attempt() -> requests.Response:
             return self._oras.do_request(url, "PUT", data=body, headers={"Content-Type": media_type})

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, replication, repositories
-from ecrmirror.chart import Descriptor, build_artifact, chart_layer_digest, tag_for
+from ecrmirror import backfill, constraints, ocicopy, replication, repositories
+from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError, VersionNotFound
 from ecrmirror.outcome import Outcome, Result
@@ -105,6 +105,7 @@ def check(run: Run, planned: PlannedVersion) -> Result:
     result = _compare(planned, release, image)
     if result.outcome is Outcome.PRESENT and planned.chart.verify is not None:
         result = _verify_held(run, planned, release, image, result)
+    result = _referrers(run, planned, release, result, sync=False)
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
@@ -117,7 +118,7 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
     images = run.inventory.images(target.registry, planned.repository, planned.tag)
     if images is not None and planned.tag in images:
         image = images[planned.tag]
-        result = _compare(planned, release, image)
+        result = _referrers(run, planned, release, _compare(planned, release, image), sync=True)
         if result.outcome is Outcome.PRESENT and target.replication is not None:
             return backfill.backfill(run, planned.spec_path, target, planned.repository, image, result)
         return result
@@ -143,12 +144,13 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
     run.inventory.add_image(
         target.registry, planned.repository, RemoteImage(planned.tag, manifest_digest, chart_digest)
     )
-    return Result(
+    pushed = Result(
         Outcome.PUSHED,
         f"pushed {planned.reference} ({manifest_digest}, {uploaded} bytes uploaded)",
         release,
         uploaded,
     )
+    return _referrers(run, planned, release, pushed, sync=True)
 
 
 def _release(run: Run, planned: PlannedVersion) -> ChartRelease:
@@ -251,10 +253,8 @@ def _push_archive(run: Run, planned: PlannedVersion, release: ChartRelease, tmp:
 
 
 def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
-    """Copy an OCI source's manifest and blobs unchanged: the digest in ECR is the source's.
-
-    Blobs the target already holds are neither downloaded nor uploaded; the manifest goes last.
-    """
+    """Copy an OCI source's manifest and blobs unchanged (the digest in ECR is the source's), and
+    then what refers to it. Blobs the target already holds are neither downloaded nor uploaded."""
     source = run.source(planned.spec_path, planned.chart)
     assert isinstance(source, OciRepository)
     manifest = source.manifest(release)
@@ -268,29 +268,38 @@ def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Pat
         )
     client = run.registry_client(planned.target.registry)
     limit = run.options.max_chart_size
-    config, *layers = (
-        Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
-        for blob in manifest.blobs()
+    uploaded = ocicopy.copy_manifest(
+        source, release, manifest, client, planned.repository, planned.tag, tmp, limit
     )
-    for descriptor in (config, *layers):
-        if descriptor.size > limit:
-            raise UpstreamError(
-                f"{release.url}: blob {descriptor.digest} is {descriptor.size} bytes, more than a "
-                f"chart may be ({limit}; ini ecrmirror_max_chart_size); nothing was pushed"
-            )
-    # Everything is downloaded and verified before the first upload: a bad source leaves nothing
-    # behind in ECR, not even an untagged blob.
-    downloaded: list[tuple[Descriptor, Path]] = []
-    for descriptor in (config, *layers):
-        # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
-        # costs one request to download either way, so asking ECR for it first only adds one.
-        if descriptor is not config and client.has_blob(planned.repository, descriptor.digest):
-            continue
-        target = tmp / descriptor.digest.replace(":", "-")
-        downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))
-    uploaded = 0
-    for descriptor, path in downloaded:
-        client.upload_blob(planned.repository, path, descriptor)
-        uploaded += descriptor.size
-    client.put_manifest(planned.repository, planned.tag, manifest.body, manifest.media_type)
     return manifest.digest, uploaded
+
+
+def _referrers(
+    run: Run, planned: PlannedVersion, release: ChartRelease, result: Result, sync: bool
+) -> Result:
+    """An OCI source's signatures and SBOMs of a version ECR holds: copied (sync) or checked."""
+    if not (release.oci and planned.chart.copy_referrers) or not result.outcome.ok:
+        return result
+    source = run.source(planned.spec_path, planned.chart)
+    assert isinstance(source, OciRepository)
+    registry = planned.target.registry
+    missing = ocicopy.missing_referrers(run, registry, planned.repository, source, release)
+    if not missing:
+        return result
+    if not sync:
+        listed = ", ".join(ocicopy.describe(r) for r in missing)
+        return Result(
+            Outcome.INCOMPLETE,
+            f"{planned.reference} is in ECR, but not what {release.source} attaches to it: {listed}. "
+            "`pytest --sync` copies them, digests unchanged.",
+            release,
+        )
+    with run.scratch() as tmp:
+        copied = ocicopy.copy_referrers(
+            run, registry, planned.repository, source, release, missing, Path(tmp)
+        )
+    notes = result.notes + tuple(f"{planned.reference}: {problem}" for problem in copied.problems)
+    message = result.message
+    if copied.referrers:
+        message += f"; copied what refers to it: {', '.join(copied.referrers)}"
+    return Result(result.outcome, message, release, result.bytes_uploaded + copied.uploaded, notes=notes)

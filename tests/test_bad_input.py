@@ -162,6 +162,18 @@ SPEC_CASES = {
         "plain_http applies to oci:// repositories",
         "use an http:// repo URL instead",
     ),
+    "copy_referrers on a Helm repository": (
+        GOOD_TARGET + CHART + "    copy_referrers: false\n",
+        8,
+        "copy_referrers applies to oci:// repositories",
+        "a Helm repository's .prov files are copied with their charts",
+    ),
+    "verify: true without a keyring": (
+        GOOD_TARGET + CHART + "    verify: true\n",
+        8,
+        "verify needs a keyring",
+        "verify: {keyring: path/to/pubring.gpg}",
+    ),
     "a ca_file that does not exist": (
         GOOD_TARGET + CHART + "    ca_file: certs/none.pem\n",
         8,

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from chartfactory import package_chart
 from ociregistry import DockerRegistry, TokenRegistry
 from tools import registry_password, require_tool, tool
@@ -286,3 +287,174 @@ def test_a_chart_layer_bigger_than_the_chart_size_limit_is_not_downloaded(
     digest = "sha256:" + hashlib.sha256(chart.path.read_bytes()).hexdigest()
     assert not any(digest in path for _, path, _ in token_registry.seen)
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+# -- what refers to a chart comes with it -------------------------------------------------------------
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY = b"{}"
+
+
+def push_blob(host: str, repository: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    started = requests.post(f"http://{host}/v2/{repository}/blobs/uploads/", timeout=10)
+    location = started.headers["Location"]
+    separator = "&" if "?" in location else "?"
+    url = location if location.startswith("http") else f"http://{host}{location}"
+    done = requests.put(f"{url}{separator}digest={digest}", data=data, timeout=10)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def push_manifest(
+    host: str, repository: str, reference: str, document: dict[str, Any], media_type: str
+) -> str:
+    body = json.dumps(document).encode()
+    done = requests.put(
+        f"http://{host}/v2/{repository}/manifests/{reference}",
+        data=body,
+        headers={"Content-Type": media_type},
+        timeout=10,
+    )
+    assert done.status_code == 201, done.text
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def test_a_cosign_signature_and_an_sbom_referrer_come_with_an_oci_chart_digests_unchanged(
+    docker_registry: DockerRegistry, helm: list[str], emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    # given a chart in a registry without the referrers API (distribution 2.8), carrying a cosign
+    # signature under cosign's tag scheme and an SBOM listed by the referrers tag schema
+    host, path = docker_registry.host, f"{tmp_path.name.lower()}/charts"
+    repository = f"{path}/db"
+    helm_push(helm, package_chart(tmp_path, "db", "2.0.0").path, f"oci://{host}/{path}")
+    chart = docker_registry.manifest_digest(repository, "2.0.0")
+    chart_size = len(requests.get(f"http://{host}/v2/{repository}/manifests/2.0.0", timeout=10).content)
+    hexdigest = chart.partition(":")[2]
+    empty = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": push_blob(host, repository, EMPTY),
+        "size": 2,
+    }
+    payload = json.dumps(
+        {
+            "critical": {
+                "identity": {"docker-reference": f"{host}/{repository}"},
+                "image": {"docker-manifest-digest": chart},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        }
+    ).encode()
+    signature_layer = {
+        "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "digest": push_blob(host, repository, payload),
+        "size": len(payload),
+        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQDfakebutwellformedsignature=="},
+    }
+    signature = push_manifest(
+        host,
+        repository,
+        f"sha256-{hexdigest}.sig",
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": [signature_layer]},
+        OCI_MANIFEST,
+    )
+    spdx = b'{"spdxVersion": "SPDX-2.3", "name": "db"}'
+    sbom_document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": empty,
+        "layers": [
+            {
+                "mediaType": "application/spdx+json",
+                "digest": push_blob(host, repository, spdx),
+                "size": len(spdx),
+            }
+        ],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": chart, "size": chart_size},
+    }
+    sbom = "sha256:" + hashlib.sha256(json.dumps(sbom_document).encode()).hexdigest()
+    push_manifest(host, repository, sbom, sbom_document, OCI_MANIFEST)
+    sbom_size = len(json.dumps(sbom_document).encode())
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": sbom,
+                "size": sbom_size,
+                "artifactType": "application/spdx+json",
+            }
+        ],
+    }
+    push_manifest(host, repository, f"sha256-{hexdigest}", index, OCI_INDEX)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+        f"charts:\n  - name: db\n    repo: oci://{host}/{path}\n    plain_http: true\n"
+        "    versions: ['2.0.0']\n"
+    )
+
+    # when it is synced
+    run("--sync", "-v", "mirror.yaml").assert_outcomes(passed=2)
+
+    # then ECR holds the chart, its signature under the same tag, and the SBOM as a referrer of
+    # the chart, each with the source's digest
+    ecr = boto3.client("ecr", region_name="eu-west-1")
+    held = ecr.batch_get_image(repositoryName="mirror/db", imageIds=[{"imageTag": f"sha256-{hexdigest}.sig"}])
+    assert held["images"][0]["imageId"]["imageDigest"] == signature
+    password = registry_password(emulator)
+    referrers = requests.get(
+        f"{emulator.url}/v2/mirror/db/referrers/{chart}", auth=("AWS", password), timeout=10
+    ).json()["manifests"]
+    assert [(r["digest"], r.get("artifactType")) for r in referrers] == [(sbom, "application/spdx+json")]
+    assert emulator_digest("mirror/db", "2.0.0") == chart
+
+    # and the audit passes; once the signature is deleted from ECR, it says what is missing
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=2)
+    ecr.batch_delete_image(repositoryName="mirror/db", imageIds=[{"imageDigest": signature}])
+    audited = run("--check-only", "-v", "mirror.yaml")
+    audited.assert_outcomes(passed=1, failed=1)
+    audited.stdout.fnmatch_lines(
+        [
+            "mirror.yaml::db::2.0.0 INCOMPLETE*",
+            f"*is in ECR, but not what * attaches to it: sha256-{hexdigest}.sig ({signature})*",
+        ]
+    )
+    # and the next sync puts it back, same digest
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=2)
+
+
+def test_copy_referrers_false_leaves_them_upstream(
+    docker_registry: DockerRegistry, helm: list[str], emulator: Emulator, write_spec, run, tmp_path: Path
+) -> None:
+    host, path = docker_registry.host, f"{tmp_path.name.lower()}/charts"
+    helm_push(helm, package_chart(tmp_path, "db", "2.0.0").path, f"oci://{host}/{path}")
+    chart = docker_registry.manifest_digest(f"{path}/db", "2.0.0")
+    empty = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": push_blob(host, f"{path}/db", EMPTY),
+        "size": 2,
+    }
+    push_manifest(
+        host,
+        f"{path}/db",
+        f"sha256-{chart.partition(':')[2]}.sig",
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": []},
+        OCI_MANIFEST,
+    )
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: db\n    repo: oci://{host}/{path}\n    plain_http: true\n"
+        "    copy_referrers: false\n    versions: ['2.0.0']\n"
+    )
+
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+    tags = {
+        i.get("imageTag")
+        for i in boto3.client("ecr", region_name="eu-west-1").list_images(repositoryName="db")["imageIds"]
+    }
+    assert tags == {"2.0.0"}

@@ -38,6 +38,10 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 
+COSIGN_SUFFIXES = ("sig", "att", "sbom")  # cosign's tag scheme: sha256-<hex>.<suffix>
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",)
+
+
 @dataclass(frozen=True)
 class Manifest:
     body: bytes  # exactly as the registry serves it: its digest is the mirror's identity
@@ -47,6 +51,20 @@ class Manifest:
     def blobs(self) -> list[dict[str, Any]]:
         document = json.loads(self.body)
         return [document["config"], *document.get("layers", [])]
+
+    @property
+    def artifact_type(self) -> str:
+        """What the manifest holds: its artifactType, else its config's media type."""
+        document = json.loads(self.body)
+        return str(document.get("artifactType") or (document.get("config") or {}).get("mediaType") or "")
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """A manifest that refers to a chart's: a signature, an attestation, an SBOM."""
+
+    manifest: Manifest
+    tag: str | None  # cosign's tag for it; None for an OCI 1.1 referrer (found by its subject)
 
 
 class OciClient:
@@ -73,6 +91,7 @@ class OciClient:
         self._credentials = credentials
         self._verify = verify
         self._authorization: dict[str, str] = {}  # scope -> Authorization header value
+        self._referrers_api: bool | None = None  # unknown until the first referrers request
 
     # -- reading -------------------------------------------------------------------------------------
     def tags(self, repository: str) -> list[str]:
@@ -92,7 +111,35 @@ class OciClient:
             url = urljoin(url, link[1]) if link else ""
         return found
 
+    def referrers(self, repository: str, digest: str) -> list[str] | None:
+        """The digests of the manifests whose subject is `digest`, from the referrers API; None
+        when the registry does not have it (then the referrers tag schema is the way)."""
+        if self._referrers_api is False:
+            return None
+        accept = INDEX_TYPES[0]
+        response = self._get(f"{self.base}/v2/{repository}/referrers/{digest}", repository, accept=accept)
+        if response.status_code != 200:
+            response.close()
+            if response.status_code in (404, 405, 400):
+                self._referrers_api = False  # one probe per registry
+                return None
+            self._expect_ok(response, f"the referrers of {self.host}/{repository}@{digest}")
+        self._referrers_api = True
+        return _listed(response, f"the referrers of {self.host}/{repository}@{digest}")
+
+    def index_digests(self, repository: str, tag: str) -> list[str]:
+        """The manifests an index lists (the referrers tag schema's `sha256-<hex>` tag)."""
+        response = self._get(
+            f"{self.base}/v2/{repository}/manifests/{tag}", repository, accept=INDEX_TYPES[0]
+        )
+        if response.status_code == 404:
+            return []
+        self._expect_ok(response, f"{self.host}/{repository}:{tag}")
+        return _listed(response, f"{self.host}/{repository}:{tag}")
+
     def manifest(self, repository: str, reference: str) -> Manifest:
+        """A single image manifest (a chart's, or a signature's or SBOM's), checked against its
+        digest: the one asked for, and the one the registry says."""
         accept = ", ".join(MANIFEST_TYPES)
         response = self._get(f"{self.base}/v2/{repository}/manifests/{reference}", repository, accept=accept)
         if response.status_code == 404:
@@ -104,6 +151,8 @@ class OciClient:
         echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != digest:
             raise DigestMismatch(f"{where}: the registry says {echoed}, but the manifest it sent is {digest}")
+        if _DIGEST.match(reference) and reference != digest:
+            raise DigestMismatch(f"{where}: the registry sent a manifest of digest {digest}")
         try:
             document = json.loads(body)
             descriptors = [document["config"], *document.get("layers", [])]
@@ -285,9 +334,7 @@ class OciRepository:
         return f"{self._path}/{name}" if self._path else name
 
     def versions(self, name: str) -> list[str]:
-        if name not in self._tags:
-            self._tags[name] = self._client.tags(self.repository(name))
-        return [tag.replace("_", "+") for tag in self._tags[name]]
+        return [tag.replace("_", "+") for tag in self._tag_list(name)]
 
     def release(self, name: str, version: str) -> ChartRelease:
         tag = tag_for(version)
@@ -339,8 +386,44 @@ class OciRepository:
         raise UpstreamError(f"{release.url} has no Helm chart layer ({CHART_LAYER_MEDIA_TYPE})")
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
-        """Copied with the manifest as it is; None unless the manifest holds a provenance layer."""
+        """The provenance layer, downloaded (the copy carries it with the rest); None without one."""
         for descriptor in self.manifest(release).blobs():
             if descriptor.get("mediaType") == PROVENANCE_MEDIA_TYPE:
-                return Path(str(descriptor["digest"]))  # a marker: the copy carries the layer itself
+                target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
+                return self.blob(release, str(descriptor["digest"]), target, int(descriptor["size"]))
         return None
+
+    def referrers(self, release: ChartRelease) -> list[Referrer]:
+        """What refers to the release's manifest, to be copied with it: its OCI 1.1 referrers (the
+        referrers API, else the referrers tag schema) and cosign's `sha256-<hex>.sig/.att/.sbom`.
+        The repository's tag list (read once) says which of those tags exist."""
+        repository = self.repository(release.name)
+        hexdigest = release.digest.partition(":")[2]
+        tags = set(self._tag_list(release.name))
+        digests = self._client.referrers(repository, release.digest)
+        if digests is None:
+            schema_tag = f"sha256-{hexdigest}"
+            digests = self._client.index_digests(repository, schema_tag) if schema_tag in tags else []
+        found = [Referrer(self._client.manifest(repository, digest), None) for digest in digests]
+        for suffix in COSIGN_SUFFIXES:
+            tag = f"sha256-{hexdigest}.{suffix}"
+            if tag not in tags:
+                continue
+            manifest = self._client.manifest(repository, tag)
+            if all(manifest.digest != r.manifest.digest for r in found):
+                found.append(Referrer(manifest, tag))
+        return found
+
+    def _tag_list(self, name: str) -> list[str]:
+        if name not in self._tags:
+            self._tags[name] = self._client.tags(self.repository(name))
+        return self._tags[name]
+
+
+def _listed(response: requests.Response, what: str) -> list[str]:
+    """The manifest digests an image index lists."""
+    try:
+        listed = response.json().get("manifests") or []
+    except (ValueError, AttributeError):
+        raise UpstreamError(f"{what} is not a JSON image index") from None
+    return [str(m["digest"]) for m in listed if isinstance(m, dict) and _DIGEST.match(str(m.get("digest")))]

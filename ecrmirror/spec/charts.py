@@ -34,6 +34,7 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
             "provenance",
             "with_dependencies",
             "verify",
+            "copy_referrers",
         ),
     )
     name = reader.string(fields["name"], "name")
@@ -171,7 +172,13 @@ def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> d
         credentials = Credentials(**values)
     flags = {
         key: reader.boolean(fields[key], key)
-        for key in ("insecure_skip_tls_verify", "pass_credentials", "plain_http", "with_dependencies")
+        for key in (
+            "insecure_skip_tls_verify",
+            "pass_credentials",
+            "plain_http",
+            "with_dependencies",
+            "copy_referrers",
+        )
         if key in fields
     }
     if flags.get("plain_http") and not repo.startswith("oci://"):
@@ -179,6 +186,12 @@ def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> d
             fields["plain_http"],
             "plain_http applies to oci:// repositories",
             "use an http:// repo URL instead",
+        )
+    if "copy_referrers" in fields and not repo.startswith("oci://"):
+        raise reader.fail(
+            fields["copy_referrers"],
+            "copy_referrers applies to oci:// repositories (signatures and SBOMs that refer to a chart)",
+            "remove it: a Helm repository's .prov files are copied with their charts",
         )
     ca_file = None
     if "ca_file" in fields:
@@ -203,6 +216,7 @@ def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> d
         ),
         "provenance": provenance,
         "with_dependencies": flags.get("with_dependencies", False),
+        "copy_referrers": flags.get("copy_referrers", True),
     }
 
 

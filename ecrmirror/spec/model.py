@@ -159,6 +159,7 @@ class ChartEntry:
     provenance: str = "if-present"  # or "required"
     with_dependencies: bool = False
     verify: Verification | None = None
+    copy_referrers: bool = True  # oci:// sources: carry signatures, attestations, SBOMs
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""
