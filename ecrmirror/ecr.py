@@ -220,6 +220,24 @@ class Ecr:
                 )
         return found
 
+    def manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """The tags among `tags` that `repository` holds: (digest, manifest bytes), ceil(n/100) calls."""
+        wanted = sorted(set(tags))
+        found: dict[str, tuple[str, bytes]] = {}
+        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
+            response = self._call(
+                "batch_get_image",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                imageIds=[{"imageTag": tag} for tag in wanted[start : start + BATCH_GET_IMAGE_LIMIT]],
+                acceptedMediaTypes=[MANIFEST_MEDIA_TYPE],
+            )
+            for image in (response or {}).get("images", []):
+                tag, digest = image["imageId"].get("imageTag"), image["imageId"].get("imageDigest", "")
+                found[str(tag)] = (str(digest), str(image.get("imageManifest") or "").encode())
+        return found
+
     def held_manifests(self, repository: str, digests: Iterable[str]) -> set[str]:
         """The manifests among `digests` that `repository` holds, in ceil(n/100) calls."""
         wanted = sorted(set(digests))

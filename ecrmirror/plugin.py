@@ -112,7 +112,11 @@ def _offline_endpoints(config: pytest.Config, state: dict[str, Any]) -> Endpoint
     # The emulator's key for one account; `{account}` (each registry's own) without --offline-account.
     access_key = f"{ADMIN_ACCESS_KEY}-{account or '{account}'}"
     return Endpoints(
-        ecr_api=url, registry=url, aws_access_key_id=access_key, aws_secret_access_key=ADMIN_SECRET_KEY
+        ecr_api=url,
+        registry=url,
+        kms=url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=ADMIN_SECRET_KEY,
     )
 
 
@@ -230,13 +234,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:
-    """--offline: the KMS keys the specs name are the user's, which the emulator cannot see."""
-    from ecrmirror.emulator.kms import declare_keys
+    """--offline: the KMS keys the specs name are the user's, which the emulator cannot see: the
+    repositories' keys are taken as existing, and each signing alias gets a key of its own."""
+    from ecrmirror.emulator.kms import declare_keys, declare_signing_keys
 
-    named = {item.spec.target.repository.kms_key for item in items if isinstance(item, RepositoryItem)}
-    keys = {key for key in named if key}
+    targets = [item.spec.target for item in items if isinstance(item, RepositoryItem)]
+    keys = {target.repository.kms_key for target in targets if target.repository.kms_key}
     if keys:
-        declare_keys(emulator_url, keys)
+        declare_keys(emulator_url, (key for key in keys if key))
+    aliases = {
+        (target.registry.account, target.registry.region, target.sign.kms_key)
+        for target in targets
+        if target.sign is not None and target.sign.kms_key.startswith("alias/")
+    }
+    if aliases:
+        declare_signing_keys(emulator_url, aliases)
 
 
 @pytest.hookimpl(tryfirst=True)

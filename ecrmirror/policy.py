@@ -91,16 +91,22 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
     registry_wide: set[str] = set()
     replication_roles: set[str] = set()
     kms_keys: set[str] = set()
+    signing_keys: list[dict[str, Any]] = []
     for spec in specs:
         target = spec.target
         repositories = _spec_repositories(spec)
         for resource in repository_resources(target, repositories):
             by_resource[resource] |= repository_actions(target, mode)
-        if mode == AUDIT and any(chart.verify for chart in spec.charts):
-            # The audit re-verifies the .prov layer ECR holds: one small blob from the registry.
+        verifying = any(chart.verify for chart in spec.charts)
+        # The audit re-verifies the .prov layer ECR holds, and the attestations of a signing spec
+        # (one small blob each); a signing sync reads the .prov of a version it signs later.
+        if (mode == AUDIT and (verifying or target.sign)) or (mode == SYNC and verifying and target.sign):
             registry_wide.add("ecr:GetAuthorizationToken")
             for resource in repository_resources(target, repositories):
                 by_resource[resource].add("ecr:GetDownloadUrlForLayer")
+        if target.sign is not None:
+            actions = {"kms:GetPublicKey", *(["kms:Sign"] if mode == SYNC else [])}
+            signing_keys.append(_signing_statement(target, actions))
         if mode == SYNC:
             registry_wide.add("ecr:GetAuthorizationToken")
             declared = target.repository
@@ -142,11 +148,35 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
         statements.append(
             _statement("EcrServiceLinkedRoles", {"iam:CreateServiceLinkedRole"}, sorted(replication_roles))
         )
+    for index, statement in enumerate(signing_keys):
+        statements.append({"Sid": f"SigningKey{index + 1}", **statement})
     if kms_keys:
         statements.append(
             _statement("KmsKeysOfNewRepositories", {"kms:CreateGrant", "kms:DescribeKey"}, sorted(kms_keys))
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _signing_statement(target: Target, actions: set[str]) -> dict[str, Any]:
+    """kms:Sign and kms:GetPublicKey on the `sign:` key. IAM authorizes them on the key, not its
+    alias: an alias is allowed as any key of the account that the alias names (kms:ResourceAliases)."""
+    key = target.sign.kms_key if target.sign else ""
+    registry = target.registry
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": sorted(actions)}
+    if key.startswith("arn:") and ":key/" in key:
+        return {**statement, "Resource": key}
+    alias = key.rpartition(":")[2] if key.startswith("arn:") else key
+    if not alias.startswith("alias/"):  # a bare key id
+        return {
+            **statement,
+            "Resource": f"arn:{partition(registry)}:kms:{registry.region}:{registry.account}:key/{key}",
+        }
+    region = key.split(":")[3] if key.startswith("arn:") else registry.region
+    return {
+        **statement,
+        "Resource": f"arn:{partition(registry)}:kms:{region}:{registry.account}:key/*",
+        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}},
+    }
 
 
 def _statement(sid: str, actions: Iterable[str], resources: list[str]) -> dict[str, Any]:

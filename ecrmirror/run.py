@@ -12,9 +12,11 @@ import tempfile
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+from botocore.config import Config
 
 from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.ecr import Ecr
@@ -32,6 +34,7 @@ class Endpoints:
 
     ecr_api: str | None = None
     registry: str | None = None
+    kms: str | None = None  # signing keys (`sign:`); None: boto3 honours AWS_ENDPOINT_URL_KMS
     # Set by --offline only: the emulator's keys. `{account}` in the key is each registry's own
     # account: without --offline-account, every registry is reached as an administrator of it.
     aws_access_key_id: str | None = None
@@ -71,6 +74,9 @@ class Run:
         self._ecr: dict[str, Ecr] = {}
         self._registries: dict[str, RegistryClient] = {}
         self._readers: dict[str, OciClient] = {}
+        self._kms: dict[str, Any] = {}
+        # What the kinds' modules work out once a process and reuse (a signer, a public key).
+        self.memo: dict[Hashable, Any] = {}
 
     def ecr(self, registry: Registry) -> Ecr:
         if registry.host not in self._ecr:
@@ -98,6 +104,17 @@ class Run:
                 endpoint, self.ecr(registry).registry_token, self.options.retry
             )
         return self._registries[registry.host]
+
+    def kms(self, registry: Registry, region: str) -> Any:
+        """AWS KMS in `region`, with the credentials the run reaches `registry` with, and retries."""
+        key = f"{registry.account}/{region}"
+        if key not in self._kms:
+            config = Config(
+                region_name=region, retries={"mode": "standard", "max_attempts": self.options.retry.attempts}
+            )
+            session = self._session(registry)
+            self._kms[key] = session.client("kms", endpoint_url=self.options.endpoints.kms, config=config)
+        return self._kms[key]
 
     def registry_reader(self, registry: Registry) -> OciClient:
         """Reads manifests and blobs of an ECR registry (a backfill's source) with its registry token.

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, ocicopy, replication, repositories
+from ecrmirror import backfill, constraints, ocicopy, replication, repositories, signing
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError, VersionNotFound
 from ecrmirror.outcome import Outcome, Result
-from ecrmirror.provenance import verify
+from ecrmirror.provenance import Verified, verify
 from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
@@ -106,6 +106,8 @@ def check(run: Run, planned: PlannedVersion) -> Result:
     if result.outcome is Outcome.PRESENT and planned.chart.verify is not None:
         result = _verify_held(run, planned, release, image, result)
     result = _referrers(run, planned, release, result, sync=False)
+    if result.outcome is Outcome.PRESENT and planned.target.sign is not None:
+        result = _check_signed(run, planned, image, result)
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
@@ -119,6 +121,9 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
     if images is not None and planned.tag in images:
         image = images[planned.tag]
         result = _referrers(run, planned, release, _compare(planned, release, image), sync=True)
+        if result.outcome is Outcome.PRESENT and target.sign is not None:
+            verified = _verified_held(run, planned, release, image) if planned.chart.verify else None
+            result = _sign(run, planned, release, image, result, verified)
         if result.outcome is Outcome.PRESENT and target.replication is not None:
             return backfill.backfill(run, planned.spec_path, target, planned.repository, image, result)
         return result
@@ -131,9 +136,9 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
     with run.scratch() as tmp:
         try:
             if release.oci:
-                manifest_digest, uploaded = _copy_oci(run, planned, release, Path(tmp))
+                manifest_digest, uploaded, verified = _copy_oci(run, planned, release, Path(tmp))
             else:
-                manifest_digest, uploaded = _push_archive(run, planned, release, Path(tmp))
+                manifest_digest, uploaded, verified = _push_archive(run, planned, release, Path(tmp))
         except TagConflict:
             # Someone pushed the tag since our inventory: audit it instead of failing blindly.
             fresh = run.inventory.images(target.registry, planned.repository, planned.tag, fresh=True) or {}
@@ -141,16 +146,54 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
                 return _compare(planned, release, fresh[planned.tag])
             raise
     chart_digest = None if release.oci else release.digest
-    run.inventory.add_image(
-        target.registry, planned.repository, RemoteImage(planned.tag, manifest_digest, chart_digest)
-    )
+    image = RemoteImage(planned.tag, manifest_digest, chart_digest)
+    run.inventory.add_image(target.registry, planned.repository, image)
     pushed = Result(
         Outcome.PUSHED,
         f"pushed {planned.reference} ({manifest_digest}, {uploaded} bytes uploaded)",
         release,
         uploaded,
     )
-    return _referrers(run, planned, release, pushed, sync=True)
+    result = _referrers(run, planned, release, pushed, sync=True)
+    if result.outcome.ok and target.sign is not None:
+        result = _sign(run, planned, release, image, result, verified)
+    return result
+
+
+# -- signing (`sign:`) -------------------------------------------------------------------------------
+def _sign(
+    run: Run,
+    planned: PlannedVersion,
+    release: ChartRelease,
+    image: RemoteImage,
+    result: Result,
+    verified: Verified | None,
+) -> Result:
+    """Sign what ECR holds of the version, unless it is signed already; the result says what was added."""
+    assert planned.target.sign is not None
+    archive = image.chart_digest or (None if release.oci else release.digest)
+    mirrored = signing.Mirrored(release, archive, verified)
+    added = signing.sign(
+        run, planned.target.sign, planned.target.registry, planned.repository, image, mirrored
+    )
+    if not added:
+        return result
+    message = f"{result.message}; added its {' and '.join(added)}"
+    return Result(result.outcome, message, result.release, result.bytes_uploaded, notes=result.notes)
+
+
+def _check_signed(run: Run, planned: PlannedVersion, image: RemoteImage, present: Result) -> Result:
+    assert planned.target.sign is not None
+    found = signing.problems(run, planned.target.sign, planned.target.registry, planned.repository, image)
+    if not found:
+        return present
+    return Result(
+        Outcome.UNSIGNED,
+        f"{planned.reference} is in ECR, but {'; '.join(found)}. `pytest --sync` signs it with "
+        f"{planned.target.sign.kms_key}; a tag that holds something else is never overwritten.",
+        present.release,
+        notes=present.notes,
+    )
 
 
 def _release(run: Run, planned: PlannedVersion) -> ChartRelease:
@@ -182,18 +225,22 @@ def _compare(planned: PlannedVersion, release: ChartRelease, image: RemoteImage)
 
 
 # -- provenance (`verify:`) --------------------------------------------------------------------------
-def _verify(planned: PlannedVersion, release: ChartRelease, provenance: Path | None, digest: str) -> None:
+def _verify(
+    planned: PlannedVersion, release: ChartRelease, provenance: Path | None, digest: str
+) -> Verified | None:
     """Before anything is pushed: the version's .prov verifies against the spec's keyring."""
     verification = planned.chart.verify
     if verification is None:
-        return
+        return None
     what = f"{planned.chart.name} {planned.version.version}"
     if provenance is None:
         raise Unverified(
             f"{what}: {release.url} has no provenance file (.prov), and the spec says verify "
             f"({verification.where}); nothing was pushed"
         )
-    verify(provenance.read_bytes(), _archive_names(planned, release), digest, verification.keyring, what)
+    return verify(
+        provenance.read_bytes(), _archive_names(planned, release), digest, verification.keyring, what
+    )
 
 
 def _verify_held(
@@ -201,6 +248,14 @@ def _verify_held(
 ) -> Result:
     """The audit: the provenance layer ECR holds verifies for the chart layer ECR holds (its digest
     is in the manifest: the chart itself is not downloaded)."""
+    verified = _verified_held(run, planned, release, image)
+    notes = present.notes
+    if verified.expired:
+        notes += (f"{planned.reference}: signed by key {verified.fingerprint}, which has expired since",)
+    return Result(present.outcome, present.message, present.release, notes=notes)
+
+
+def _verified_held(run: Run, planned: PlannedVersion, release: ChartRelease, image: RemoteImage) -> Verified:
     verification = planned.chart.verify
     assert verification is not None
     what = f"{planned.chart.name} {planned.version.version}"
@@ -212,11 +267,7 @@ def _verify_held(
         )
     reader = run.registry_reader(planned.target.registry)
     held = reader.small_blob(planned.repository, image.provenance_digest)
-    verified = verify(held, _archive_names(planned, release), image.chart_digest, verification.keyring, what)
-    notes = present.notes
-    if verified.expired:
-        notes += (f"{planned.reference}: signed by key {verified.fingerprint}, which has expired since",)
-    return Result(present.outcome, present.message, present.release, notes=notes)
+    return verify(held, _archive_names(planned, release), image.chart_digest, verification.keyring, what)
 
 
 def _archive_names(planned: PlannedVersion, release: ChartRelease) -> tuple[str, ...]:
@@ -226,12 +277,14 @@ def _archive_names(planned: PlannedVersion, release: ChartRelease) -> tuple[str,
     return tuple(dict.fromkeys(name for name in (upstream, pulled) if name.endswith(".tgz")))
 
 
-def _push_archive(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+def _push_archive(
+    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path
+) -> tuple[str, int, Verified | None]:
     """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
     source = run.source(planned.spec_path, planned.chart)
     archive = source.fetch(release, tmp)
     provenance = source.provenance(release, tmp)
-    _verify(planned, release, provenance, release.digest)
+    verified = _verify(planned, release, provenance, release.digest)
     if provenance is None and planned.chart.provenance == "required":
         raise UpstreamError(
             f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance file "
@@ -249,10 +302,12 @@ def _push_archive(run: Run, planned: PlannedVersion, release: ChartRelease, tmp:
     )
     client = run.registry_client(planned.target.registry)
     report = client.push(planned.repository, artifact, archive, provenance)
-    return artifact.manifest_digest, report.bytes_uploaded
+    return artifact.manifest_digest, report.bytes_uploaded, verified
 
 
-def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path) -> tuple[str, int]:
+def _copy_oci(
+    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path
+) -> tuple[str, int, Verified | None]:
     """Copy an OCI source's manifest and blobs unchanged (the digest in ECR is the source's), and
     then what refers to it. Blobs the target already holds are neither downloaded nor uploaded."""
     source = run.source(planned.spec_path, planned.chart)
@@ -260,7 +315,7 @@ def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Pat
     manifest = source.manifest(release)
     wanted = planned.chart.verify is not None or planned.chart.provenance == "required"
     provenance = source.provenance(release, tmp) if wanted else None
-    _verify(planned, release, provenance, chart_layer_digest(json.loads(manifest.body)) or "")
+    verified = _verify(planned, release, provenance, chart_layer_digest(json.loads(manifest.body)) or "")
     if planned.chart.provenance == "required" and provenance is None:
         raise UpstreamError(
             f"{planned.chart.name} {planned.version.version}: {release.url} has no provenance layer, "
@@ -271,7 +326,7 @@ def _copy_oci(run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Pat
     uploaded = ocicopy.copy_manifest(
         source, release, manifest, client, planned.repository, planned.tag, tmp, limit
     )
-    return manifest.digest, uploaded
+    return manifest.digest, uploaded, verified
 
 
 def _referrers(

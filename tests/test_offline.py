@@ -99,6 +99,7 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
 ) -> None:
     assert set(standalone_emulator) == {
         "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_KMS",
         "ECRMIRROR_REGISTRY_ENDPOINT",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

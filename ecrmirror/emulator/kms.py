@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from ecrmirror.emulator.answers import Refused
 
 ASSUME_PATH = "/_emulator/kms/keys"
+SIGNING_KEYS_PATH = "/_emulator/kms/signing-keys"
 
 _ARN = re.compile(
     r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
@@ -60,6 +61,37 @@ def declare_keys(emulator_url: str, keys: Iterable[str]) -> None:
     body = json.dumps({"keys": sorted(set(keys))}).encode()
     request = urllib.request.Request(
         emulator_url + ASSUME_PATH, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def ensure_signing_key(account: str, region: str, alias: str) -> None:
+    """An ECC_NIST_P256 signing key behind `alias` in moto's KMS, made if missing: an offline
+    rehearsal of `sign:` signs with a key of its own, as the user's account has one."""
+    from moto.kms.models import kms_backends
+
+    backend = kms_backends[account][region]
+    if backend.alias_exists(alias):
+        return
+    key = backend.create_key(
+        policy=None,
+        key_usage="SIGN_VERIFY",
+        key_spec="ECC_NIST_P256",
+        description=f"ecrmirror emulator: signing key for {alias}",
+        tags=None,
+    )
+    backend.create_alias(key.id, alias)
+
+
+def declare_signing_keys(emulator_url: str, keys: Iterable[tuple[str, str, str]]) -> None:
+    """Ask a running emulator for the (account, region, alias) signing keys of an offline run."""
+    body = json.dumps({"keys": sorted(set(keys))}).encode()
+    request = urllib.request.Request(
+        emulator_url + SIGNING_KEYS_PATH,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30):
         pass

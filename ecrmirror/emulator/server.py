@@ -14,9 +14,9 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrmirror.emulator.api import CREDENTIAL_SCOPE, EcrApi
+from ecrmirror.emulator.api import CREDENTIAL_SCOPE, DEFAULT_ACCOUNT, EcrApi
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Iam
-from ecrmirror.emulator.kms import ASSUME_PATH, Kms
+from ecrmirror.emulator.kms import ASSUME_PATH, SIGNING_KEYS_PATH, Kms, ensure_signing_key
 from ecrmirror.emulator.registry import OciRegistry
 from ecrmirror.emulator.replication import Replicator
 from ecrmirror.emulator.state import TOKEN_TTL, State
@@ -105,6 +105,10 @@ class EmulatorApp:
                 return self._query_api(request, service or "sts", environ, start_response)
             action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
             if service == "kms":
+                # moto's KMS keeps keys per account: the caller's, as AWS does
+                assert scope is not None
+                caller = self.api.caller(scope["key"], request.headers.get("X-Amz-Security-Token", ""))
+                environ["HTTP_X_MOTO_ACCOUNT_ID"] = DEFAULT_ACCOUNT if caller.admin else caller.account
                 return self._moto_app(self._moto_kms, "kms", action, environ, start_response)
             answer = self.api.answer(request, action, data)
             if answer is None:
@@ -157,6 +161,11 @@ class EmulatorApp:
             with self.state.lock:
                 for key in keys:
                     self.kms.assume(str(key))
+            return Response(status=204)
+        if request.path == SIGNING_KEYS_PATH and request.method == "POST":
+            with self.state.lock:
+                for account, region, alias in json.loads(request.get_data() or b"{}").get("keys") or []:
+                    ensure_signing_key(str(account), str(region), str(alias))
             return Response(status=204)
         if request.path == "/_emulator/reset" and request.method == "POST":
             self.reset()
@@ -222,6 +231,7 @@ class Emulator:
         """The variables that point ecrmirror, boto3 and the AWS CLI at this emulator."""
         return {
             "AWS_ENDPOINT_URL_ECR": self.url,
+            "AWS_ENDPOINT_URL_KMS": self.url,
             "ECRMIRROR_REGISTRY_ENDPOINT": self.url,
             "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET_KEY,

@@ -75,6 +75,14 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """`sign:`: every version ecrmirror holds gets a cosign signature and attestation by this key."""
+
+    kms_key: str  # an AWS KMS key (ECC_NIST_P256): alias/NAME, an alias or key ARN, or a key id
+    where: str
+
+
+@dataclass(frozen=True)
 class Target:
     registry: Registry
     prefix: str
@@ -83,6 +91,7 @@ class Target:
     where: str
     replication: Replication | None = None
     verify: Verification | None = None  # the default of every chart entry
+    sign: Signing | None = None
 
     def repository_for(self, chart_name: str) -> str:
         """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""

@@ -16,6 +16,7 @@ from ecrmirror.spec.model import (
     Registry,
     Replication,
     RepositorySettings,
+    Signing,
     Target,
     Verification,
 )
@@ -38,7 +39,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         node,
         "target",
         ("registry",),
-        ("prefix", "create_repositories", "repository", "replication", "verify"),
+        ("prefix", "create_repositories", "repository", "replication", "verify", "sign"),
     )
     registry_node = fields["registry"]
     raw = reader.string(registry_node, "target.registry").strip()
@@ -76,6 +77,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
     if "replication" in fields:
         replication = _replication(reader, fields["replication"], registry)
     verify = read_verification(reader, fields["verify"], "target.verify") if "verify" in fields else None
+    sign = _signing(reader, fields["sign"]) if "sign" in fields else None
     return Target(
         registry=registry,
         prefix=prefix,
@@ -84,7 +86,26 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         where=reader.where(node),
         replication=replication,
         verify=verify,
+        sign=sign,
     )
+
+
+_KMS_KEY = re.compile(
+    r"^(?:alias/[a-zA-Z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[a-zA-Z0-9/_-]+"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+def _signing(reader: Reader, node: yaml.Node) -> Signing:
+    fields = reader.mapping(node, "target.sign", ("kms_key",), ())
+    key = reader.string(fields["kms_key"], "target.sign.kms_key").strip()
+    if not _KMS_KEY.match(key):
+        raise reader.fail(
+            fields["kms_key"],
+            f"sign.kms_key {key!r} is not an AWS KMS key",
+            "give alias/NAME, a key or alias ARN, or a key id of an ECC_NIST_P256 signing key",
+        )
+    return Signing(key, reader.where(node))
 
 
 def read_verification(reader: Reader, node: yaml.Node, label: str) -> Verification | None:
