@@ -235,3 +235,39 @@ def test_the_printed_policies_name_the_signing_key_and_the_audit_needs_its_reads
     audited.assert_outcomes(passed=3)
     assert refused.ret == pytest.ExitCode.TESTS_FAILED
     assert "ecr:GetDownloadUrlForLayer" in refused.stdout.str()
+
+
+@pytest.mark.parametrize("removed", [None, "kms:Sign", "kms:GetPublicKey"])
+def test_a_signing_sync_needs_each_kms_action_of_its_policy(
+    removed: str | None,
+    two_charts: ChartServer,
+    emulator: Emulator,
+    key: ec.EllipticCurvePublicKey,
+    pytester: pytest.Pytester,
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_spec(spec(two_charts))
+    assert run("--ecrmirror-policy=sync", "--ecrmirror-policy-file=sync.json", "mirror.yaml").ret == 0
+    document = json.loads((pytester.path / "sync.json").read_text())
+    for statement in document["Statement"]:
+        statement["Action"] = [a for a in statement["Action"] if a != removed]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=emulator.url)
+    iam.create_user(UserName="mirror-ci")
+    iam.put_user_policy(UserName="mirror-ci", PolicyName="sync", PolicyDocument=json.dumps(document))
+    access = iam.create_access_key(UserName="mirror-ci")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", access["SecretAccessKey"])
+    emulator.app.iam.enforce = True
+    try:
+        synced = run("--sync", "mirror.yaml")
+    finally:
+        emulator.app.iam.enforce = False
+
+    if removed is None:
+        synced.assert_outcomes(passed=3)
+    else:
+        assert synced.ret == pytest.ExitCode.TESTS_FAILED
+        assert removed in synced.stdout.str()

@@ -6,7 +6,8 @@ the real repository ARN, as ECR does. The emulator's own keys are the administra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,16 @@ class Iam:
     def __init__(self, enforce: bool) -> None:
         self.enforce = enforce
 
-    def authorize(self, caller: Caller, permissions: Iterable[tuple[str, str]]) -> None:
-        """Raise Denied unless the caller's IAM policies allow every (action, resource)."""
+    def authorize(
+        self,
+        caller: Caller,
+        permissions: Iterable[tuple[str, str]],
+        context: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Raise Denied unless the caller's IAM policies allow every (action, resource).
+
+        `context` holds the request's condition keys (kms:ResourceAliases, say): a statement with
+        a Condition applies when its condition holds for them (see `_conditions_hold`)."""
         if not self.enforce or caller.access_key.startswith(ADMIN_ACCESS_KEY):  # the emulator's own keys
             return
         from moto.iam.access_control import (
@@ -88,7 +97,7 @@ class Iam:
             )
         except CreateAccessKeyFailure:
             raise Denied(f"the caller's access key is not known to IAM in account {caller.account}") from None
-        policies = [IAMPolicy(policy) for policy in principal.collect_policies()]
+        policies = [_applicable(IAMPolicy(policy), context or {}) for policy in principal.collect_policies()]
         for action, resource in permissions:
             results = {policy.is_action_permitted(action, resource) for policy in policies}
             if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
@@ -120,3 +129,49 @@ def api_permissions(action: str, body: Any, account: str, region: str) -> list[t
         if kms_key:  # ECR validates the key and grants itself its use, as the caller
             permissions += [("kms:DescribeKey", kms_key), ("kms:CreateGrant", kms_key)]
     return permissions
+
+
+def _applicable(policy: Any, context: Mapping[str, Sequence[str]]) -> Any:
+    """`policy` (moto's IAMPolicy) with each conditional statement kept, without its Condition,
+    only when the condition holds for `context`: moto evaluates StringEquals on single values
+    only, and KMS's alias condition is multi-valued (ForAnyValue:StringEquals on kms:ResourceAliases)."""
+    from moto.iam.access_control import IAMPolicy
+
+    document = dict(policy._policy_json)  # moto keeps the parsed document there
+    statements = document.get("Statement")
+    listed = statements if isinstance(statements, list) else [statements]
+    kept = []
+    for statement in listed:
+        if not isinstance(statement, dict) or not statement.get("Condition"):
+            kept.append(statement)
+        elif _conditions_hold(statement["Condition"], context):
+            kept.append({key: value for key, value in statement.items() if key != "Condition"})
+    return IAMPolicy(json.dumps({**document, "Statement": kept}))
+
+
+def _conditions_hold(conditions: Any, context: Mapping[str, Sequence[str]]) -> bool:
+    """StringEquals and StringLike, plain or ForAnyValue:/ForAllValues:, over `context`'s values.
+    Any other operator does not hold: the statement is left out (fail closed for an Allow)."""
+    if not isinstance(conditions, dict):
+        return False
+    for operator, tests in conditions.items():
+        qualifier, _, base = str(operator).rpartition(":")
+        if base not in ("StringEquals", "StringLike") or qualifier not in ("", "ForAnyValue", "ForAllValues"):
+            return False
+        for key, expected in (tests or {}).items():
+            wanted = expected if isinstance(expected, list) else [expected]
+            actual = list(context.get(str(key), []))
+            matches = [any(_like(value, str(w), base == "StringLike") for w in wanted) for value in actual]
+            # ForAllValues: every value matches; ForAnyValue (or a single-valued key): one does
+            holds = all(matches) if qualifier == "ForAllValues" else any(matches)
+            if not holds:
+                return False
+    return True
+
+
+def _like(value: str, pattern: str, wildcards: bool) -> bool:
+    if not wildcards:
+        return value == pattern
+    from ecrmirror.emulator.policies import like
+
+    return like(value, pattern)

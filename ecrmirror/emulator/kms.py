@@ -12,10 +12,15 @@ import re
 import urllib.request
 from collections.abc import Iterable
 
-from ecrmirror.emulator.answers import Refused
+from werkzeug.wrappers import Response
+
+from ecrmirror.emulator.answers import Refused, api_error
+from ecrmirror.emulator.iam import Caller, Denied, Iam
 
 ASSUME_PATH = "/_emulator/kms/keys"
 SIGNING_KEYS_PATH = "/_emulator/kms/signing-keys"
+# Actions on a key that IAM authorizes on the key's ARN (what ecrmirror and cosign use)
+KEY_ACTIONS = ("Sign", "Verify", "GetPublicKey", "DescribeKey", "CreateGrant", "Encrypt", "Decrypt")
 
 _ARN = re.compile(
     r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
@@ -25,6 +30,26 @@ _ARN = re.compile(
 class Kms:
     def __init__(self) -> None:
         self.assumed: set[str] = set()
+
+    def authorize(
+        self, iam: Iam, caller: Caller, account: str, region: str, action: str, body: bytes
+    ) -> Response | None:
+        """With IAM enforced, a key's use needs kms:<Action> on the key's ARN; a policy may name the
+        key by its alias through kms:ResourceAliases. The refusal as KMS answers it, else None."""
+        if not iam.enforce or action not in KEY_ACTIONS:
+            return None
+        from moto.kms.models import kms_backends
+
+        try:
+            key_id = str(json.loads(body or b"{}").get("KeyId", ""))
+            key = kms_backends[account][region].describe_key(key_id)
+        except Exception:  # no such key, or a malformed request: moto answers it as KMS does
+            return None
+        try:
+            iam.authorize(caller, [(f"kms:{action}", key.arn)], {"kms:ResourceAliases": sorted(key.aliases)})
+        except Denied as denied:
+            return api_error("AccessDeniedException", str(denied))
+        return None
 
     def assume(self, arn: str) -> None:
         self.assumed.add(arn)

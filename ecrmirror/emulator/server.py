@@ -108,7 +108,14 @@ class EmulatorApp:
                 # moto's KMS keeps keys per account: the caller's, as AWS does
                 assert scope is not None
                 caller = self.api.caller(scope["key"], request.headers.get("X-Amz-Security-Token", ""))
-                environ["HTTP_X_MOTO_ACCOUNT_ID"] = DEFAULT_ACCOUNT if caller.admin else caller.account
+                account = DEFAULT_ACCOUNT if caller.admin else caller.account
+                environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
+                refused = self.kms.authorize(self.iam, caller, account, scope["region"], action, data)
+                if refused is not None:
+                    self.requests.append(
+                        RecordedRequest("kms", request.method, path, action, refused.status_code)
+                    )
+                    return refused(environ, start_response)
                 return self._moto_app(self._moto_kms, "kms", action, environ, start_response)
             answer = self.api.answer(request, action, data)
             if answer is None:
