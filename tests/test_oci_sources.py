@@ -295,25 +295,31 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY = b"{}"
 
 
-def push_blob(host: str, repository: str, data: bytes) -> str:
+def push_blob(host: str, repository: str, data: bytes, auth: tuple[str, str] | None = None) -> str:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    started = requests.post(f"http://{host}/v2/{repository}/blobs/uploads/", timeout=10)
+    started = requests.post(f"http://{host}/v2/{repository}/blobs/uploads/", auth=auth, timeout=10)
     location = started.headers["Location"]
     separator = "&" if "?" in location else "?"
     url = location if location.startswith("http") else f"http://{host}{location}"
-    done = requests.put(f"{url}{separator}digest={digest}", data=data, timeout=10)
+    done = requests.put(f"{url}{separator}digest={digest}", data=data, auth=auth, timeout=10)
     assert done.status_code == 201, done.text
     return digest
 
 
 def push_manifest(
-    host: str, repository: str, reference: str, document: dict[str, Any], media_type: str
+    host: str,
+    repository: str,
+    reference: str,
+    document: dict[str, Any],
+    media_type: str,
+    auth: tuple[str, str] | None = None,
 ) -> str:
     body = json.dumps(document).encode()
     done = requests.put(
         f"http://{host}/v2/{repository}/manifests/{reference}",
         data=body,
         headers={"Content-Type": media_type},
+        auth=auth,
         timeout=10,
     )
     assert done.status_code == 201, done.text
@@ -458,3 +464,73 @@ def test_copy_referrers_false_leaves_them_upstream(
         for i in boto3.client("ecr", region_name="eu-west-1").list_images(repositoryName="db")["imageIds"]
     }
     assert tags == {"2.0.0"}
+
+
+def test_from_a_registry_with_the_referrers_api_an_sbom_is_found_through_it(
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a chart in a registry that has the referrers API (the emulator's `upstream/db`, as
+    # another team's ECR would be), with an SBOM whose subject is the chart and no tag schema
+    chart_server.add("db", "2.0.0")
+    chart_server.publish()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: upstream\n  create_repositories: true\n"
+        f"charts:\n  - name: db\n    repo: {chart_server.url}\n    versions: ['2.0.0']\n"
+    )
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    chart = emulator_digest("upstream/db", "2.0.0")
+    password = registry_password(emulator)
+    auth = ("AWS", password)
+    host = emulator.url.removeprefix("http://")
+    chart_manifest = requests.get(
+        f"{emulator.url}/v2/upstream/db/manifests/2.0.0",
+        auth=auth,
+        headers={"Accept": OCI_MANIFEST},
+        timeout=10,
+    ).content
+    empty = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": push_blob(host, "upstream/db", EMPTY, auth),
+        "size": 2,
+    }
+    spdx = b'{"spdxVersion": "SPDX-2.3", "name": "db"}'
+    sbom_document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": empty,
+        "layers": [
+            {
+                "mediaType": "application/spdx+json",
+                "digest": push_blob(host, "upstream/db", spdx, auth),
+                "size": len(spdx),
+            }
+        ],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": chart, "size": len(chart_manifest)},
+    }
+    sbom = "sha256:" + hashlib.sha256(json.dumps(sbom_document).encode()).hexdigest()
+    push_manifest(host, "upstream/db", sbom, sbom_document, OCI_MANIFEST, auth)
+    monkeypatch.setenv("UPSTREAM_PASSWORD", password)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+        f"charts:\n  - name: db\n    repo: oci://{host}/upstream\n    plain_http: true\n"
+        "    auth: {username: AWS, password: '${UPSTREAM_PASSWORD}'}\n    versions: ['2.0.0']\n"
+    )
+    emulator.app.requests.clear()
+
+    # when it is mirrored
+    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+    # then the SBOM was found through the referrers API, and arrived as the mirrored chart's referrer
+    asked = [r.path for r in emulator.app.requests if r.kind == "registry" and r.method == "GET"]
+    assert f"/v2/upstream/db/referrers/{chart}" in asked
+    assert f"/v2/upstream/db/manifests/sha256-{chart.partition(':')[2]}" not in asked  # no tag schema
+    referrers = requests.get(f"{emulator.url}/v2/mirror/db/referrers/{chart}", auth=auth, timeout=10).json()
+    assert [(r["digest"], r.get("artifactType")) for r in referrers["manifests"]] == [
+        (sbom, "application/spdx+json")
+    ]
+    assert emulator_digest("mirror/db", "2.0.0") == chart
