@@ -143,6 +143,7 @@ class Ecr:
         session: boto3.session.Session,
         endpoint_url: str | None = None,
         max_attempts: int = 5,
+        connections: int = 10,
     ) -> None:
         self.registry = registry
         self.max_attempts = max_attempts
@@ -150,6 +151,7 @@ class Ecr:
             region_name=registry.region,
             retries={"mode": "standard", "max_attempts": max_attempts},
             user_agent_extra=USER_AGENT,
+            max_pool_connections=connections,
         )
         # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL itself.
         self.client: ECRClient = session.client("ecr", endpoint_url=endpoint_url, config=config)
@@ -163,7 +165,16 @@ class Ecr:
         """
         required = _ANSWERS.get(operation)
         for attempt in range(1, self.max_attempts + 1):
-            response = getattr(self.client, operation)(**kwargs)
+            try:
+                response = getattr(self.client, operation)(**kwargs)
+            except botocore.exceptions.ClientError as exc:
+                # An error whose body was cut short has no error code, only its HTTP status:
+                # which error it was is unknown (RepositoryNotFound, or AccessDenied?). Ask again.
+                if not _code(exc).isdigit() or attempt == self.max_attempts:
+                    raise
+                log.info("ECR %s answered an unreadable error (attempt %d); asking again", operation, attempt)
+                time.sleep(min(0.1 * 2**attempt, 5.0))
+                continue
             if required is None or required in response:
                 return response
             log.info("ECR %s answered without %r (attempt %d); asking again", operation, required, attempt)

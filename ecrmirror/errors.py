@@ -109,6 +109,13 @@ class RetriesExhausted(EcrMirrorError):
     word = "RETRIES EXHAUSTED"
 
 
+class Interrupted(EcrMirrorError):
+    """The run was interrupted (Ctrl-C) while this item's work was running: it stopped before
+    writing a tag, so nothing is half pushed; the next run does it."""
+
+    word = "INTERRUPTED"
+
+
 class PlanError(EcrMirrorError):
     """The mirror plan cannot compare the specs with the merge request's base (no git, no such commit)."""
 

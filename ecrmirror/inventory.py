@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState
+from ecrmirror.once import KeyedLocks
 from ecrmirror.share import once_per_run
 from ecrmirror.spec import Registry
 
@@ -33,6 +34,8 @@ class Inventory:
         self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
         self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
         self._replication_statuses: dict[tuple[str, str, str], list[dict[str, Any]] | None] = {}
+        # Jobs (threads) asking the same question at once: the first asks, the others wait for it.
+        self._locks = KeyedLocks()
 
     def expect_tags(self, registry: Registry, repository: str, tags: Iterable[str]) -> None:
         self._expected_tags[(registry.host, repository)].update(tags)
@@ -47,55 +50,70 @@ class Inventory:
         `fresh` asks ECR again, this process alone: after a conflicting push, say.
         """
         key = (registry.host, repository)
-        if key not in self._images or fresh:
-            tags = self._expected_tags[key] | {tag}
+        if key in self._images and not fresh:
+            return self._images[key]
+        with self._locks(("images", key)):
+            if key not in self._images or fresh:
+                self._fetch_images(registry, repository, tag, fresh)
+            return self._images[key]
 
-            def fetch() -> list[dict[str, Any]] | None:
-                found = self._ecr(registry).images(repository, tags)
-                return None if found is None else [asdict(image) for image in found.values()]
+    def _fetch_images(self, registry: Registry, repository: str, tag: str, fresh: bool) -> None:
+        key = (registry.host, repository)
+        tags = self._expected_tags[key] | {tag}
 
-            question = f"images {registry.host}/{repository} {' '.join(sorted(tags))}"
-            answer = fetch() if fresh else once_per_run(self._shared, question, fetch)
-            self._images[key] = (
-                None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
-            )
-        return self._images[key]
+        def fetch() -> list[dict[str, Any]] | None:
+            found = self._ecr(registry).images(repository, tags)
+            return None if found is None else [asdict(image) for image in found.values()]
+
+        question = f"images {registry.host}/{repository} {' '.join(sorted(tags))}"
+        answer = fetch() if fresh else once_per_run(self._shared, question, fetch)
+        self._images[key] = (
+            None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
+        )
 
     def add_image(self, registry: Registry, repository: str, image: RemoteImage) -> None:
         """This process pushed `image`: items after it find it without asking."""
         key = (registry.host, repository)
-        images = self._images.get(key) or {}
-        images[image.tag] = image
-        self._images[key] = images
+        with self._locks(("images", key)):
+            images = self._images.get(key) or {}
+            images[image.tag] = image
+            self._images[key] = images
 
     # -- repositories ---------------------------------------------------------------------------------
     def repository(self, registry: Registry, name: str) -> RepositoryState | None:
         """`name`'s settings, described with every expected repository not yet known; None if missing."""
         key = (registry.host, name)
-        if key not in self._repositories:
-            names = self._expected_repositories[registry.host] | {name}
-            unknown = {n for n in names if (registry.host, n) not in self._repositories}
-            changed = key in self._changed
-            if changed:  # the run's shared answer is from before the change: ask for this one alone
-                unknown = {name}
-                self._changed.discard(key)
+        if key in self._repositories:
+            return self._repositories[key]
+        with self._locks(("repositories", registry.host)):  # one batch describes many
+            if key not in self._repositories:
+                self._describe(registry, name)
+            return self._repositories[key]
 
-            def fetch() -> dict[str, dict[str, Any]]:
-                found = self._ecr(registry).repositories(unknown)
-                return {each: asdict(described) for each, described in found.items()}
+    def _describe(self, registry: Registry, name: str) -> None:
+        key = (registry.host, name)
+        names = self._expected_repositories[registry.host] | {name}
+        unknown = {n for n in names if (registry.host, n) not in self._repositories}
+        changed = key in self._changed
+        if changed:  # the run's shared answer is from before the change: ask for this one alone
+            unknown = {name}
+            self._changed.discard(key)
 
-            question = f"repositories {registry.host} {' '.join(sorted(unknown))}"
-            answer = fetch() if changed else once_per_run(self._shared, question, fetch)
-            for each in unknown:
-                state = answer.get(each)
-                self._repositories[(registry.host, each)] = (
-                    None
-                    if state is None
-                    else RepositoryState(
-                        **{**state, "mutability_exclusions": tuple(state["mutability_exclusions"])}
-                    )
+        def fetch() -> dict[str, dict[str, Any]]:
+            found = self._ecr(registry).repositories(unknown)
+            return {each: asdict(described) for each, described in found.items()}
+
+        question = f"repositories {registry.host} {' '.join(sorted(unknown))}"
+        answer = fetch() if changed else once_per_run(self._shared, question, fetch)
+        for each in unknown:
+            state = answer.get(each)
+            self._repositories[(registry.host, each)] = (
+                None
+                if state is None
+                else RepositoryState(
+                    **{**state, "mutability_exclusions": tuple(state["mutability_exclusions"])}
                 )
-        return self._repositories[key]
+            )
 
     def repository_changed(self, registry: Registry, name: str) -> None:
         """`name` was created or changed (by us or a concurrent writer): describe it afresh.
@@ -112,6 +130,7 @@ class Inventory:
     def replication_statuses(self, registry: Registry, repository: str, tag: str) -> list[dict[str, Any]]:
         """ECR's per-destination replication records of one image (none when the image is not there)."""
         key = (registry.host, repository, tag)
-        if key not in self._replication_statuses:
-            self._replication_statuses[key] = self._ecr(registry).replication_statuses(repository, tag)
+        with self._locks(("replication", key)):
+            if key not in self._replication_statuses:
+                self._replication_statuses[key] = self._ecr(registry).replication_statuses(repository, tag)
         return self._replication_statuses[key] or []

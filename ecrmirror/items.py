@@ -11,6 +11,7 @@ import pytest
 
 from ecrmirror import dependencies, replication, repositories, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
+from ecrmirror.jobs import Jobs
 from ecrmirror.junit import (
     BYTES_PROPERTY,
     ERROR_PROPERTY,
@@ -32,11 +33,12 @@ from ecrmirror.versions import PlannedVersion
 
 @dataclass
 class Runner:
-    """What the items of one pytest process share: the mode, and the Run, made on first use so
-    that pytest runs without spec files pay nothing for it."""
+    """What the items of one pytest process share: the mode, the Run, made on first use so that
+    pytest runs without spec files pay nothing for it, and with --ecrmirror-jobs, the jobs."""
 
     sync: bool
     options: Options
+    jobs: Jobs | None = None
     _run: Run | None = field(default=None, init=False)
 
     @property
@@ -45,7 +47,22 @@ class Runner:
             self._run = Run(self.options)
         return self._run
 
+    def submit(self, item: MirrorItem, after: tuple[str, ...] = ()) -> None:
+        """Start `item`'s work on the jobs' threads (once), after the items named in `after`."""
+        if self.jobs is not None and item.nodeid not in self.jobs:
+            run, sync = self.run, self.sync
+            self.jobs.submit(item.nodeid, lambda: item.mirror(run, sync), after)
+
+    def result(self, item: MirrorItem) -> Result:
+        """`item`'s result: from its job when it was submitted, else worked out now."""
+        if self.jobs is not None and item.nodeid in self.jobs:
+            result: Result = self.jobs.result(item.nodeid)
+            return result
+        return item.mirror(self.run, self.sync)
+
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         if self._run is not None:
             self._run.close()
 
@@ -157,7 +174,7 @@ class ReplicasNode(pytest.Collector):
             )
 
 
-class _MirrorItem(pytest.Item):
+class MirrorItem(pytest.Item):
     """What our items share: check or sync through one kind's module, record the outcome, and fail
     with a plain message that starts with the outcome word, what the item is about and where."""
 
@@ -170,20 +187,25 @@ class _MirrorItem(pytest.Item):
         )
         runner = self.config.stash[RUN_KEY]
         try:
-            result = self.mirror(runner.run, runner.sync)
+            result = runner.result(self)
         except EcrMirrorError as error:
             self.user_properties.append((ERROR_PROPERTY, error.word))
             if isinstance(error, CredentialsError):
                 self.session.shouldstop = "no usable AWS credentials"  # every other item would say the same
             raise
+        self.record(result)
         self.user_properties.append((OUTCOME_PROPERTY, result.outcome.value))
         self.user_properties.extend((NOTE_PROPERTY, note) for note in result.notes)
         if not result.outcome.ok:
             raise OutcomeFailure(result)
 
     def mirror(self, run: Run, sync: bool) -> Result:
-        """Check (or with `sync`, sync) what this item stands for."""
+        """Check (or with `sync`, sync) what this item stands for. It may run on a job's thread:
+        it touches nothing of the item's but reads it; `record` keeps what the result says."""
         raise NotImplementedError
+
+    def record(self, result: Result) -> None:
+        """What the item's report carries of its result, beyond the outcome and notes."""
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         failure = excinfo.value
@@ -209,7 +231,7 @@ class _MirrorItem(pytest.Item):
         raise NotImplementedError
 
 
-class RepositoryItem(_MirrorItem):
+class RepositoryItem(MirrorItem):
     """One ECR repository: exists, with every setting the spec declares (created under --sync).
     A replica repository (kind "replica") is held to the same settings in its own region."""
 
@@ -261,7 +283,7 @@ class RepositoryItem(_MirrorItem):
         return self.path, _line(where), self.title()
 
 
-class ReplicationItem(_MirrorItem):
+class ReplicationItem(MirrorItem):
     """`<spec>::replication`: the registry replicates the spec's repositories to every listed region."""
 
     kind = "replication"
@@ -338,7 +360,7 @@ class ChartNode(pytest.Collector):
         return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
 
 
-class ChartVersionItem(_MirrorItem):
+class ChartVersionItem(MirrorItem):
     """One chart version: audited by default, pushed when missing under --sync."""
 
     kind = "version"
@@ -363,11 +385,12 @@ class ChartVersionItem(_MirrorItem):
             self.user_properties.append((PULLED_IN_BY_PROPERTY, pulled_in_by))
 
     def mirror(self, run: Run, sync: bool) -> Result:
-        result = (versions.sync if sync else versions.check)(run, self.planned)
+        return (versions.sync if sync else versions.check)(run, self.planned)
+
+    def record(self, result: Result) -> None:
         if result.release is not None:
             self.user_properties.append(("upstream_digest", result.release.digest))
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
-        return result
 
     def title(self) -> str:
         title = f"{self.planned.chart.name} {self.planned.version.version}"

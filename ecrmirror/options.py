@@ -12,6 +12,13 @@ from ecrmirror import policy
 from ecrmirror.sources import IndexCache
 from ecrmirror.transport import RetryPolicy
 
+# Threads per process. Measured in benchmarks/run.py (the README's "Speed" quotes it): 8 jobs
+# reach the waiting floor of a latency-bound sync; beyond that ECR's own rate quotas
+# (10 uploads a second per action) throttle before more threads help.
+DEFAULT_JOBS = 8
+DEFAULT_UPSTREAM_CONNECTIONS = 4  # oras-go copies 3 at a time, skopeo 6 layers: a polite few
+DEFAULT_PULL_RESERVE = 10
+
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("ecrmirror", "mirror Helm charts into Amazon ECR")
@@ -97,6 +104,34 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="SIZE",
         help="Refuse a chart that decompresses to more than SIZE (bytes, or with KiB/MiB/GiB) "
         "(default: ini ecrmirror_max_chart_size, else helm's 100MiB)",
+    )
+    group.addoption(
+        "--ecrmirror-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Do the items' network work on N threads in this process (per xdist worker), reported "
+        f"one item at a time, in order (default: ini ecrmirror_jobs, else {DEFAULT_JOBS})",
+    )
+    group.addoption(
+        "--ecrmirror-upstream-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="At most N requests in flight to one upstream host, however many jobs "
+        f"(default: ini ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS})",
+    )
+    parser.addini("ecrmirror_jobs", default=str(DEFAULT_JOBS), help="Threads for the items' network work")
+    parser.addini(
+        "ecrmirror_upstream_connections",
+        default=str(DEFAULT_UPSTREAM_CONNECTIONS),
+        help="Requests in flight to one upstream host at most",
+    )
+    parser.addini(
+        "ecrmirror_upstream_pull_reserve",
+        default=str(DEFAULT_PULL_RESERVE),
+        help="Stop starting pulls from a registry whose RateLimit-Remaining (Docker Hub's) falls "
+        "below this many",
     )
     parser.addini(
         "ecrmirror_offline_account",
@@ -220,3 +255,31 @@ def shard(config: pytest.Config) -> tuple[int, int] | None:
             "--ecrmirror-shard=$CI_NODE_INDEX/$CI_NODE_TOTAL"
         )
     return int(index), int(total)
+
+
+def _whole(config: pytest.Config, option: str, ini: str, least: int) -> int:
+    given = config.getoption(option, None)
+    value = given if given is not None else str(config.getini(ini)).strip()
+    try:
+        number = int(value)
+    except ValueError:
+        number = least - 1
+    if number < least:
+        flag = "--" + option.replace("_", "-")
+        raise pytest.UsageError(
+            f"{flag} (ini {ini}) must be a whole number of at least {least}, not {value!r}"
+        )
+    return number
+
+
+def jobs(config: pytest.Config) -> int:
+    """--ecrmirror-jobs, else ini ecrmirror_jobs: threads for the items' network work."""
+    return _whole(config, "ecrmirror_jobs", "ecrmirror_jobs", 1)
+
+
+def upstream_connections(config: pytest.Config) -> int:
+    return _whole(config, "ecrmirror_upstream_connections", "ecrmirror_upstream_connections", 1)
+
+
+def pull_reserve(config: pytest.Config) -> int:
+    return _whole(config, "ecrmirror_upstream_pull_reserve", "ecrmirror_upstream_pull_reserve", 0)

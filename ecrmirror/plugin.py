@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import options, policy, redact, reporting, repositories, shards, versions
+from ecrmirror import options, policy, redact, reporting, repositories, scheduling, shards, versions
 from ecrmirror.ecr import require_credentials
 from ecrmirror.emulator.fixtures import (
     MARKER_HELP,
@@ -65,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # may run pytest again, where frozen garbage would never be freed.)
         gc.freeze()
     state["log_factory"] = redact.install()
+    jobs = options.jobs(config)
     endpoints = _offline_endpoints(config, state) if config.getoption("offline") else _endpoints()
     plan_path = config.getoption("ecrmirror_plan")
     if plan_path and worker is None:  # the main process (or xdist controller) sees every report
@@ -86,8 +87,13 @@ def pytest_configure(config: pytest.Config) -> None:
         max_chart_size=options.max_chart_size(config),
         lock_dir=Path(lock_dir),
         shared=shared / "ecr" if shared else None,
+        connections=max(10, jobs),
+        upstream_connections=options.upstream_connections(config),
+        pull_reserve=options.pull_reserve(config),
     )
     config.stash[RUN_KEY] = Runner(sync=sync, options=run_options)
+    if jobs > 1 and not config.getoption("ecrmirror_policy"):
+        config.pluginmanager.register(scheduling.JobsHooks(jobs), "ecrmirror-jobs")
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from urllib.parse import urljoin, urlsplit
 import oras.provider
 import oras.utils
 import requests
+from botocore.retries import bucket, throttling
+from botocore.retries.adaptive import ClientRateLimiter, RateClocker
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
 from ecrmirror.ecr import RegistryToken
-from ecrmirror.errors import EcrMirrorError, RegistryError, RepositoryMissing, TagConflict
+from ecrmirror.errors import EcrMirrorError, Interrupted, RegistryError, RepositoryMissing, TagConflict
 from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_session, retrying
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
@@ -41,12 +44,17 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
     """
 
     def __init__(
-        self, endpoint: str, token: Callable[[bool], RegistryToken], policy: RetryPolicy = DEFAULT_POLICY
+        self,
+        endpoint: str,
+        token: Callable[[bool], RegistryToken],
+        policy: RetryPolicy = DEFAULT_POLICY,
+        connections: int = 10,
     ) -> None:
         parts = urlsplit(endpoint)
         super().__init__(hostname=parts.netloc, insecure=parts.scheme == "http")
-        self.session = new_session(policy)
+        self.session = new_session(policy, connections)
         self._token = token
+        self._limiter = _adaptive_limiter()
 
     def _authorization(self, refresh: bool = False) -> str:
         token = self._token(refresh)
@@ -67,6 +75,7 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
             request_headers["Authorization"] = self._authorization(refresh=attempt == 1)
             if hasattr(data, "seek"):
                 data.seek(0)
+            self._limiter.on_sending_request(None)
             response = self.session.request(
                 method,
                 url,
@@ -77,12 +86,34 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
                 timeout=TIMEOUT,
                 allow_redirects=False,
             )
+            self._limiter.on_receiving_response(status=response.status_code)
             # ECR answers an expired token with 403 and no WWW-Authenticate (and HEAD has no body
             # to say so): renew once and retry.
             if response.status_code == 403 and attempt == 0 and "WWW-Authenticate" not in response.headers:
                 continue
             return response
         return response  # pragma: no cover - the loop always returns
+
+
+class _Throttled:
+    """The throttling detector botocore's rate limiter asks: ECR's registry says 429."""
+
+    def is_throttling_error(self, status: int | None = None, **_: Any) -> bool:
+        return status == 429
+
+
+def _adaptive_limiter() -> ClientRateLimiter:
+    """botocore's adaptive retry mode, for the registry's HTTP as boto3 has it for the API: no limit
+    until ECR throttles (its upload and PutImage quotas are a few per second, and jobs push
+    faster), then a client-side token bucket whose rate follows CUBIC, shared by the jobs."""
+    clock = bucket.Clock()
+    return ClientRateLimiter(
+        rate_adjustor=throttling.CubicCalculator(starting_max_rate=0, start_time=clock.current_time()),
+        rate_clocker=RateClocker(clock),
+        token_bucket=bucket.TokenBucket(max_rate=1, clock=clock),
+        throttling_detector=_Throttled(),
+        clock=clock,
+    )
 
 
 class RegistryClient:
@@ -93,17 +124,27 @@ class RegistryClient:
         endpoint: str,
         fetch_token: Callable[[], RegistryToken],
         policy: RetryPolicy = DEFAULT_POLICY,
+        connections: int = 10,
+        interrupted: threading.Event | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        # Set on Ctrl-C: jobs (threads) running a push stop before their next upload or tag.
+        self.interrupted = interrupted or threading.Event()
         self.policy = policy
         self._fetch_token = fetch_token
         self._token: RegistryToken | None = None
-        self._oras = _OrasRegistry(self.endpoint, self._current_token, policy)
+        self._token_lock = threading.Lock()  # jobs (threads) share the token: one fetch renews it
+        self._oras = _OrasRegistry(self.endpoint, self._current_token, policy, connections)
 
     def _current_token(self, refresh: bool) -> RegistryToken:
-        if refresh or self._token is None or time.time() > self._token.expires_at - TOKEN_RENEWAL_MARGIN:
-            self._token = self._fetch_token()
-        return self._token
+        held = self._token
+        if not refresh and held is not None and time.time() <= held.expires_at - TOKEN_RENEWAL_MARGIN:
+            return held
+        with self._token_lock:
+            if self._token is held:  # nobody renewed it while this thread waited
+                self._token = self._fetch_token()
+            assert self._token is not None
+            return self._token
 
     def _container(self, repository: str, tag: str) -> Any:
         return self._oras.get_container(f"{self._oras.hostname}/{repository}:{tag}")
@@ -131,6 +172,13 @@ class RegistryClient:
         self.put_manifest(repository, artifact.tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
         return report
 
+    def _unless_interrupted(self, repository: str, what: str) -> None:
+        if self.interrupted.is_set():
+            raise Interrupted(
+                f"the run was interrupted before {self.endpoint}/{repository}:{what} was written: "
+                "nothing is tagged; the next run pushes it"
+            )
+
     def has_blob(self, repository: str, digest: str) -> bool:
         # oras' blob_exists reads any non-200 (a 403 for a missing permission, say) as absent.
         url = f"{self._oras.prefix}://{self._container(repository, 'latest').get_blob_url(digest)}"
@@ -156,6 +204,7 @@ class RegistryClient:
         prefix = self._oras.prefix
         container = self._container(repository, "latest")
         what = f"upload of {descriptor.digest} to {self.endpoint}/{repository}"
+        self._unless_interrupted(repository, descriptor.digest)
 
         def attempt() -> requests.Response:
             start = self._oras.do_request(
@@ -197,6 +246,7 @@ class RegistryClient:
         success, an immutable repository refuses the repeat as TAG_INVALID, which the caller
         audits instead of failing.
         """
+        self._unless_interrupted(repository, tag)
         url = f"{self._oras.prefix}://{self._container(repository, 'latest').manifest_url(tag)}"
 
         def attempt() -> requests.Response:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Hashable
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -21,11 +22,14 @@ from botocore.config import Config
 from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.ecr import Ecr
 from ecrmirror.inventory import Inventory
+from ecrmirror.once import KeyedLocks, once
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import IndexCache, Source, Sources
 from ecrmirror.sources.oci import OciClient
 from ecrmirror.spec import ChartEntry, Credentials, Registry
 from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,12 @@ class Options:
     lock_dir: Path | None = None
     # Under xdist: where the workers share what one of them fetched from ECR (share.py).
     shared: Path | None = None
+    # Connections kept per host: at least one per job (thread), so none waits for another's.
+    connections: int = 10
+    # Requests in flight to one upstream host at most, however many jobs there are.
+    upstream_connections: int = 4
+    # Pulls a registry's RateLimit-Remaining (Docker Hub's) must leave before ecrmirror stops pulling.
+    pull_reserve: int = 10
 
 
 class Run:
@@ -61,8 +71,11 @@ class Run:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.workdir = Path(tempfile.mkdtemp(prefix="ecrmirror-"))
+        self.locks = KeyedLocks()  # for what is made once, when jobs (threads) ask at the same time
+        # Set on Ctrl-C: the jobs' pushes stop before their next upload or tag (registry.py).
+        self.interrupted = threading.Event()
         self.lock_dir = options.lock_dir or self.workdir
-        self.http = Http(options.retry)
+        self.http = Http(options.retry, options.upstream_connections, options.pull_reserve)
         self.sources = Sources(self.http, options.index_cache, options.max_chart_size)
         self.boto_session = boto3.session.Session(
             aws_access_key_id=options.endpoints.aws_access_key_id,
@@ -71,22 +84,33 @@ class Run:
         self.inventory = Inventory(self.ecr, options.shared)
         # Registry-wide steps this process has finished (a replication rule merged): done once a run.
         self.settled: set[Hashable] = set()
-        self._ecr: dict[str, Ecr] = {}
-        self._registries: dict[str, RegistryClient] = {}
-        self._readers: dict[str, OciClient] = {}
-        self._kms: dict[str, Any] = {}
-        # What the kinds' modules work out once a process and reuse (a signer, a public key).
+        self._ecr: dict[tuple[str, ...], Ecr] = {}
+        self._registries: dict[tuple[str, ...], RegistryClient] = {}
+        self._readers: dict[tuple[str, ...], OciClient] = {}
+        self._kms: dict[tuple[str, ...], Any] = {}
+        # What the kinds' modules work out once a process and reuse (a signer, a public key):
+        # through `remember`, so that threads asking at once work it out once.
         self.memo: dict[Hashable, Any] = {}
+        self._memo_locks = KeyedLocks()
+
+    def remember(self, key: Hashable, make: Callable[[], T]) -> T:
+        """`make()`, once per run and key, however many threads ask for it at the same time."""
+        value: T = once(self.memo, self._memo_locks, key, make)
+        return value
 
     def ecr(self, registry: Registry) -> Ecr:
-        if registry.host not in self._ecr:
-            self._ecr[registry.host] = Ecr(
+        return once(
+            self._ecr,
+            self.locks,
+            ("ecr", registry.host),
+            lambda: Ecr(
                 registry,
                 self._session(registry),
                 self.options.endpoints.ecr_api,
                 max_attempts=self.options.retry.attempts,
-            )
-        return self._ecr[registry.host]
+                connections=self.options.connections,
+            ),
+        )
 
     def _session(self, registry: Registry) -> boto3.session.Session:
         key = self.options.endpoints.aws_access_key_id
@@ -98,33 +122,46 @@ class Run:
         )
 
     def registry_client(self, registry: Registry) -> RegistryClient:
-        if registry.host not in self._registries:
-            endpoint = self.options.endpoints.registry or f"https://{registry.host}"
-            self._registries[registry.host] = RegistryClient(
-                endpoint, self.ecr(registry).registry_token, self.options.retry
-            )
-        return self._registries[registry.host]
+        endpoint = self.options.endpoints.registry or f"https://{registry.host}"
+        return once(
+            self._registries,
+            self.locks,
+            ("registry", registry.host),
+            lambda: RegistryClient(
+                endpoint,
+                self.ecr(registry).registry_token,
+                self.options.retry,
+                self.options.connections,
+                self.interrupted,
+            ),
+        )
 
     def kms(self, registry: Registry, region: str) -> Any:
         """AWS KMS in `region`, with the credentials the run reaches `registry` with, and retries."""
-        key = f"{registry.account}/{region}"
-        if key not in self._kms:
-            config = Config(
-                region_name=region, retries={"mode": "standard", "max_attempts": self.options.retry.attempts}
-            )
-            session = self._session(registry)
-            self._kms[key] = session.client("kms", endpoint_url=self.options.endpoints.kms, config=config)
-        return self._kms[key]
+        config = Config(
+            region_name=region,
+            retries={"mode": "standard", "max_attempts": self.options.retry.attempts},
+            max_pool_connections=self.options.connections,
+        )
+        return once(
+            self._kms,
+            self.locks,
+            ("kms", registry.account, region),
+            lambda: self._session(registry).client(
+                "kms", endpoint_url=self.options.endpoints.kms, config=config
+            ),
+        )
 
     def registry_reader(self, registry: Registry) -> OciClient:
         """Reads manifests and blobs of an ECR registry (a backfill's source) with its registry token.
 
         The token lasts ECR's 12 hours from the reader's first use: longer than any one run.
         """
-        if registry.host not in self._readers:
+
+        def reader() -> OciClient:
             endpoint = urlsplit(self.options.endpoints.registry or f"https://{registry.host}")
             token = self.ecr(registry).registry_token()
-            self._readers[registry.host] = OciClient(
+            return OciClient(
                 endpoint.netloc,
                 self.http,
                 plain_http=endpoint.scheme == "http",
@@ -133,7 +170,8 @@ class Run:
                 "repository; `pytest --ecrmirror-policy=sync` prints what a sync needs",
                 basic_first=True,
             )
-        return self._readers[registry.host]
+
+        return once(self._readers, self.locks, ("reader", registry.host), reader)
 
     def source(self, spec_path: Path, chart: ChartEntry) -> Source:
         """The upstream of a chart entry (a local `repo` is relative to its spec)."""

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class Signer:
         self.where = signing.where
         self._kms = run.kms(registry, match["region"] if match else registry.region)
         self._public: ec.EllipticCurvePublicKey | None = None
+        self._public_lock = threading.Lock()  # jobs (threads) ask KMS for it once
 
     def sign(self, message: bytes) -> bytes:
         if len(message) > KMS_RAW_LIMIT:
@@ -85,16 +87,19 @@ class Signer:
         return bytes(response["Signature"])
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
-        if self._public is None:
-            response = self._call("get_public_key")
-            key = load_der_public_key(bytes(response["PublicKey"]))
-            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-                raise AwsError(
-                    f"KMS key {self.key} ({self.where}) is not an ECC_NIST_P256 key, which cosign "
-                    "signatures need: create one with KeySpec ECC_NIST_P256 and KeyUsage SIGN_VERIFY"
-                )
-            self._public = key
-        return self._public
+        with self._public_lock:
+            return self._public or self._fetch_public_key()
+
+    def _fetch_public_key(self) -> ec.EllipticCurvePublicKey:
+        response = self._call("get_public_key")
+        key = load_der_public_key(bytes(response["PublicKey"]))
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+            raise AwsError(
+                f"KMS key {self.key} ({self.where}) is not an ECC_NIST_P256 key, which cosign "
+                "signatures need: create one with KeySpec ECC_NIST_P256 and KeyUsage SIGN_VERIFY"
+            )
+        self._public = key
+        return key
 
     def fingerprint(self) -> str:
         """sha256 of the public key's DER, as a key id for the attestation."""
@@ -123,11 +128,7 @@ class Signer:
 
 
 def signer(run: Run, signing: Signing, registry: Registry) -> Signer:
-    key = ("signer", signing.kms_key, registry.region)
-    if key not in run.memo:
-        run.memo[key] = Signer(run, signing, registry)
-    signer_: Signer = run.memo[key]
-    return signer_
+    return run.remember(("signer", signing.kms_key, registry.region), lambda: Signer(run, signing, registry))
 
 
 # -- what the registry holds -------------------------------------------------------------------------
@@ -142,11 +143,12 @@ def attached(
     """The signature and attestation manifests of `image` that ECR holds, by tag. Asked once per
     repository for all the run's versions there (one BatchGetImage per 50 versions)."""
     key = ("attached", registry.host, repository)
-    if key not in run.memo or not set(tags(image)) <= run.memo[key][0]:
-        held = run.inventory.images(registry, repository, image.tag) or {}
-        wanted = {tag for each in held.values() for tag in tags(each)} | set(tags(image))
-        run.memo[key] = (wanted, run.ecr(registry).manifests(repository, wanted))
-    found: dict[str, tuple[str, bytes]] = run.memo[key][1]
+    with run.locks(key):  # jobs (threads) of one repository: one batch answers them all
+        if key not in run.memo or not set(tags(image)) <= run.memo[key][0]:
+            held = run.inventory.images(registry, repository, image.tag) or {}
+            wanted = {tag for each in held.values() for tag in tags(each)} | set(tags(image))
+            run.memo[key] = (wanted, run.ecr(registry).manifests(repository, wanted))
+        found: dict[str, tuple[str, bytes]] = run.memo[key][1]
     return {tag: found[tag] for tag in tags(image) if tag in found}
 
 
@@ -265,7 +267,9 @@ def sign(
         annotations = {"annotations": {"predicateType": PREDICATE_TYPE}}
         pushed[attestation_tag] = _push(client, repository, attestation_tag, body, DSSE_ENVELOPE, annotations)
         added.append(f"attestation {attestation_tag}")
-    run.memo[("attached", registry.host, repository)][1].update(pushed)  # the other items see them
+    memo_key = ("attached", registry.host, repository)
+    with run.locks(memo_key):
+        run.memo[memo_key][1].update(pushed)  # the other items see them
     return added
 
 

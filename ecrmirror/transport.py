@@ -125,14 +125,23 @@ class _Session(requests.Session):
         }
 
 
-def new_session(policy: RetryPolicy = DEFAULT_POLICY) -> requests.Session:
+def new_session(
+    policy: RetryPolicy = DEFAULT_POLICY, connections: int = 10, *, per_host_limit: bool = False
+) -> requests.Session:
     """A session whose GETs and HEADs retry transient failures by themselves (urllib3's Retry).
 
     Uploads are not retried here: an upload session cannot be replayed, and a streamed body
     cannot be rewound by urllib3, so the registry client retries a whole blob with `retrying`.
+    `connections` are kept per host; with `per_host_limit`, a request waits for one of them
+    (urllib3's pool_block), so that no host gets more requests at once than that, however many
+    threads ask.
     """
     session = _Session()
-    adapter = HTTPAdapter(max_retries=policy.retry(frozenset({"GET", "HEAD"})))
+    adapter = HTTPAdapter(
+        max_retries=policy.retry(frozenset({"GET", "HEAD"})),
+        pool_maxsize=connections,
+        pool_block=per_host_limit,
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -202,11 +211,16 @@ def describe_error(exc: requests.RequestException) -> str:
 
 class Http:
     """The run's HTTP for upstreams: one session (idempotent retries in urllib3), redirects
-    followed by `get`, and `retrying` for steps that read a body or span several requests."""
+    followed by `get`, and `retrying` for steps that read a body or span several requests.
+    At most `per_host` requests are in flight to one upstream host: to be a polite mirror."""
 
-    def __init__(self, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self, policy: RetryPolicy = DEFAULT_POLICY, per_host: int = 4, pull_reserve: int = 10
+    ) -> None:
         self.policy = policy
-        self.session = new_session(policy)
+        self.per_host = per_host
+        self.pull_reserve = pull_reserve  # see sources/oci.py: a registry's pull limit
+        self.session = new_session(policy, per_host, per_host_limit=True)
 
     def get(
         self,
@@ -217,16 +231,23 @@ class Http:
         accept: str | None = None,
         stream: bool = False,
         headers: dict[str, str] | None = None,
+        method: str = "GET",
     ) -> requests.Response:
-        """GET `url`, following redirects here rather than in requests, so that each hop's
-        credentials come from `credentials_for(that URL)`: a redirect to another host (object
-        storage, a CDN) gets none unless the caller says so."""
+        """GET (or HEAD) `url`, following redirects here rather than in requests, so that each
+        hop's credentials come from `credentials_for(that URL)`: a redirect to another host
+        (object storage, a CDN) gets none unless the caller says so."""
         extra = headers or {}
         for _ in range(MAX_REDIRECTS + 1):
             headers = {**extra, **({"Accept": accept} if accept else {})}
             headers.update(credentials_for(url))
-            response = self.session.get(
-                url, headers=headers, stream=stream, timeout=TIMEOUT, verify=verify, allow_redirects=False
+            response = self.session.request(
+                method,
+                url,
+                headers=headers,
+                stream=stream,
+                timeout=TIMEOUT,
+                verify=verify,
+                allow_redirects=False,
             )
             if response.status_code not in _REDIRECTS:
                 return response

@@ -115,8 +115,14 @@ def check(run: Run, planned: PlannedVersion) -> Result:
 
 def sync(run: Run, planned: PlannedVersion) -> Result:
     """Push one version if ECR lacks it; never touch a tag that is there."""
-    release = _release(run, planned)
     target = planned.target
+    source = run.source(planned.spec_path, planned.chart)
+    if isinstance(source, OciRepository):
+        held = run.inventory.images(target.registry, planned.repository, planned.tag)
+        if held is None or planned.tag not in held:
+            # A copy needs the manifest: pulled now, its digest needs no HEAD of its own.
+            source.pull(planned.chart.name, planned.version.version)
+    release = _release(run, planned)
     images = run.inventory.images(target.registry, planned.repository, planned.tag)
     if images is not None and planned.tag in images:
         image = images[planned.tag]

@@ -81,6 +81,10 @@ class TokenRegistry:
     manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (host, path, Authorization)
+    # As Docker Hub: manifest GETs are pulls, counted down from here and said in RateLimit-Remaining
+    # (HEADs are not counted); None: no limit, no header
+    pulls_left: int | None = None
+    methods: list[tuple[str, str]] = field(default_factory=list)  # (method, path) at the registry
 
     def start(self) -> TokenRegistry:
         self._registry = self._serve(self._registry_handler())
@@ -117,10 +121,14 @@ class TokenRegistry:
         registry = self
 
         class Handler(QuietHandler):
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 auth = self.headers.get("Authorization", "")
                 registry.seen.append((registry.host, self.path, auth))
+                registry.methods.append((self.command, self.path))
                 if path == "/token":
                     return self._token(auth)
                 if auth != "Bearer granted":
@@ -132,7 +140,18 @@ class TokenRegistry:
                 name, kind, reference = _split(path)
                 if kind == "manifests" and (name, reference) in registry.manifests:
                     body = registry.manifests[(name, reference)]
-                    return self._send(200, body, {"Content-Type": MANIFEST_MEDIA_TYPE})
+                    headers = {
+                        "Content-Type": MANIFEST_MEDIA_TYPE,
+                        "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest(),
+                    }
+                    if registry.pulls_left is not None:
+                        if self.command == "GET":
+                            if registry.pulls_left <= 0:
+                                return self._send(429, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', {})
+                            registry.pulls_left -= 1
+                        headers["RateLimit-Limit"] = "100;w=21600"
+                        headers["RateLimit-Remaining"] = f"{registry.pulls_left};w=21600"
+                    return self._send(200, body, headers)
                 if kind == "blobs" and reference in registry.blobs:
                     location = f"http://{registry.storage_host}/{reference}"
                     return self._send(307, b"", {"Location": location})
@@ -179,7 +198,8 @@ class QuietHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _split(path: str) -> tuple[str, str, str]:

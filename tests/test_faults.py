@@ -40,7 +40,9 @@ def proxies(
     to_charts.stop()
 
 
+@pytest.mark.parametrize("jobs", [1, 8], ids=["1-job", "8-jobs"])
 def test_a_sync_through_a_fifth_of_requests_failing_ends_complete_and_correct(
+    jobs: int,
     chart_server: ChartServer,
     emulator: Emulator,
     proxies: tuple[FaultProxy, FaultProxy],
@@ -57,13 +59,13 @@ def test_a_sync_through_a_fifth_of_requests_failing_ends_complete_and_correct(
         f"target:\n  registry: {REGISTRY}\n  prefix: flaky\n  create_repositories: true\ncharts:\n{entries}"
     )
 
-    synced = run("--sync", "--ecrmirror-retries=8", "mirror.yaml")
-    audited = run("--check-only", "--ecrmirror-retries=8", "mirror.yaml")
+    synced = run("--sync", "--ecrmirror-retries=8", f"--ecrmirror-jobs={jobs}", "mirror.yaml")
+    audited = run("--check-only", "--ecrmirror-retries=8", f"--ecrmirror-jobs={jobs}", "mirror.yaml")
 
     versions = sum(len(v) for v in CHARTS.values())
     faults = to_ecr.faults + to_charts.faults
     figures = (
-        f"fault injection (seed {SEED}, 20% of requests): {versions} versions, "
+        f"fault injection (seed {SEED}, 20% of requests, {jobs} jobs): {versions} versions, "
         f"{to_ecr.requests + to_charts.requests} requests, {sum(faults.values())} faults "
         f"({', '.join(f'{kind} {count}' for kind, count in sorted(faults.items()))}), "
         f"so {sum(faults.values()) - faults['slow']} failed attempts retried; ECR's quotas throttled "
@@ -147,9 +149,12 @@ def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
     monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", emulator.url)
     rerun = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, timeout=120)
 
+    # (with Ctrl-C, the jobs already pushing stop before their next upload or tag)
     assert tags_then == set()
     assert rerun.returncode == 0, rerun.stdout
     assert ecr_tags(emulator, "app") == {"1.0.0", "1.1.0", "1.2.0"}
+    audit = subprocess.run([*command[:-2], "--check-only", "mirror.yaml"], cwd=pytester.path, timeout=120)
+    assert audit.returncode == 0
 
 
 def _default_sigint() -> None:

@@ -14,6 +14,7 @@ PYTEST_LAYER = {
     "ecrmirror.items",
     "ecrmirror.options",
     "ecrmirror.reporting",
+    "ecrmirror.scheduling",
     "ecrmirror.emulator.fixtures",
 }
 

@@ -7,6 +7,7 @@ verified by digest (`Source` in release.py). `Sources` opens each location of a 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from ecrmirror import transport
@@ -32,21 +33,26 @@ class Sources:
         self._cache = cache or IndexCache()
         self.max_chart_size = max_chart_size
         self._sources: dict[tuple[str, Access], Source] = {}
+        self._lock = threading.Lock()  # jobs (threads) open a source once
 
     def get(self, location: str, access: Access = NO_ACCESS) -> Source:
         key = (location, access)
-        if key not in self._sources:
-            source: Source
-            if re.match(r"^https?://", location):
-                source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
-            elif location.startswith("oci://"):
-                source = OciRepository(location, self._http, access)
-            elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
-                raise UpstreamError(
-                    f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "
-                    "an oci:// registry path, or a local directory"
-                )
-            else:
-                source = LocalRepository(Path(location), self._http, self.max_chart_size)
-            self._sources[key] = source
-        return self._sources[key]
+        with self._lock:
+            return self._sources.get(key) or self._open(key)
+
+    def _open(self, key: tuple[str, Access]) -> Source:
+        location, access = key
+        source: Source
+        if re.match(r"^https?://", location):
+            source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
+        elif location.startswith("oci://"):
+            source = OciRepository(location, self._http, access)
+        elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
+            raise UpstreamError(
+                f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "
+                "an oci:// registry path, or a local directory"
+            )
+        else:
+            source = LocalRepository(Path(location), self._http, self.max_chart_size)
+        self._sources[key] = source
+        return source

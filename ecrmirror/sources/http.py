@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -44,6 +45,7 @@ class HttpRepository:
         self._host = urlsplit(url).netloc
         self._index: Index | None = None
         self._failure: UpstreamError | None = None
+        self._index_lock = threading.Lock()  # jobs (threads) wait for the one download
         parts = urlsplit(url)
         # helm forces a trailing slash on the path and keeps the query string.
         self._base = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/", query=""))
@@ -62,15 +64,18 @@ class HttpRepository:
     def index(self) -> Index:
         """The index, downloaded once per run; a failed download (after the session's retries)
         is not tried again by every item that needs it."""
-        if self._failure is not None:
-            raise self._failure
-        if self._index is None:
-            try:
-                self._index = Index(self.index_url, self._document())
-            except UpstreamError as exc:
-                self._failure = exc
-                raise
-        return self._index
+        if self._index is not None:
+            return self._index
+        with self._index_lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._index is None:
+                try:
+                    self._index = Index(self.index_url, self._document())
+                except UpstreamError as exc:
+                    self._failure = exc
+                    raise
+            return self._index
 
     def _document(self) -> Any:
         """The parsed index: from this run's shared copy, else downloaded (revalidated when kept)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -35,10 +36,17 @@ class LocalRepository:
         # name -> version -> how to make its release: index entries are checked (digest and all)
         # only when asked for, so one bad entry cannot break the versions next to it.
         self._releases: dict[str, dict[str, Callable[[], ChartRelease]]] | None = None
+        self._scan_lock = threading.Lock()  # jobs (threads) wait for the one scan
 
     def _scan(self) -> dict[str, dict[str, Callable[[], ChartRelease]]]:
         if self._releases is not None:
             return self._releases
+        with self._scan_lock:
+            if self._releases is None:
+                self._releases = self._read_directory()
+            return self._releases
+
+    def _read_directory(self) -> dict[str, dict[str, Callable[[], ChartRelease]]]:
         if not self._directory.is_dir():
             raise UpstreamError(
                 f"{self._directory} is not a directory; repo must be an http(s) "
@@ -74,7 +82,6 @@ class LocalRepository:
                     source=str(self._directory),
                 ),
             )
-        self._releases = releases
         return releases
 
     def _inside(self, listed: str) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import requests
 from ecrmirror import transport
 from ecrmirror.chart import CHART_LAYER_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, tag_for
 from ecrmirror.errors import DigestMismatch, UpstreamError, VersionNotFound
+from ecrmirror.once import KeyedLocks, once
 from ecrmirror.sources.release import ChartRelease, nearest_versions
 from ecrmirror.spec import Access, Credentials
 from ecrmirror.transport import TIMEOUT, describe_error
@@ -91,7 +93,11 @@ class OciClient:
         self._credentials = credentials
         self._verify = verify
         self._authorization: dict[str, str] = {}  # scope -> Authorization header value
+        self._scope_locks = KeyedLocks()  # jobs (threads) answering one scope's challenge: one token
         self._referrers_api: bool | None = None  # unknown until the first referrers request
+        # Docker Hub's RateLimit-Remaining, as last seen: pulls left in its window (None: no limit said)
+        self.pulls_left: int | None = None
+        self._pull_lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------------------
     def tags(self, repository: str) -> list[str]:
@@ -141,6 +147,7 @@ class OciClient:
         """A single image manifest (a chart's, or a signature's or SBOM's), checked against its
         digest: the one asked for, and the one the registry says."""
         accept = ", ".join(MANIFEST_TYPES)
+        self._take_pull(repository, reference)
         response = self._get(f"{self.base}/v2/{repository}/manifests/{reference}", repository, accept=accept)
         if response.status_code == 404:
             raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
@@ -173,6 +180,45 @@ class OciClient:
                 "not a single OCI image manifest as helm pushes charts"
             )
         return Manifest(body, media_type, digest)
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest of a manifest, from a HEAD: no pull (Docker Hub does not count HEADs against
+        its pull limit). None when the registry does not say it (then a GET must)."""
+        accept = ", ".join(MANIFEST_TYPES)
+        url = f"{self.base}/v2/{repository}/manifests/{reference}"
+        response = self._get(url, repository, accept=accept, method="HEAD")
+        if response.status_code == 404:
+            raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
+        if response.status_code in (405, 501):  # a registry that does not answer HEAD
+            return None
+        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest", "")
+        return digest if _DIGEST.match(digest) else None
+
+    def _take_pull(self, repository: str, reference: str) -> None:
+        """Before a manifest GET (a pull, to Docker Hub): refuse it when the registry said that
+        fewer than the reserve are left, instead of spending the rest and earning 429s."""
+        reserve = self._http.pull_reserve
+        with self._pull_lock:
+            left = self.pulls_left
+            if left is None or left > reserve:
+                if left is not None:
+                    self.pulls_left = left - 1  # until the next answer says
+                return
+        raise UpstreamError(
+            f"{self.host} says {left} pulls are left in its rate-limit window (RateLimit-Remaining), "
+            f"and ecrmirror keeps {reserve} in reserve (ini ecrmirror_upstream_pull_reserve): it starts "
+            f"no more pulls from {self.host} in this run, so {repository}:{reference} was not pulled. "
+            "The next run, once the window refills, mirrors it; a Docker Hub login (auth:) raises the limit."
+        )
+
+    def _count_pulls(self, response: requests.Response) -> None:
+        header = response.headers.get("RateLimit-Remaining")
+        if header:
+            left = header.split(";")[0].strip()
+            if left.isdigit():
+                with self._pull_lock:
+                    self.pulls_left = int(left)
 
     def small_blob(self, repository: str, digest: str) -> bytes:
         """A small blob (a config) in memory, verified against its digest."""
@@ -222,20 +268,34 @@ class OciClient:
 
     # -- requests, auth and redirects ------------------------------------------------------------------
     def _get(
-        self, url: str, repository: str, *, accept: str | None = None, stream: bool = False
+        self,
+        url: str,
+        repository: str,
+        *,
+        accept: str | None = None,
+        stream: bool = False,
+        method: str = "GET",
     ) -> requests.Response:
         scope = f"repository:{repository}:pull"
         credentials = self._credentials
         if self._basic_first and credentials is not None and scope not in self._authorization:
             pair = f"{credentials.username}:{credentials.password}".encode()
             self._authorization[scope] = "Basic " + base64.b64encode(pair).decode()
-        response = self._follow(url, scope, accept, stream)
-        if response.status_code == 401 and self._answer(response, scope):
-            response.close()
-            response = self._follow(url, scope, accept, stream)
+        sent = self._authorization.get(scope)
+        response = self._follow(url, scope, accept, stream, method)
+        if response.status_code == 401:
+            with self._scope_locks(scope):
+                # Another job may have answered this scope's challenge while this one waited.
+                answered = self._authorization.get(scope) != sent or self._answer(response, scope)
+            if answered:
+                response.close()
+                response = self._follow(url, scope, accept, stream, method)
+        self._count_pulls(response)
         return response
 
-    def _follow(self, url: str, scope: str, accept: str | None, stream: bool) -> requests.Response:
+    def _follow(
+        self, url: str, scope: str, accept: str | None, stream: bool, method: str = "GET"
+    ) -> requests.Response:
         def credentials_for(hop: str) -> dict[str, str]:
             if urlsplit(hop).netloc == self.host and scope in self._authorization:
                 return {"Authorization": self._authorization[scope]}
@@ -248,6 +308,7 @@ class OciClient:
                 verify=self._verify,
                 accept=accept,
                 stream=stream,
+                method=method,
             )
         except requests.RequestException as exc:
             raise UpstreamError(f"cannot reach {self.host}: {describe_error(exc)}") from None
@@ -328,7 +389,10 @@ class OciRepository:
             verify=access.verify,
         )
         self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._digests: dict[tuple[str, str], str] = {}
         self._tags: dict[str, list[str]] = {}
+        # What jobs (threads) ask for at once is fetched once: one lock per cache and key.
+        self._manifest_locks, self._digest_locks, self._tag_locks = KeyedLocks(), KeyedLocks(), KeyedLocks()
 
     def repository(self, name: str) -> str:
         return f"{self._path}/{name}" if self._path else name
@@ -337,27 +401,46 @@ class OciRepository:
         return [tag.replace("_", "+") for tag in self._tag_list(name)]
 
     def release(self, name: str, version: str) -> ChartRelease:
+        """The version as the registry holds it now: its manifest's digest, from a HEAD unless its
+        manifest was pulled already (`pull`)."""
         tag = tag_for(version)
-        key = (name, version)
-        if key not in self._manifests:
+        digest = once(self._digests, self._digest_locks, (name, version), lambda: self._digest(name, version))
+        return ChartRelease(
+            name=name,
+            version=version,
+            digest=digest,
+            url=f"{self.location.rstrip('/')}/{name}:{tag}",
+            created=None,
+            source=self.location,
+            oci=True,
+        )
+
+    def pull(self, name: str, version: str) -> Manifest:
+        """The version's manifest, pulled by tag (a copy needs it: then no HEAD is spent on its digest)."""
+
+        def get() -> Manifest:
+            tag = tag_for(version)
             try:
-                self._manifests[key] = self._client.manifest(self.repository(name), tag)
+                return self._client.manifest(self.repository(name), tag)
             except VersionNotFound:
                 near = ", ".join(nearest_versions(version, self.versions(name))) or "none"
                 raise VersionNotFound(
                     f"{name} {version} is not in {self.location} (no tag {tag}); nearest versions "
                     f"there: {near}. Fix the version in the spec."
                 ) from None
-        manifest = self._manifests[key]
-        return ChartRelease(
-            name=name,
-            version=version,
-            digest=manifest.digest,
-            url=f"{self.location.rstrip('/')}/{name}:{tag}",
-            created=None,
-            source=self.location,
-            oci=True,
-        )
+
+        return once(self._manifests, self._manifest_locks, (name, version), get)
+
+    def _digest(self, name: str, version: str) -> str:
+        known = self._manifests.get((name, version))
+        if known is not None:
+            return known.digest
+        tag = tag_for(version)
+        try:
+            digest = self._client.manifest_digest(self.repository(name), tag)
+        except VersionNotFound:
+            return self.pull(name, version).digest  # says which versions are near
+        return digest if digest is not None else self.pull(name, version).digest
 
     def metadata(self, name: str, version: str) -> dict[str, Any]:
         """Chart.yaml's fields: helm's config blob holds them as JSON."""
@@ -371,8 +454,13 @@ class OciRepository:
         return document if isinstance(document, dict) else {}
 
     def manifest(self, release: ChartRelease) -> Manifest:
-        self.release(release.name, release.version)
-        return self._manifests[(release.name, release.version)]
+        manifest = self.pull(release.name, release.version)
+        if manifest.digest != release.digest:
+            raise UpstreamError(
+                f"{release.url} moved during the run: it was {release.digest}, it is now "
+                f"{manifest.digest}. Nothing was copied; the next run compares it again."
+            )
+        return manifest
 
     def blob(self, release: ChartRelease, digest: str, target: Path, size: int) -> Path:
         return self._client.blob(self.repository(release.name), digest, target, size)
@@ -415,9 +503,7 @@ class OciRepository:
         return found
 
     def _tag_list(self, name: str) -> list[str]:
-        if name not in self._tags:
-            self._tags[name] = self._client.tags(self.repository(name))
-        return self._tags[name]
+        return once(self._tags, self._tag_locks, name, lambda: self._client.tags(self.repository(name)))
 
 
 def _listed(response: requests.Response, what: str) -> list[str]:
