@@ -14,87 +14,25 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's chart factory builds real archives
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import concurrency  # noqa: E402
 from chartfactory import ChartFile, package_chart, write_index  # noqa: E402
+from common import REGISTRY, Figure, pytest_run, serve, spec_text  # noqa: E402
 
 from ecrmirror.emulator import Emulator  # noqa: E402
 from ecrmirror.sources import IndexCache, Sources, parse_index  # noqa: E402
 from ecrmirror.transport import Http  # noqa: E402
-
-REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float | str
-    target: str
-    met: bool | None  # None: measured, no target to meet
-
-
-class _Recorder(SimpleHTTPRequestHandler):
-    seen: list[str]
-
-    def do_GET(self) -> None:
-        self.seen.append(self.path)
-        super().do_GET()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def serve(directory: Path) -> tuple[str, list[str], ThreadingHTTPServer]:
-    seen: list[str] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}/", seen, server
-
-
-def pytest_run(workdir: Path, emulator: Emulator, *args: str, via: str | None = None) -> float:
-    """`pytest ARGS` in a child process against the emulator (or through the proxy at `via`):
-    how many seconds it took."""
-    endpoints = {"AWS_ENDPOINT_URL_ECR": via, "ECRMIRROR_REGISTRY_ENDPOINT": via} if via else {}
-    env = {**os.environ, **emulator.environ(), **endpoints, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "ecrmirror.plugin",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        *args,
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode not in (0, 5):
-        raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
-    return elapsed
-
-
-def spec_text(url: str, charts: dict[str, list[str]]) -> str:
-    entries = "".join(
-        f"  - name: {n}\n    repo: {url}\n    versions: {json.dumps(v)}\n" for n, v in charts.items()
-    )
-    return (
-        f"target:\n  registry: {REGISTRY}\n  prefix: bench\n  create_repositories: true\ncharts:\n{entries}"
-    )
 
 
 def mirror_figures(work: Path, repositories: int, versions_each: int) -> list[Figure]:
@@ -299,14 +237,14 @@ def big_chart_figures(work: Path, megabytes: int) -> list[Figure]:
     ]
 
 
-def write_big_chart(path: Path, megabytes: int) -> Path:
+def write_big_chart(path: Path, megabytes: int, name: str = "big") -> Path:
     """A chart of random 4 MiB files (under helm's 5 MiB per file), `megabytes` in all, gzipped
     without compression: random bytes would not compress, and level 0 writes it in a second."""
     import tarfile
 
     with tarfile.open(path, mode="w:gz", compresslevel=0) as tar:
-        members = [("big/Chart.yaml", b"apiVersion: v2\nname: big\nversion: 1.0.0\n")]
-        members += [(f"big/files/blob{n}", b"") for n in range(math.ceil(megabytes * 1e6 / (4 << 20)))]
+        members = [(f"{name}/Chart.yaml", f"apiVersion: v2\nname: {name}\nversion: 1.0.0\n".encode())]
+        members += [(f"{name}/files/blob{n}", b"") for n in range(math.ceil(megabytes * 1e6 / (4 << 20)))]
         for name, data in members:
             data = data or os.urandom(4 << 20)
             info = tarfile.TarInfo(name)
@@ -399,70 +337,52 @@ def collection_figures(work: Path, versions: int) -> list[Figure]:
     ]
 
 
-def latency_figures(work: Path, versions: int, latency: float, between: tuple[int, ...] = ()) -> list[Figure]:
-    """A sync where every request waits `latency` s (the fault proxy's slow answers): serial,
-    then on 8 xdist workers, against the floor of requests x latency / workers. `between`:
-    worker counts also measured, to show where the machine's cores, not latency, set the pace."""
-    from faultproxy import FaultProxy
-
-    timings: dict[str, float] = {}
-    requests: dict[str, int] = {}
-    for run in ("-n 0", *(f"-n {n}" for n in between), "-n 8", "-n 8 start-up"):
-        directory = work / f"latency-{run.replace(' ', '')}"
-        (directory / "upstream").mkdir(parents=True)
-        charts = {f"lat{c}": [f"3.{v // 10}.{v % 10}" for v in range(versions // 10)] for c in range(10)}
-        packaged = [package_chart(directory / "upstream", n, v) for n, vs in charts.items() for v in vs]
-        write_index(directory / "upstream", packaged)
-        url, seen, server = serve(directory / "upstream")
-        with Emulator() as emulator:
-            emulator.reset()  # moto's state is per process: start each measurement empty
-            slow = {"rate": 1.0, "seed": 1, "kinds": ("slow",), "slow_seconds": latency}
-            to_ecr = FaultProxy(emulator.url, **slow).start()
-            to_charts = FaultProxy(url.rstrip("/"), **slow).start()
-            (directory / "mirror.yaml").write_text(spec_text(to_charts.url + "/", charts))
-            workers = run.split()[1]
-            extra = ["-p", "xdist.plugin", "-n", workers] if workers != "0" else []
-            if run.endswith("start-up"):
-                extra += ["-k", "nothing"]  # start the workers and collect, run nothing
-            timings[run] = pytest_run(directory, emulator, *extra, "--sync", "mirror.yaml", via=to_ecr.url)
-            # The floor counts what the sync cannot do without: registry and upstream requests.
-            requests[run] = sum(1 for r in emulator.requests if r.kind == "registry") + len(seen)
-            to_ecr.stop()
-            to_charts.stop()
-        server.shutdown()
-    serial, parallel = timings["-n 0"], timings["-n 8"]
-    speedup = serial / parallel
-    floor = requests["-n 8"] * latency / 8
-    scaling: list[Figure] = []
-    for n in between:
-        seconds = timings[f"-n {n}"]
-        scaling.append(
-            Figure(f"latency sync of {versions} versions, -n {n} (s)", round(seconds, 1), "measured", None)
-        )
-        scaling.append(
-            Figure(
-                f"latency sync: -n {n} against its floor (requests x latency / {n})",
-                round(seconds / (requests[f"-n {n}"] * latency / n), 1),
-                "measured",
-                None,
+def big_charts_with_jobs_figures(work: Path, charts: int, megabytes: int) -> list[Figure]:
+    """Peak RSS of 8 jobs each syncing a chart of `megabytes` MB at once: streams, not buffers."""
+    directory = work / "big-charts"
+    upstream = directory / "upstream"
+    upstream.mkdir(parents=True)
+    files = []
+    for n in range(charts):
+        archive = write_big_chart(upstream / f"big{n}-1.0.0.tgz", megabytes, name=f"big{n}")
+        files.append(
+            ChartFile(
+                archive, f"big{n}", "1.0.0", {"apiVersion": "v2", "name": f"big{n}", "version": "1.0.0"}
             )
         )
+    write_index(upstream, files)
+    url, _, server = serve(upstream)
+    (directory / "mirror.yaml").write_text(spec_text(url, {f"big{n}": ["1.0.0"] for n in range(charts)}))
+    limit = f"{megabytes * 2}MiB"
+    with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
+        env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        command = [
+            sys.executable,
+            "-c",
+            _PEAK_RSS,
+            "--sync",
+            "mirror.yaml",
+            f"--ecrmirror-jobs={charts}",
+            f"--ecrmirror-upstream-connections={charts}",
+            f"--ecrmirror-max-chart-size={limit}",
+        ]
+        done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+        if f"{charts + charts} passed" not in done.stdout:
+            raise SystemExit(f"sync of the big charts failed:\n{done.stdout[-2000:]}")
+        peak = int(done.stdout.strip().splitlines()[-1])
+    server.shutdown()
+    shutil.rmtree(upstream)
     return [
-        Figure(f"latency sync of {versions} versions, -n 0 (s)", round(serial, 1), "measured", None),
-        *scaling,
-        Figure(f"latency sync of {versions} versions, -n 8 (s)", round(parallel, 1), "measured", None),
         Figure(
-            "latency sync: -n 8 workers' start-up and collection (s)",
-            round(timings["-n 8 start-up"], 1),
-            "measured",
-            None,
-        ),
-        Figure("latency sync: floor, requests x latency / 8 (s)", round(floor, 1), "measured", None),
-        Figure("latency sync: -n 8 speed-up over -n 0", round(speedup, 1), ">= 5", speedup >= 5),
-        Figure(
-            "latency sync: -n 8 against its floor", round(parallel / floor, 1), "<= 2", parallel <= 2 * floor
-        ),
+            f"peak RSS, {charts} jobs each syncing a {megabytes} MB chart (MiB)", peak, "< 300", peak < 300
+        )
     ]
+
+
+def _tool(name: str) -> str | None:
+    """A tool for the peers' runs: on PATH, or where .ci/install-helm puts helm."""
+    return shutil.which(name) or shutil.which(name, path=str(ROOT / ".tools" / "bin"))
 
 
 def main() -> int:
@@ -484,7 +404,10 @@ def main() -> int:
         figures += big_chart_figures(work, 200)
         figures += index_figures(work, index_mb)
         figures += collection_figures(work, 2000 if args.quick else 10_000)
-        figures += latency_figures(work, 30 if args.quick else 200, 0.020, () if args.quick else (2, 4))
+        figures += big_charts_with_jobs_figures(work, 8, 200)
+        helm, skopeo = _tool("helm"), _tool("skopeo")
+        figures += concurrency.latency_figures(work, 200, helm)
+        figures += concurrency.skopeo_figures(work, *((10, 20) if args.quick else (10, 40)), skopeo)
     width = max(len(f.name) for f in figures)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
     for f in figures:

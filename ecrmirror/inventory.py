@@ -33,6 +33,7 @@ class Inventory:
         self._images: dict[tuple[str, str], Images | None] = {}
         self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
         self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
+        self._created: set[tuple[str, str]] = set()  # repositories this process created
         self._replication_statuses: dict[tuple[str, str, str], list[dict[str, Any]] | None] = {}
         # Jobs (threads) asking the same question at once: the first asks, the others wait for it.
         self._locks = KeyedLocks()
@@ -114,6 +115,13 @@ class Inventory:
                     **{**state, "mutability_exclusions": tuple(state["mutability_exclusions"])}
                 )
             )
+
+    def created(self, registry: Registry, name: str) -> None:
+        """This process created `name`: it holds no blob this run did not upload."""
+        self._created.add((registry.host, name))
+
+    def created_here(self, registry: Registry, name: str) -> bool:
+        return (registry.host, name) in self._created
 
     def repository_changed(self, registry: Registry, name: str) -> None:
         """`name` was created or changed (by us or a concurrent writer): describe it afresh.

@@ -129,6 +129,37 @@ class Jobs:
             _current.job = None
 
 
+def carrying_job(work: Callable[..., Any]) -> Callable[..., Any]:
+    """`work`, to run on another thread on behalf of the job running now: its log records go to
+    that job's item (run it on a thread named with ecrmirror-job, as `side_threads` names them)."""
+    job = getattr(_current, "job", None)
+
+    def on_behalf(*args: Any) -> Any:
+        _current.job = job
+        try:
+            return work(*args)
+        finally:
+            _current.job = None
+
+    return on_behalf
+
+
+def inline(work: Callable[..., Any], *args: Any) -> Future[Any]:
+    """`work(*args)` now, as a finished future: what running alongside means with one job."""
+    done: Future[Any] = Future()
+    try:
+        done.set_result(work(*args))
+    except Exception as exc:  # the caller's .result() raises it, as a thread's would
+        done.set_exception(exc)
+    return done
+
+
+def side_threads(threads: int) -> ThreadPoolExecutor:
+    """A pool for what a job does alongside its own requests (one upstream request while another
+    is in flight): its own threads, so a job never waits for a thread another job holds."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{_THREAD_PREFIX}-side")
+
+
 class _JobRecords(logging.Handler):
     """Keeps the log records of a pool thread's job for the item that reports it (pytest's log
     capture is per item, in the main thread); `_NotFromJobs` keeps them from the others meanwhile."""

@@ -16,7 +16,7 @@ from ecrmirror.transport import RetryPolicy
 # reach the waiting floor of a latency-bound sync; beyond that ECR's own rate quotas
 # (10 uploads a second per action) throttle before more threads help.
 DEFAULT_JOBS = 8
-DEFAULT_UPSTREAM_CONNECTIONS = 4  # oras-go copies 3 at a time, skopeo 6 layers: a polite few
+DEFAULT_UPSTREAM_CONNECTIONS = 6  # skopeo copies 6 layers at a time, oras-go 3: a polite few
 DEFAULT_PULL_RESERVE = 10
 
 

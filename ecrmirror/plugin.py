@@ -87,7 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
         max_chart_size=options.max_chart_size(config),
         lock_dir=Path(lock_dir),
         shared=shared / "ecr" if shared else None,
-        connections=max(10, jobs),
+        jobs=jobs,
+        connections=max(10, 2 * jobs),  # a job's own requests, and those it sends alongside
         upstream_connections=options.upstream_connections(config),
         pull_reserve=options.pull_reserve(config),
     )

@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from botocore.retries.adaptive import ClientRateLimiter, RateClocker
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
 from ecrmirror.ecr import RegistryToken
 from ecrmirror.errors import EcrMirrorError, Interrupted, RegistryError, RepositoryMissing, TagConflict
+from ecrmirror.jobs import inline
 from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_session, retrying
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
@@ -126,8 +128,10 @@ class RegistryClient:
         policy: RetryPolicy = DEFAULT_POLICY,
         connections: int = 10,
         interrupted: threading.Event | None = None,
+        alongside: Callable[..., futures.Future[Any]] | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self._alongside = alongside or inline
         # Set on Ctrl-C: jobs (threads) running a push stop before their next upload or tag.
         self.interrupted = interrupted or threading.Event()
         self.policy = policy
@@ -150,9 +154,18 @@ class RegistryClient:
         return self._oras.get_container(f"{self._oras.hostname}/{repository}:{tag}")
 
     def push(
-        self, repository: str, artifact: HelmArtifact, archive: Path, provenance: Path | None = None
+        self,
+        repository: str,
+        artifact: HelmArtifact,
+        archive: Path,
+        provenance: Path | None = None,
+        *,
+        new_repository: bool = False,
     ) -> PushReport:
-        """Push the blobs, then the manifest: an interrupted push leaves no tag behind."""
+        """Push the blobs, then the manifest: an interrupted push leaves no tag behind.
+
+        `new_repository`: the run created the repository, so it holds no blob the run did not
+        upload, and asking for each one first would be a wasted round trip."""
         report = PushReport()
         with tempfile.TemporaryDirectory(prefix="ecrmirror-") as tmp:
             config_path = Path(tmp) / "config.json"
@@ -160,17 +173,36 @@ class RegistryClient:
             blobs = [(config_path, artifact.config_descriptor), (archive, artifact.chart_descriptor)]
             if provenance is not None and artifact.provenance_descriptor is not None:
                 blobs.append((provenance, artifact.provenance_descriptor))
-            for path, descriptor in blobs:
+
+            def send(path: Path, descriptor: Descriptor) -> int:
                 # The config is a few hundred bytes and almost always new: uploading it costs
                 # less than asking first. Archives are asked about (HEAD) before uploading.
-                if descriptor is artifact.config_descriptor or not self.has_blob(
-                    repository, descriptor.digest
+                if (
+                    descriptor is artifact.config_descriptor
+                    or new_repository
+                    or not self.has_blob(repository, descriptor.digest)
                 ):
                     self.upload_blob(repository, path, descriptor)
+                    return descriptor.size
+                return -1
+
+            # The blobs do not depend on each other: they go up side by side (with jobs).
+            for sent, (_, descriptor) in zip(self._alongside_all(send, blobs), blobs, strict=True):
+                if sent >= 0:
                     report.bytes_uploaded += descriptor.size
                     report.blobs_uploaded += 1
         self.put_manifest(repository, artifact.tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
         return report
+
+    def _alongside_all(self, work: Callable[..., int], calls: list[tuple[Any, ...]]) -> list[int]:
+        """`work(*args)` for each of `calls`, all but the last on other threads (`alongside`), in
+        order; the first failure is raised once all have ended, so nothing is left running."""
+        others = [self._alongside(work, *args) for args in calls[:-1]]
+        try:
+            last = work(*calls[-1])
+        finally:
+            futures.wait(others)
+        return [future.result() for future in others] + [last]
 
     def _unless_interrupted(self, repository: str, what: str) -> None:
         if self.interrupted.is_set():

@@ -85,6 +85,8 @@ def ensure_exists(run: Run, spec_path: Path, target: Target, name: str) -> bool:
         )
     created = run.ecr(target.registry).create_repository(name, target.repository)
     run.inventory.repository_changed(target.registry, name)
+    if created:
+        run.inventory.created(target.registry, name)
     return created
 
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from botocore.config import Config
 from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.ecr import Ecr
 from ecrmirror.inventory import Inventory
+from ecrmirror.jobs import carrying_job, inline, side_threads
 from ecrmirror.once import KeyedLocks, once
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import IndexCache, Source, Sources
@@ -57,10 +59,12 @@ class Options:
     lock_dir: Path | None = None
     # Under xdist: where the workers share what one of them fetched from ECR (share.py).
     shared: Path | None = None
+    # Threads for the items' work (--ecrmirror-jobs); with 1, one request at a time.
+    jobs: int = 1
     # Connections kept per host: at least one per job (thread), so none waits for another's.
     connections: int = 10
     # Requests in flight to one upstream host at most, however many jobs there are.
-    upstream_connections: int = 4
+    upstream_connections: int = 6
     # Pulls a registry's RateLimit-Remaining (Docker Hub's) must leave before ecrmirror stops pulling.
     pull_reserve: int = 10
 
@@ -74,6 +78,7 @@ class Run:
         self.locks = KeyedLocks()  # for what is made once, when jobs (threads) ask at the same time
         # Set on Ctrl-C: the jobs' pushes stop before their next upload or tag (registry.py).
         self.interrupted = threading.Event()
+        self._side = side_threads(2 * max(1, options.jobs))  # a job sends two at most
         self.lock_dir = options.lock_dir or self.workdir
         self.http = Http(options.retry, options.upstream_connections, options.pull_reserve)
         self.sources = Sources(self.http, options.index_cache, options.max_chart_size)
@@ -92,6 +97,14 @@ class Run:
         # through `remember`, so that threads asking at once work it out once.
         self.memo: dict[Hashable, Any] = {}
         self._memo_locks = KeyedLocks()
+
+    def alongside(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        """Start `work(*args)` on another thread, for the item working now: to overlap two requests
+        that do not depend on each other. The caller waits for it before leaving its scratch.
+        With one job, it runs now: --ecrmirror-jobs=1 sends one request at a time."""
+        if self.options.jobs <= 1:
+            return inline(work, *args)
+        return self._side.submit(carrying_job(work), *args)
 
     def remember(self, key: Hashable, make: Callable[[], T]) -> T:
         """`make()`, once per run and key, however many threads ask for it at the same time."""
@@ -133,6 +146,7 @@ class Run:
                 self.options.retry,
                 self.options.connections,
                 self.interrupted,
+                self.alongside,
             ),
         )
 
@@ -182,4 +196,5 @@ class Run:
         return tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-")
 
     def close(self) -> None:
+        self._side.shutdown(wait=True)
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -8,6 +8,7 @@ overwritten, and copied into the destination regions that lack it (backfill.py).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -288,8 +289,14 @@ def _push_archive(
 ) -> tuple[str, int, Verified | None]:
     """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
     source = run.source(planned.spec_path, planned.chart)
-    archive = source.fetch(release, tmp)
-    provenance = source.provenance(release, tmp)
+    # Whether a .prov exists is asked while the archive downloads: one round trip, not two.
+    probed = run.alongside(source.provenance, release, tmp)
+    try:
+        archive = source.fetch(release, tmp)
+    except BaseException:
+        concurrent.futures.wait([probed])  # it writes into the scratch directory the caller removes
+        raise
+    provenance = probed.result()
     verified = _verify(planned, release, provenance, release.digest)
     if provenance is None and planned.chart.provenance == "required":
         raise UpstreamError(
@@ -307,7 +314,8 @@ def _push_archive(
         max_chart_size=run.options.max_chart_size,
     )
     client = run.registry_client(planned.target.registry)
-    report = client.push(planned.repository, artifact, archive, provenance)
+    new = run.inventory.created_here(planned.target.registry, planned.repository)
+    report = client.push(planned.repository, artifact, archive, provenance, new_repository=new)
     return artifact.manifest_digest, report.bytes_uploaded, verified
 
 

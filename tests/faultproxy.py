@@ -35,6 +35,14 @@ _HOP_BY_HOP = {
 }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client resetting its kept-alive connection is no news
+
+
+_connections = threading.local()  # netloc -> this thread's connection to it
+
+
 @dataclass
 class FaultProxy:
     target: str  # http://host:port of the real server
@@ -45,6 +53,7 @@ class FaultProxy:
     slow_seconds: float = 0.2
     only: str | None = None  # a regular expression: fault only requests whose path matches
     requests: int = 0
+    bytes: int = 0  # request and response bodies passed through
     faults: Counter[str] = field(default_factory=Counter)
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +80,8 @@ class FaultProxy:
                 status, reason, headers, payload = proxy._forward(
                     parts.netloc, self.command, self.path, self.headers, body
                 )
+                with proxy._lock:
+                    proxy.bytes += len(body) + len(payload)
                 cut = fault == "truncate" and self.command != "HEAD" and len(payload) > 1
                 self.send_response(status, reason)
                 for name, value in headers:
@@ -111,7 +122,7 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         return self
@@ -136,12 +147,27 @@ class FaultProxy:
     def _forward(
         netloc: str, method: str, path: str, headers: Any, body: bytes
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        connection = http.client.HTTPConnection(netloc, timeout=60)
-        try:
-            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request(method, path, body=body or None, headers=forwarded)
-            response = connection.getresponse()
-            payload = response.read()
+        forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+        # One kept-alive connection per proxy thread (a client connection): a new one per request
+        # would make the proxy, not the servers behind it, what a benchmark measures.
+        connection = getattr(_connections, netloc, None)
+        for attempt in (0, 1):
+            if connection is None:
+                connection = http.client.HTTPConnection(netloc, timeout=60)
+                setattr(_connections, netloc, connection)
+            try:
+                connection.request(method, path, body=body or None, headers=forwarded)
+                response = connection.getresponse()
+                payload = response.read()
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                connection = None
+                setattr(_connections, netloc, None)
+                if attempt:
+                    raise
+                continue
+            if response.will_close:
+                connection.close()
+                setattr(_connections, netloc, None)
             return response.status, response.reason, response.getheaders(), payload
-        finally:
-            connection.close()
+        raise AssertionError("unreachable")

@@ -131,10 +131,11 @@ def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
         preexec_fn=_default_sigint,
     )
 
-    # when it is stopped right after its first blob upload, before any manifest
+    # when it is stopped right after its first blob upload started, before any manifest (jobs
+    # upload a version's blobs side by side: by its first blob's PUT, the manifest may be on its way)
     try:
         deadline = time.monotonic() + 60
-        while not any(r.method == "PUT" and "/blobs/uploads/" in r.path for r in emulator.requests):
+        while not any(r.method == "POST" and "/blobs/uploads/" in r.path for r in emulator.requests):
             assert time.monotonic() < deadline, "the sync never started uploading"
             time.sleep(0.01)
         process.send_signal(signal_number)

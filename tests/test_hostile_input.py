@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from chartfactory import package_chart
 from ociregistry import QuietHandler
 
 from conftest import REGISTRY, ChartServer
@@ -210,6 +211,9 @@ def test_a_local_index_cannot_point_outside_its_directory(
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
+SERVED: dict[str, bytes] = {}  # path -> body the endless server answers normally
+
+
 @pytest.fixture
 def endless() -> Iterator[str]:
     """A server whose answers never end (`/forever...`), or redirect to themselves (`/loop...`)."""
@@ -218,6 +222,8 @@ def endless() -> Iterator[str]:
         def do_GET(self) -> None:
             if self.path.startswith("/loop"):
                 return self._send(302, b"", {"Location": self.path})
+            if self.path in SERVED:  # a real file among the endless ones
+                return self._send(200, SERVED[self.path], {})
             self.send_response(200)
             self.end_headers()  # no Content-Length: the body ends when the connection does
             chunk = b"a" * (1 << 20)
@@ -273,6 +279,29 @@ def test_an_archive_of_unbounded_size_is_cut_off(
     result = run("--sync", "mirror.yaml")
 
     result.stdout.fnmatch_lines(["*app-1.0.0.tgz is larger than 104857600 bytes, more than a chart may be*"])
+    assert [r for r in emulator.writes() if r.kind == "registry"] == []
+
+
+def test_a_provenance_file_of_unbounded_size_is_cut_off(
+    endless: str, tmp_path: Path, emulator: Emulator, write_spec, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a real archive whose .prov (asked while the archive downloads) never ends
+    chart = package_chart(tmp_path, "app", "1.0.0")
+    monkeypatch.setitem(SERVED, "/real/app-1.0.0.tgz", chart.path.read_bytes())
+    index = {
+        "apiVersion": "v1",
+        "entries": {
+            "app": [{"name": "app", "version": "1.0.0", "digest": chart.digest, "urls": ["app-1.0.0.tgz"]}]
+        },
+    }
+    monkeypatch.setitem(SERVED, "/real/index.yaml", yaml.safe_dump(index).encode())
+    write_spec(TARGET + f"charts:\n  - name: app\n    repo: {endless}/real/\n    versions: ['1.0.0']\n")
+
+    result = run("--sync", "--ecrmirror-jobs=8", "mirror.yaml")
+
+    result.stdout.fnmatch_lines(
+        ["*app-1.0.0.tgz.prov is larger than 1048576 bytes; ecrmirror stopped reading it*"]
+    )
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
 
@@ -433,7 +462,7 @@ def test_the_docs_table_lists_every_case() -> None:
     cases = (
         set(SPEC_CASES) | set(INDEX_CASES) | set(LOCAL_INDEX_CASES) | set(ENDLESS_CASES) | set(ARCHIVE_CASES)
     )
-    cases |= {"archive: unbounded size"} | set(OTHER_CASES)
+    cases |= {"archive: unbounded size", "archive: .prov of unbounded size"} | set(OTHER_CASES)
     documented = set(
         re.findall(
             r"^\| ([a-z ]+: [^|]+?) \|", (ROOT / "docs" / "hostile-input.md").read_text(), re.MULTILINE

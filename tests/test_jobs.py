@@ -239,3 +239,33 @@ def test_below_the_pull_reserve_no_new_pull_starts_and_the_audit_pulls_nothing(
     assert hub.pulls_left == 10
     ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
     assert len(ecr.list_images(repositoryName="cache")["imageIds"]) == 3
+
+
+def test_under_xdist_each_worker_runs_its_items_on_its_own_jobs_once_each(
+    slow_repository: SlowRepository, emulator: Emulator, write_spec, run_subprocess
+) -> None:
+    # given two specs (so that --dist loadfile gives each worker one) of six versions each
+    slow_repository.publish("app", VERSIONS[:12])
+    write_spec(spec(slow_repository.url, VERSIONS[:6]), name="first")
+    write_spec(spec(slow_repository.url, VERSIONS[6:12]), name="second")
+
+    # when both are synced by two workers, four jobs each
+    synced = run_subprocess(
+        "-p",
+        "xdist.plugin",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--sync",
+        "--ecrmirror-jobs=4",
+        "first.yaml",
+        "second.yaml",
+    )
+
+    # then every version is pushed once: no worker did another's items
+    synced.assert_outcomes(passed=2 + 12)
+    manifests = [r for r in emulator.requests if r.method == "PUT" and "/manifests/" in r.path]
+    assert sorted(r.path.rsplit("/", 1)[1] for r in manifests) == sorted(VERSIONS[:12])
+    assert sorted(slow_repository.archive_gets) == sorted(f"/app-{v}.tgz" for v in VERSIONS[:12])
+    assert slow_repository.most_in_flight > 1

@@ -19,6 +19,9 @@ from ecrmirror.transport import describe_error
 _CHUNK = 1 << 20
 
 
+MAX_PROVENANCE_SIZE = 1 << 20
+
+
 def read_capped(response: requests.Response, limit: int, url: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -97,9 +100,9 @@ def download_provenance(
             if resp.status_code != 200:
                 raise UpstreamError(f"cannot download {url}: HTTP {resp.status_code} {resp.reason}")
             target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
-            with open(target, "wb") as out:
-                for chunk in resp.iter_content(_CHUNK):
-                    out.write(chunk)
+            # An upstream that never ends its answer must not fill the disk: a .prov is a signed
+            # Chart.yaml and a digest, a few KiB (helm package --sign writes about 1).
+            target.write_bytes(read_capped(resp, MAX_PROVENANCE_SIZE, url))
             return target
     except requests.RequestException as exc:
         raise UpstreamError(f"cannot download {url}: {describe_error(exc)}") from None

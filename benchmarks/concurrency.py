@@ -1,0 +1,421 @@
+"""Concurrency where the waiting is: ecrmirror's jobs against one job, the seed's recipe and skopeo.
+
+Every run goes through the same latency (the fault proxy's slow answers, on every request to ECR
+and to the upstream) into a fresh emulator, and is counted from the emulator's, the chart
+server's and the proxies' own records: wall time, registry and API requests, upstream requests,
+archive downloads and bytes on the wire. The seed's recipe is the loop the README replaces
+(`helm repo add`, then per version `helm pull` and `helm push`, real helm); skopeo copies one
+version per process, 8 processes at a time, as ecrmirror runs 8 jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from chartfactory import package_chart, write_index
+from common import REGISTRY, Figure, pytest_measured, serve, spec_text
+from faultproxy import FaultProxy
+
+from ecrmirror.emulator import Emulator
+
+LATENCY = 0.020  # seconds added to every request, each way counted once
+
+
+@dataclass
+class Measured:
+    seconds: float
+    cpu: float  # of the child processes: ecrmirror's pytest, or helm's and skopeo's
+    registry: int  # requests to ECR's registry (the OCI API)
+    api: int  # ECR API calls
+    upstream: int  # requests to the upstream (chart server or source registry)
+    downloads: int  # archives (or blobs) downloaded from the upstream
+    bytes: int  # request and response bodies through both proxies
+
+
+@dataclass
+class Stage:
+    """One run's world: a fresh emulator, the upstream, and both behind `latency`."""
+
+    directory: Path
+    emulator: Emulator
+    to_ecr: FaultProxy
+    to_upstream: FaultProxy
+    seen: list[str]
+
+    def measured(self, seconds: float, cpu: float, downloads: int | None = None) -> Measured:
+        registry = [r for r in self.emulator.requests if r.kind == "registry"]
+        api = [r for r in self.emulator.requests if r.kind == "api"]
+        archives = sum(1 for p in self.seen if p.split("?")[0].endswith(".tgz"))
+        return Measured(
+            seconds=seconds,
+            cpu=cpu,
+            registry=len(registry),
+            api=len(api),
+            upstream=self.to_upstream.requests,
+            downloads=archives if downloads is None else downloads,
+            bytes=self.to_ecr.bytes + self.to_upstream.bytes,
+        )
+
+    def clear(self) -> None:
+        self.emulator.app.requests.clear()
+        self.seen.clear()
+        for proxy in (self.to_ecr, self.to_upstream):
+            proxy.requests = 0
+            proxy.bytes = 0
+
+
+def build_upstream(directory: Path, versions: int) -> dict[str, list[str]]:
+    """Ten charts of versions/10 versions each, packaged and indexed."""
+    directory.mkdir(parents=True)
+    charts = {f"lat{c}": [f"3.{v // 10}.{v % 10}" for v in range(versions // 10)] for c in range(10)}
+    write_index(directory, [package_chart(directory, n, v) for n, vs in charts.items() for v in vs])
+    return charts
+
+
+@contextmanager
+def stage(work: Path, name: str, upstream: Path, latency: float) -> Iterator[Stage]:
+    directory = work / name
+    directory.mkdir()
+    url, seen, server = serve(upstream)
+    slow = {"rate": 1.0, "seed": 1, "kinds": ("slow",), "slow_seconds": latency}
+    with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
+        to_ecr = FaultProxy(emulator.url, **slow).start()
+        to_upstream = FaultProxy(url.rstrip("/"), **slow).start()
+        try:
+            yield Stage(directory, emulator, to_ecr, to_upstream, seen)
+        finally:
+            to_ecr.stop()
+            to_upstream.stop()
+    server.shutdown()
+
+
+def ecrmirror_sync(world: Stage, charts: dict[str, list[str]], jobs: int) -> Measured:
+    (world.directory / "mirror.yaml").write_text(spec_text(world.to_upstream.url + "/", charts))
+    seconds, cpu = pytest_measured(
+        world.directory,
+        world.emulator,
+        "--sync",
+        f"--ecrmirror-jobs={jobs}",
+        "mirror.yaml",
+        via=world.to_ecr.url,
+    )
+    return world.measured(seconds, cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _registry_password(emulator: Emulator) -> str:
+    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url, **_admin(emulator))
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    return base64.b64decode(token).decode().partition(":")[2]
+
+
+def _admin(emulator: Emulator) -> dict[str, Any]:
+    environ = emulator.environ()
+    return {
+        "aws_access_key_id": environ["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": environ["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def _create_repositories(emulator: Emulator, names: list[str]) -> None:
+    """The recipe (and skopeo) need the repositories to exist: the seed creates them beforehand."""
+    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url, **_admin(emulator))
+    for name in names:
+        ecr.create_repository(repositoryName=name)
+
+
+def recipe(world: Stage, charts: dict[str, list[str]], helm: str, again: bool = False) -> Measured:
+    """The seed's job: log in, `helm repo add`, then per version `helm pull` and `helm push`."""
+    home = world.directory / "helm"
+    env = {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    if not again:
+        _create_repositories(world.emulator, [f"bench/{name}" for name in charts])
+        world.clear()
+    host = world.to_ecr.url.removeprefix("http://")
+    password = _registry_password(world.emulator)
+
+    def helm_run(*args: str, stdin: str | None = None) -> None:
+        done = subprocess.run([helm, *args], env=env, input=stdin, capture_output=True, text=True, cwd=pulled)
+        if done.returncode != 0:
+            raise SystemExit(f"helm {' '.join(args)} failed: {done.stderr[-1000:]}")
+
+    pulled = Path(tempfile.mkdtemp(dir=world.directory))
+    cpu_before, started = _children_cpu(), time.perf_counter()
+    helm_run("registry", "login", host, "--username", "AWS", "--password-stdin", "--insecure", stdin=password)
+    helm_run("repo", "add", "bench", world.to_upstream.url + "/", "--force-update")
+    for name, versions in charts.items():
+        for version in versions:
+            helm_run("pull", f"bench/{name}", "--version", version)
+            helm_run("push", f"{name}-{version}.tgz", f"oci://{host}/bench", "--plain-http")
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
+    shutil.rmtree(pulled)
+    return world.measured(seconds, cpu)
+
+
+def latency_figures(work: Path, versions: int, helm: str | None, repeats: int = 3) -> list[Figure]:
+    """Targets 1, 2 and 4 of issue 16: one process with 8 jobs against 1 job, against its floor,
+    and against the seed's recipe. The 8-job runs are repeated and the fastest kept: on a shared
+    2-core machine one run's wall time varies by a tenth."""
+    upstream = work / "latency-upstream"
+    charts = build_upstream(upstream, versions)
+    runs: dict[str, Measured] = {}
+    with stage(work, "jobs-1", upstream, LATENCY) as world:
+        runs["1 job"] = ecrmirror_sync(world, charts, 1)
+    tries = []
+    for attempt in range(repeats):
+        with stage(work, f"jobs-8-{attempt}", upstream, LATENCY) as world:
+            tries.append(ecrmirror_sync(world, charts, 8))
+            if attempt == 0:
+                world.clear()
+                runs["8 jobs again"] = ecrmirror_sync(world, charts, 8)
+    runs["8 jobs"] = min(tries, key=lambda run: run.seconds)
+    cpu_8_jobs = sorted(run.cpu for run in tries)[len(tries) // 2]
+    floors = []
+    for attempt in range(repeats):
+        with stage(work, f"cpu-{attempt}", upstream, 0.0) as world:
+            floors.append(ecrmirror_sync(world, charts, 8))
+    with stage(work, "start-up", upstream, 0.0) as world:
+        (world.directory / "mirror.yaml").write_text(spec_text(world.to_upstream.url + "/", charts))
+        _, start_up_cpu = pytest_measured(world.directory, world.emulator, "--collect-only", "mirror.yaml")
+    if helm is not None:
+        with stage(work, "recipe", upstream, LATENCY) as world:
+            runs["recipe"] = recipe(world, charts, helm)
+            world.clear()
+            runs["recipe again"] = recipe(world, charts, helm, again=True)
+
+    serial, parallel = runs["1 job"], runs["8 jobs"]
+    waiting = (parallel.registry + parallel.upstream) * LATENCY / 8
+    cpu_bound = min(run.seconds for run in floors)
+    floor = max(waiting, cpu_bound)
+    speedup = serial.seconds / parallel.seconds
+    # CPU of the work, without pytest's start and collection (a --collect-only run's)
+    cpu_serial = (serial.cpu - start_up_cpu) / versions
+    cpu_jobs = (cpu_8_jobs - start_up_cpu) / versions
+    ms = f"{LATENCY * 1000:.0f} ms"
+    figures = [
+        Figure(
+            f"latency sync of {versions} versions, {ms}, 1 job (s)",
+            round(serial.seconds, 1),
+            "measured",
+            None,
+        ),
+        Figure(
+            f"latency sync of {versions} versions, {ms}, 8 jobs (s, best of {repeats})",
+            round(parallel.seconds, 1),
+            "measured",
+            None,
+        ),
+        Figure(
+            "latency sync: floor of waiting, requests x latency / 8 (s)", round(waiting, 1), "measured", None
+        ),
+        Figure(
+            f"latency sync: floor of CPU, 8 jobs without latency (s, best of {repeats})",
+            round(cpu_bound, 1),
+            "measured",
+            None,
+        ),
+        Figure("latency sync: 8 jobs' speed-up over 1 job", round(speedup, 1), ">= 5", speedup >= 5),
+        Figure(
+            "latency sync: 8 jobs against the larger floor",
+            round(parallel.seconds / floor, 2),
+            "<= 1.5",
+            parallel.seconds <= 1.5 * floor,
+        ),
+        Figure(
+            "CPU per pushed version, 1 job (ms, beyond start-up)",
+            round(cpu_serial * 1000, 1),
+            "measured",
+            None,
+        ),
+        Figure(
+            "CPU per pushed version, 8 jobs (ms, beyond start-up)",
+            round(cpu_jobs * 1000, 1),
+            f"<= {cpu_serial * 1100:.1f}",
+            cpu_jobs <= 1.1 * cpu_serial,
+        ),
+    ]
+    again = runs["8 jobs again"]
+    figures += [
+        Figure("up-to-date re-run, 8 jobs: archive downloads", again.downloads, "0", again.downloads == 0),
+        Figure("up-to-date re-run, 8 jobs: registry requests", again.registry, "0", again.registry == 0),
+    ]
+    if helm is None:
+        return [*figures, Figure("seed's recipe (helm pull + helm push)", "no helm", "measured", False)]
+    first, rerun = runs["recipe"], runs["recipe again"]
+    figures.append(
+        Figure(
+            "ecrmirror 8 jobs' first sync, times faster than the recipe",
+            round(first.seconds / parallel.seconds, 1),
+            ">= 3",
+            first.seconds >= 3 * parallel.seconds,
+        )
+    )
+    return figures + peer_rows(
+        {
+            "ecrmirror, 1 job": serial,
+            "ecrmirror, 8 jobs": parallel,
+            "ecrmirror, 8 jobs, re-run": again,
+            "seed's recipe": first,
+            "seed's recipe, re-run": rerun,
+        }
+    )
+
+
+def peer_rows(runs: dict[str, Measured]) -> list[Figure]:
+    """Each run's wall time, requests and bytes, measured (the side-by-side table)."""
+    rows = []
+    for name, run in runs.items():
+        rows += [
+            Figure(f"{name}: wall time (s)", round(run.seconds, 1), "measured", None),
+            Figure(
+                f"{name}: requests (registry / API / upstream)",
+                f"{run.registry} / {run.api} / {run.upstream}",
+                "measured",
+                None,
+            ),
+            Figure(
+                f"{name}: archive downloads, bytes on the wire",
+                f"{run.downloads}, {run.bytes}",
+                "measured",
+                None,
+            ),
+        ]
+    return rows
+
+
+def skopeo_figures(work: Path, charts_count: int, versions_each: int, skopeo: str | None) -> list[Figure]:
+    """Target 3: from an OCI source, ecrmirror's 8 jobs against 8 `skopeo copy` at a time."""
+    from ociregistry import TokenRegistry
+
+    if skopeo is None:
+        return [Figure("skopeo copy from the OCI source", "no skopeo", "measured", False)]
+    source = TokenRegistry().start()
+    packages = work / "skopeo-packages"
+    charts = {f"oci{c}": [f"4.{v // 10}.{v % 10}" for v in range(versions_each)] for c in range(charts_count)}
+    for name, versions in charts.items():
+        for version in versions:
+            source.add_chart(f"library/{name}", package_chart(packages, name, version).path, name, version)
+    total = charts_count * versions_each
+    slow = {"rate": 1.0, "seed": 1, "kinds": ("slow",), "slow_seconds": LATENCY}
+    runs: dict[str, Measured] = {}
+    for tool in ("ecrmirror", "skopeo"):
+        with Emulator() as emulator:
+            emulator.reset()
+            to_ecr = FaultProxy(emulator.url, **slow).start()
+            to_source = FaultProxy(f"http://{source.host}", **slow).start()
+            directory = work / f"oci-{tool}"
+            directory.mkdir()
+            source_host = to_source.url.removeprefix("http://")
+            if tool == "ecrmirror":
+                entries = "".join(
+                    f"  - name: {n}\n    repo: oci://{source_host}/library\n    plain_http: true\n"
+                    f"    versions: {v}\n"
+                    for n, v in charts.items()
+                )
+                (directory / "oci.yaml").write_text(
+                    f"target:\n  registry: {REGISTRY}\n  prefix: oci\n  create_repositories: true\n"
+                    f"charts:\n{entries}"
+                )
+                seconds, cpu = pytest_measured(
+                    directory, emulator, "--sync", "--ecrmirror-jobs=8", "oci.yaml", via=to_ecr.url
+                )
+            else:
+                _create_repositories(emulator, [f"oci/{name}" for name in charts])
+                emulator.app.requests.clear()
+                seconds, cpu = _skopeo_copies(skopeo, emulator, source_host, to_ecr, charts)
+            blobs = sum(1 for host, _, _ in source.seen if host == source.storage_host)
+            registry = sum(1 for r in emulator.requests if r.kind == "registry")
+            api = sum(1 for r in emulator.requests if r.kind == "api")
+            runs[tool] = Measured(
+                seconds, cpu, registry, api, to_source.requests, blobs, to_ecr.bytes + to_source.bytes
+            )
+            source.seen.clear()
+            to_ecr.stop()
+            to_source.stop()
+    source.stop()
+    ours, theirs = runs["ecrmirror"], runs["skopeo"]
+    return [
+        Figure(
+            "OCI source, 8 at a time: registry requests per version, ecrmirror",
+            round(ours.registry / total, 2),
+            f"< {theirs.registry / total:.2f}",
+            ours.registry < theirs.registry,
+        ),
+        Figure(
+            "OCI source, 8 at a time: registry requests per version, skopeo",
+            round(theirs.registry / total, 2),
+            "measured",
+            None,
+        ),
+        Figure(
+            "OCI source, 8 at a time: seconds per version, ecrmirror",
+            round(ours.seconds / total, 3),
+            f"<= {theirs.seconds / total:.3f}",
+            ours.seconds <= theirs.seconds,
+        ),
+        Figure(
+            "OCI source, 8 at a time: seconds per version, skopeo",
+            round(theirs.seconds / total, 3),
+            "measured",
+            None,
+        ),
+        *peer_rows(
+            {
+                f"OCI source, {total} versions, ecrmirror 8 jobs": ours,
+                f"OCI source, {total} versions, skopeo x8": theirs,
+            }
+        ),
+    ]
+
+
+def _skopeo_copies(
+    skopeo: str, emulator: Emulator, source_host: str, to_ecr: FaultProxy, charts: dict[str, list[str]]
+) -> tuple[float, float]:
+    creds = f"AWS:{_registry_password(emulator)}"
+    destination = to_ecr.url.removeprefix("http://")
+
+    def copy(name: str, version: str) -> None:
+        done = subprocess.run(
+            [
+                skopeo,
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+                f"docker://{source_host}/library/{name}:{version}",
+                f"docker://{destination}/oci/{name}:{version}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"skopeo copy of {name}:{version} failed: {done.stderr[-1000:]}")
+
+    cpu_before, started = _children_cpu(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda pair: copy(*pair), [(n, v) for n, vs in charts.items() for v in vs]))
+    return time.perf_counter() - started, _children_cpu() - cpu_before
