@@ -21,6 +21,8 @@ from ecrmirror.jobs import Jobs, NotFromJobs, Stopped
 
 
 class JobsHooks:
+    """Registered by the plugin when --ecrmirror-jobs is more than 1."""
+
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self.stopped: Stopped | None = None
