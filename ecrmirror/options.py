@@ -12,9 +12,9 @@ from ecrmirror import policy
 from ecrmirror.sources import IndexCache
 from ecrmirror.transport import RetryPolicy
 
-# Threads per process. Measured in benchmarks/run.py (the README's "Speed" quotes it): 8 jobs
-# reach the waiting floor of a latency-bound sync; beyond that ECR's own rate quotas
-# (10 uploads a second per action) throttle before more threads help.
+# Threads per process, from benchmarks/concurrency.py (the README's "Jobs" quotes it): on 2 cores
+# 8 jobs sync 200 versions through 20 ms of latency within 1.25x of the CPU floor, so more would
+# only wait for CPU; against AWS, more concurrent uploads meet ECR's per-action rate quotas.
 DEFAULT_JOBS = 8
 DEFAULT_UPSTREAM_CONNECTIONS = 6  # skopeo copies 6 layers at a time, oras-go 3: a polite few
 DEFAULT_PULL_RESERVE = 10
