@@ -245,6 +245,7 @@ class RegistryClient:
             if start.status_code != 202 or not start.headers.get("Location"):
                 return start
             location = urljoin(f"{prefix}://{container.registry}/", start.headers["Location"])
+            self._unless_interrupted(repository, descriptor.digest)  # before the bytes go
             with open(path, "rb") as body:
                 return self._oras.do_request(
                     oras.utils.append_url_params(location, {"digest": descriptor.digest}),

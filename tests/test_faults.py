@@ -103,7 +103,7 @@ def test_a_run_killed_mid_push_leaves_no_tag_and_the_next_run_completes_it(
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         chart_server.add("app", version)
     chart_server.publish()
-    slow = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=("slow",), slow_seconds=0.3).start()
+    slow = FaultProxy(emulator.url, rate=1.0, seed=SEED, kinds=("slow",), slow_seconds=0.5).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", slow.url)
     monkeypatch.setenv("ECRMIRROR_REGISTRY_ENDPOINT", slow.url)
     write_spec(
