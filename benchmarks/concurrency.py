@@ -22,11 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 from chartfactory import package_chart, write_index
 from common import REGISTRY, Figure, pytest_measured, serve, spec_text
+from ecrclient import admin
 from faultproxy import FaultProxy
 
 from ecrmirror.emulator import Emulator
@@ -55,7 +54,7 @@ class Stage:
     to_upstream: FaultProxy
     seen: list[str]
 
-    def measured(self, seconds: float, cpu: float, downloads: int | None = None) -> Measured:
+    def measured(self, seconds: float, cpu: float) -> Measured:
         registry = [r for r in self.emulator.requests if r.kind == "registry"]
         api = [r for r in self.emulator.requests if r.kind == "api"]
         archives = sum(1 for p in self.seen if p.split("?")[0].endswith(".tgz"))
@@ -65,7 +64,7 @@ class Stage:
             registry=len(registry),
             api=len(api),
             upstream=self.to_upstream.requests,
-            downloads=archives if downloads is None else downloads,
+            downloads=archives,
             bytes=self.to_ecr.bytes + self.to_upstream.bytes,
         )
 
@@ -122,22 +121,13 @@ def _children_cpu() -> float:
 
 
 def _registry_password(emulator: Emulator) -> str:
-    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url, **_admin(emulator))
-    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    token = admin("ecr", emulator).get_authorization_token()["authorizationData"][0]["authorizationToken"]
     return base64.b64decode(token).decode().partition(":")[2]
-
-
-def _admin(emulator: Emulator) -> dict[str, Any]:
-    environ = emulator.environ()
-    return {
-        "aws_access_key_id": environ["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": environ["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 def _create_repositories(emulator: Emulator, names: list[str]) -> None:
     """The recipe (and skopeo) need the repositories to exist: the seed creates them beforehand."""
-    ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url, **_admin(emulator))
+    ecr = admin("ecr", emulator)
     for name in names:
         ecr.create_repository(repositoryName=name)
 

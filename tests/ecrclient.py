@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import pytest
 import requests
 from botocore.config import Config
 
@@ -82,3 +85,43 @@ class Registry:
         config["mediaType"] = "application/vnd.oci.image.config.v1+json"
         document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [], **extra}
         return self.manifest(repository, tag, document, OCI_MANIFEST)
+
+
+def become_user(
+    emulator: Emulator, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str = "mirror-ci"
+) -> None:
+    """An IAM user holding exactly `document`, whose keys the run will use."""
+    iam = admin("iam", emulator, "us-east-1")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="ecrmirror", PolicyDocument=json.dumps(document))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+
+
+def printed_policy(run: Any, mode: str) -> dict[str, Any]:
+    """The policy `pytest --ecrmirror-policy=MODE mirror.yaml` prints."""
+    result = run(f"--ecrmirror-policy={mode}", "-q", "mirror.yaml")
+    assert result.ret == 0, result.stdout.str()
+    text = result.stdout.str()
+    document, _ = json.JSONDecoder().raw_decode(text, text.index("{\n"))
+    return document  # type: ignore[no-any-return]
+
+
+def without_action(document: dict[str, Any], action: str | None) -> dict[str, Any]:
+    """`document` without `action` anywhere (None: unchanged); a statement left empty goes."""
+    statements = [
+        {**statement, "Action": [a for a in statement["Action"] if a != action]}
+        for statement in document["Statement"]
+    ]
+    return {**document, "Statement": [s for s in statements if s["Action"]]}
+
+
+@contextmanager
+def enforcing_iam(emulator: Emulator) -> Iterator[None]:
+    """The emulator checks every caller's IAM policies meanwhile, as AWS does."""
+    emulator.app.iam.enforce = True
+    try:
+        yield
+    finally:
+        emulator.app.iam.enforce = False

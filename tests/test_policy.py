@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from ecrclient import admin
+from ecrclient import admin, become_user, printed_policy
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
@@ -110,24 +110,6 @@ def account(upstream: ChartServer, emulator: Emulator, write_spec, run) -> Itera
         yield emulator
     finally:
         emulator.app.iam.enforce = False
-
-
-def become_user(emulator: Emulator, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """An IAM user holding exactly `document`, whose keys the run will use."""
-    iam = admin("iam", emulator, "us-east-1")
-    iam.create_user(UserName="mirror-ci")
-    iam.put_user_policy(UserName="mirror-ci", PolicyName="ecrmirror", PolicyDocument=json.dumps(document))
-    key = iam.create_access_key(UserName="mirror-ci")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-
-
-def printed_policy(run: Any, mode: str) -> dict[str, Any]:
-    result = run(f"--ecrmirror-policy={mode}", "-q", "mirror.yaml")
-    assert result.ret == 0, result.stdout.str()
-    text = result.stdout.str()
-    document, _ = json.JSONDecoder().raw_decode(text, text.index("{\n"))
-    return document  # type: ignore[no-any-return]
 
 
 def test_the_printed_policy_is_what_the_cases_remove_from(account: Emulator, run) -> None:

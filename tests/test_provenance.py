@@ -3,7 +3,6 @@ pushed, and the audit re-checks what ECR holds. Real helm signs the charts and i
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import boto3
 import pytest
 import yaml
 from chartfactory import ChartFile, package_chart, write_index
+from ecrclient import become_user, enforcing_iam, printed_policy, without_action
 from tools import require_tool
 
 from conftest import REGISTRY, ChartServer
@@ -259,23 +259,9 @@ def test_the_audit_policy_of_a_verifying_spec_suffices_and_each_read_it_adds_is_
     write_index(chart_server.directory, [_good(chart_server.directory, keys)])
     write_spec(spec(chart_server, keys.trusted))
     run("--sync", "mirror.yaml").assert_outcomes(passed=2)  # as the administrator
-    printed = run("--ecrmirror-policy=audit", "--ecrmirror-policy-file=audit.json", "mirror.yaml")
-    assert printed.ret == 0
-    document = json.loads((pytester.path / "audit.json").read_text())
-    for statement in document["Statement"]:
-        statement["Action"] = [a for a in statement["Action"] if a != removed]
-    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=emulator.url)
-    iam.create_user(UserName="auditor")
-    iam.put_user_policy(UserName="auditor", PolicyName="audit", PolicyDocument=json.dumps(document))
-    key = iam.create_access_key(UserName="auditor")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    emulator.app.iam.enforce = True
-    try:
+    become_user(emulator, without_action(printed_policy(run, "audit"), removed), monkeypatch, "auditor")
+    with enforcing_iam(emulator):
         audited = run("--check-only", "mirror.yaml")
-    finally:
-        emulator.app.iam.enforce = False
 
     if removed is None:
         audited.assert_outcomes(passed=2)

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from ecrclient import Registry
+from ecrclient import Registry, admin, become_user, enforcing_iam, printed_policy, without_action
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
@@ -197,11 +197,7 @@ def test_the_printed_policies_name_the_signing_key_and_the_audit_needs_its_reads
 ) -> None:
     write_spec(spec(two_charts))
     run("--sync", "mirror.yaml").assert_outcomes(passed=3)  # as the administrator
-    policies = {}
-    for mode in ("sync", "audit"):
-        printed = run(f"--ecrmirror-policy={mode}", f"--ecrmirror-policy-file={mode}.json", "mirror.yaml")
-        assert printed.ret == 0
-        policies[mode] = json.loads((pytester.path / f"{mode}.json").read_text())
+    policies = {mode: printed_policy(run, mode) for mode in ("sync", "audit")}
     signing_key = {
         "Effect": "Allow",
         "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
@@ -214,23 +210,15 @@ def test_the_printed_policies_name_the_signing_key_and_the_audit_needs_its_reads
         "Statement"
     ]
 
-    # the audit, as a user holding exactly its policy (the emulator checks ECR's actions, not KMS's)
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=emulator.url)
-    iam.create_user(UserName="auditor")
-    iam.put_user_policy(UserName="auditor", PolicyName="audit", PolicyDocument=json.dumps(policies["audit"]))
-    access = iam.create_access_key(UserName="auditor")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", access["SecretAccessKey"])
-    emulator.app.iam.enforce = True
-    try:
+    # the audit, as a user holding exactly its policy; and without one of its reads
+    become_user(emulator, policies["audit"], monkeypatch, "auditor")
+    with enforcing_iam(emulator):
         audited = run("--check-only", "mirror.yaml")
-        without = json.loads(json.dumps(policies["audit"]))
-        for statement in without["Statement"]:
-            statement["Action"] = [a for a in statement["Action"] if a != "ecr:GetDownloadUrlForLayer"]
-        iam.put_user_policy(UserName="auditor", PolicyName="audit", PolicyDocument=json.dumps(without))
+        without = without_action(policies["audit"], "ecr:GetDownloadUrlForLayer")
+        admin("iam", emulator, "us-east-1").put_user_policy(
+            UserName="auditor", PolicyName="ecrmirror", PolicyDocument=json.dumps(without)
+        )
         refused = run("--check-only", "mirror.yaml")
-    finally:
-        emulator.app.iam.enforce = False
 
     audited.assert_outcomes(passed=3)
     assert refused.ret == pytest.ExitCode.TESTS_FAILED
@@ -249,22 +237,9 @@ def test_a_signing_sync_needs_each_kms_action_of_its_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write_spec(spec(two_charts))
-    assert run("--ecrmirror-policy=sync", "--ecrmirror-policy-file=sync.json", "mirror.yaml").ret == 0
-    document = json.loads((pytester.path / "sync.json").read_text())
-    for statement in document["Statement"]:
-        statement["Action"] = [a for a in statement["Action"] if a != removed]
-    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
-    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=emulator.url)
-    iam.create_user(UserName="mirror-ci")
-    iam.put_user_policy(UserName="mirror-ci", PolicyName="sync", PolicyDocument=json.dumps(document))
-    access = iam.create_access_key(UserName="mirror-ci")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", access["SecretAccessKey"])
-    emulator.app.iam.enforce = True
-    try:
+    become_user(emulator, without_action(printed_policy(run, "sync"), removed), monkeypatch)
+    with enforcing_iam(emulator):
         synced = run("--sync", "mirror.yaml")
-    finally:
-        emulator.app.iam.enforce = False
 
     if removed is None:
         synced.assert_outcomes(passed=3)
