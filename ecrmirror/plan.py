@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecrmirror.changes import SpecChanges
+from ecrmirror.escape import for_markdown
 
 MAX_REASON = 400  # characters of a failure's reason; the JUnit report has all of it
 MAX_LISTED = 20  # versions named per line before "and N more"
@@ -55,11 +56,11 @@ def render(
     if heading.base:
         compared = f"Compared with the merge request's base, {heading.base[:12]}"
         if changes_error:
-            lines += ["", f"{compared}: {changes_error}"]
+            lines += ["", f"{compared}: {for_markdown(changes_error)}"]
         else:
             lines += ["", f"{compared}{'.' if changed else ': no chart version added or removed.'}"]
     for spec, spec_rows in by_spec.items():
-        lines += ["", f"## {spec}", ""]
+        lines += ["", f"## {for_markdown(spec)}", ""]
         lines += _changes(changed.get(spec))
         lines += _spec(spec_rows, heading.sync)
     return "\n".join(lines).rstrip() + "\n"
@@ -82,7 +83,7 @@ def _changes(change: SpecChanges | None) -> list[str]:
         return []
     lines = []
     if change.note:
-        lines.append(f"- This merge request: {change.note}.")
+        lines.append(f"- This merge request: {for_markdown(change.note)}.")
     if change.added:
         lines.append(f"- Adds: {_names(change.added)}")
     if change.removed:
@@ -117,19 +118,21 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
             lines.append(f"- {label} {word.lower()}: {_names(names)}")
     for row in rows:
         if row.kind == "replication" and row.ok and row.word != "PRESENT":
-            lines.append(f"- Replication rule {row.title.removeprefix('replication ')}: {row.word.lower()}")
+            title = for_markdown(row.title.removeprefix("replication "))
+            lines.append(f"- Replication rule {title}: {row.word.lower()}")
     failures = [row for row in rows if not row.ok and row not in pushed]  # an audit's MISSING is listed above
     if failures:
         lines += ["", f"**{len(failures)} failed:**", ""]
         for row in failures:
             reason = row.reason if len(row.reason) <= MAX_REASON else row.reason[:MAX_REASON] + "…"
-            lines.append(f"- **{row.word}** {row.title}: {reason}".rstrip(": "))
+            line = f"- **{for_markdown(row.word)}** {for_markdown(row.title)}: {for_markdown(reason)}"
+            lines.append(line.rstrip(": "))
     if not lines:
         lines.append("- Nothing to do.")
     return lines
 
 
 def _names(names: Iterable[str]) -> str:
-    listed = list(names)
+    listed = [for_markdown(name) for name in names]
     shown = ", ".join(listed[:MAX_LISTED])
     return shown + (f", and {len(listed) - MAX_LISTED} more" if len(listed) > MAX_LISTED else "")

@@ -291,5 +291,21 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     return reporting.resolved_constraints(items)
 
 
+# Old-style wrappers (pytest >= 7.4 has them; `wrapper=True` needs pytest 8): every report passes
+# through reporting.clean before anything shows or sends it.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    if RUN_KEY in item.config.stash:
+        reporting.clean(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    outcome = yield
+    if RUN_KEY in collector.config.stash:
+        reporting.clean(outcome.get_result())
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
     return reporting.teststatus(report)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import changes, junit, plan
+from ecrmirror import changes, escape, junit, plan, redact
 from ecrmirror.errors import PlanError
 from ecrmirror.items import RUN_KEY, ChartVersionItem
 from ecrmirror.junit import (
@@ -27,6 +27,33 @@ from ecrmirror.outcome import Outcome
 from ecrmirror.sources.release import version_key
 
 _KIND_ORDER = {"repository": 0, "replica": 1, "replication": 2, "version": 3}
+
+
+def clean(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Make a report safe to show, in place, before pytest or xdist hands it on: no remembered or
+    credential-looking secret (redact.py), and no control character from an upstream (escape.py).
+
+    Every output is made from reports (the terminal, JUnit, the plan, --collect-only's errors,
+    tracebacks with their locals under -l), so this is the one place they pass through. A report
+    is rewritten only when something had to go; its traceback then becomes plain text.
+    """
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = longrepr
+        report.longrepr = (path, line, _safe(reason))
+    elif longrepr is not None:
+        text = str(longrepr)
+        safe = _safe(text)
+        if safe != text:
+            report.longrepr = safe
+    report.sections = [(title, _safe(content)) for title, content in report.sections]
+    if isinstance(report, pytest.TestReport):
+        properties = report.user_properties
+        report.user_properties = [(name, _safe(v) if isinstance(v, str) else v) for name, v in properties]
+
+
+def _safe(text: str) -> str:
+    return escape.for_terminal(redact.redact(text))
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -52,7 +79,9 @@ def resolved_constraints(items: list[pytest.Item]) -> list[str]:
             chart = item.planned.chart
             key = (item.nodeid.split("::")[0], f"{chart.name} {item.planned.chart.range.describe()}")
             resolved.setdefault(key, []).append(item.planned.version.version)
-    return [f"ecrmirror: {spec}: {what} resolves to {', '.join(v)}" for (spec, what), v in resolved.items()]
+    return [
+        _safe(f"ecrmirror: {spec}: {what} resolves to {', '.join(v)}") for (spec, what), v in resolved.items()
+    ]
 
 
 @dataclass(eq=False)  # a plugin object must stay hashable
