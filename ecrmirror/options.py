@@ -3,7 +3,9 @@ default, and a bad value is a pytest.UsageError that names the flag."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -199,7 +201,35 @@ def index_cache(config: pytest.Config, shared: Path | None) -> IndexCache:
     """--ecrmirror-cache-dir (relative to the invocation), else ini ecrmirror_cache_dir (to the rootdir)."""
     option, ini = config.getoption("ecrmirror_cache_dir"), str(config.getini("ecrmirror_cache_dir") or "")
     keep = (config.invocation_params.dir / option) if option else (config.rootpath / ini) if ini else None
+    if keep is not None:
+        _require_private(keep.resolve(), "--ecrmirror-cache-dir" if option else "ini ecrmirror_cache_dir")
     return IndexCache(shared=shared, keep=keep.resolve() if keep else None)
+
+
+def _require_private(directory: Path, flag: str) -> None:
+    """A kept index decides which archive digests a sync accepts, so whoever can write the cache
+    could make ecrmirror push content it did not check: the directory and what it holds must be
+    this user's alone (not writable by group or others). A directory not made yet is made so."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for path in (directory, *(sorted(directory.iterdir()) if directory.is_dir() else ())):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        problem = ""
+        if stat.S_ISLNK(info.st_mode):
+            problem = "is a symbolic link"
+        elif uid is not None and info.st_uid != uid:
+            problem = f"belongs to user id {info.st_uid}, not to this run's ({uid})"
+        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problem = f"can be written by others (mode {stat.filemode(info.st_mode)})"
+        if problem:
+            raise pytest.UsageError(
+                f"{flag}: {path} {problem}. Kept indexes decide what a sync trusts, so a cache that "
+                f"others can write could make ecrmirror push content it did not check. Use a directory "
+                f"only this user can write (chmod -R go-w {directory}), or remove it and let the run "
+                "fill it again."
+            )
 
 
 def retry_policy(config: pytest.Config) -> RetryPolicy:

@@ -102,3 +102,27 @@ def test_a_damaged_cache_is_not_used_but_read_again(
 
     assert len([line for line in result.outlines if "::app::" in line]) == 6
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+@pytest.mark.parametrize("what", ["the directory", "an entry"])
+def test_a_cache_others_can_write_is_refused_before_anything_is_read(
+    what: str, upstream: ChartServer, emulator: Emulator, run, pytester: pytest.Pytester
+) -> None:
+    # given a kept cache, then made writable by anyone (a shared runner's cache, say)
+    run("--sync", "--collect-only", "-q", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+    cache = pytester.path / "index-cache"
+    made_shared = cache if what == "the directory" else next(cache.glob("*.meta.json"))
+    made_shared.chmod(0o777 if made_shared.is_dir() else 0o666)
+    upstream.requests.clear()
+
+    result = run("--sync", "--ecrmirror-cache-dir=index-cache", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"*--ecrmirror-cache-dir: {made_shared} can be written by others (mode *w?)."
+            " Kept indexes decide what a sync trusts*chmod -R go-w*"
+        ]
+    )
+    assert upstream.requests == []
+    assert emulator.requests == []
