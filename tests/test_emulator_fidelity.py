@@ -12,8 +12,20 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from ecrclient import ACCOUNT, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, Registry, admin, client, digest
+from ecrclient import (
+    ACCOUNT,
+    DOCKER_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Registry,
+    admin,
+    become_user,
+    client,
+    digest,
+    enforcing_iam,
+)
 
+from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
 
 OTHER_ACCOUNT = "210987654321"
@@ -60,6 +72,48 @@ def test_01_exclusion_filters_are_wildcards_not_regular_expressions(emulator: Em
         assert registry.image("wild", tag).status_code == 201
         again = registry.image("wild", tag)
         assert (again.status_code, oci_error(again)) == (400, "TAG_INVALID")
+
+
+def test_01_more_than_five_exclusion_filters_are_refused(emulator: Emulator) -> None:
+    ecr = admin("ecr", emulator, validate=False)  # botocore checks the minimum only, not the 5
+    six = [{"filterType": "WILDCARD", "filter": f"v{n}.*"} for n in range(6)]
+    ecr.create_repository(repositoryName="held", imageTagMutability="IMMUTABLE")
+
+    with pytest.raises(ClientError) as created:
+        ecr.create_repository(
+            repositoryName="wild",
+            imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=six,
+        )
+    with pytest.raises(ClientError) as changed:
+        ecr.put_image_tag_mutability(
+            repositoryName="held",
+            imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=six,
+        )
+    with pytest.raises(ClientError) as templated:
+        ecr.create_repository_creation_template(
+            prefix="wild",
+            appliedFor=["REPLICATION"],
+            imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+            imageTagMutabilityExclusionFilters=six,
+        )
+    five = ecr.create_repository(
+        repositoryName="wild",
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=six[:5],
+    )
+
+    for refused in (created.value, changed.value, templated.value):
+        assert refused.response["Error"]["Code"] == "ValidationException"
+        assert refused.response["Error"]["Message"].startswith("1 validation error detected: Value ")
+        assert refused.response["Error"]["Message"].endswith(
+            "at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: "
+            "Member must have length less than or equal to 5"
+        )
+    assert len(five["repository"]["imageTagMutabilityExclusionFilters"]) == 5
+    held = ecr.describe_repositories(repositoryNames=["held"])["repositories"][0]
+    assert held["imageTagMutability"] == "IMMUTABLE"  # the refused change changed nothing
 
 
 # -- 2: lifecycle policies are validated ---------------------------------------------------------
@@ -454,6 +508,28 @@ def test_11_indexes_manifest_lists_and_referrers_are_served(emulator: Emulator) 
     assert registry.request("GET", f"/v2/multi/referrers/{entries[1]['digest']}").json()["manifests"] == []
 
 
+def test_11_a_referrers_filter_is_applied_and_said_so(emulator: Emulator) -> None:
+    admin("ecr", emulator).create_repository(repositoryName="app")
+    registry = Registry(emulator)
+    image = registry.image("app", "1.0").headers["Docker-Content-Digest"]
+    subject = {"mediaType": OCI_MANIFEST, "digest": image, "size": 100}
+    signature = registry.image(
+        "app", "sig", artifactType="application/vnd.example.signature", subject=subject
+    )
+    sbom = registry.image("app", "sbom", artifactType="application/vnd.example.sbom", subject=subject)
+
+    everything = registry.request("GET", f"/v2/app/referrers/{image}")
+    filtered = registry.request(
+        "GET", f"/v2/app/referrers/{image}", params={"artifactType": "application/vnd.example.sbom"}
+    )
+
+    assert "OCI-Filters-Applied" not in everything.headers
+    assert len(everything.json()["manifests"]) == 2
+    assert filtered.headers["OCI-Filters-Applied"] == "artifactType"
+    assert [m["digest"] for m in filtered.json()["manifests"]] == [sbom.headers["Docker-Content-Digest"]]
+    assert signature.status_code == 201
+
+
 def test_11_manifests_tags_and_names_beyond_ecr_s_limits_are_refused(emulator: Emulator) -> None:
     ecr = admin("ecr", emulator, validate=False)
     ecr.create_repository(repositoryName="big")
@@ -691,3 +767,155 @@ def test_21_a_cross_repository_mount_needs_the_blob_mounting_setting(emulator: E
     assert registry.request("HEAD", f"/v2/to/blobs/{blob}").status_code == 404
     assert (mounted.status_code, mounted.headers["Location"]) == (201, f"/v2/later/blobs/{blob}")
     assert ecr.get_account_setting(name="BLOB_MOUNTING")["value"] == "ENABLED"
+
+
+# -- 23: signatures, under --enforce-iam -------------------------------------------------------------
+def user_keys(emulator: Emulator) -> dict[str, str]:
+    """Keys the emulator's IAM issued to a user that may do anything with ECR and KMS."""
+    iam = admin("iam", emulator, "us-east-1")
+    iam.create_user(UserName="signer")
+    everything = {"Effect": "Allow", "Action": ["ecr:*", "kms:*", "sts:*"], "Resource": "*"}
+    iam.put_user_policy(
+        UserName="signer",
+        PolicyName="all",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    key = iam.create_access_key(UserName="signer")["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+def refusal(call: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
+    with pytest.raises(ClientError) as caught:
+        call(*args, **kwargs)
+    answer = caught.value.response
+    return answer["ResponseMetadata"]["HTTPStatusCode"], answer["Error"]["Code"], answer["Error"]["Message"]
+
+
+MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS "
+    "Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+
+def test_23_a_request_signed_with_the_wrong_secret_is_refused_under_enforce_iam(emulator: Emulator) -> None:
+    keys = user_keys(emulator)
+    wrong = {**keys, "aws_secret_access_key": "not-the-secret-the-emulator-issued"}
+    stranger = {"aws_access_key_id": "AKIAEXAMPLENOTISSUED", "aws_secret_access_key": "anything"}
+    admin_wrong = {"aws_access_key_id": "ecrmirror-emulator", "aws_secret_access_key": "guessed"}
+
+    with enforcing_iam(emulator):
+        client("ecr", emulator, keys).describe_repositories()  # the issued secret signs
+        client("sts", emulator, keys, "us-east-1").get_caller_identity()
+        client("kms", emulator, keys).list_keys()
+        assert refusal(client("ecr", emulator, wrong).describe_repositories) == (
+            400,
+            "InvalidSignatureException",
+            MISMATCH,
+        )
+        assert (
+            refusal(client("ecr", emulator, admin_wrong).describe_repositories)[1]
+            == "InvalidSignatureException"
+        )
+        assert refusal(client("kms", emulator, wrong).list_keys)[:2] == (400, "InvalidSignatureException")
+        assert refusal(client("sts", emulator, wrong, "us-east-1").get_caller_identity) == (
+            403,
+            "SignatureDoesNotMatch",
+            MISMATCH,
+        )
+        assert refusal(client("ecr", emulator, stranger).describe_repositories) == (
+            400,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+        assert refusal(client("sts", emulator, stranger, "us-east-1").get_caller_identity)[:2] == (
+            403,
+            "InvalidClientTokenId",
+        )
+
+    # without --enforce-iam a rehearsal signs with whatever keys it has
+    assert client("ecr", emulator, wrong).describe_repositories()["repositories"] == []
+    assert client("ecr", emulator, stranger).describe_repositories()["repositories"] == []
+
+
+def test_23_an_assumed_role_s_keys_need_their_session_token(emulator: Emulator) -> None:
+    role = assumed(emulator, OTHER_ACCOUNT)
+
+    with enforcing_iam(emulator):
+        good = client("sts", emulator, role, "us-east-1").get_caller_identity()
+        no_session = refusal(
+            client(
+                "sts", emulator, {**role, "aws_session_token": "not-this-session"}, "us-east-1"
+            ).get_caller_identity
+        )
+        wrong_secret = refusal(
+            client("sts", emulator, {**role, "aws_secret_access_key": "x"}, "us-east-1").get_caller_identity
+        )
+
+    assert good["Account"] == OTHER_ACCOUNT
+    assert no_session[:2] == (403, "InvalidClientTokenId")
+    assert wrong_secret[:2] == (403, "SignatureDoesNotMatch")
+
+
+def test_23_a_run_with_the_wrong_secret_fails_plainly(
+    chart_server: ChartServer, emulator: Emulator, write_spec: Any, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart_server.add("gitlab", "7.1.1")
+    chart_server.publish()
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: gitlab\n    repo: {chart_server.url}\n    versions: ['7.1.1']\n"
+    )
+    become_user(
+        emulator,
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]},
+        monkeypatch,
+    )
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret[::-1])
+
+    with enforcing_iam(emulator):
+        refused = run("--sync", "mirror.yaml")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        synced = run("--sync", "mirror.yaml")
+
+    assert refused.ret == pytest.ExitCode.TESTS_FAILED
+    said = "*AWS rejected the credentials for ECR * (InvalidSignatureException: The request signature*"
+    refused.stdout.fnmatch_lines([said])
+    assert "Traceback" not in refused.stdout.str()
+    assert secret[::-1] not in refused.stdout.str()
+    synced.assert_outcomes(passed=2)
+
+
+# -- 24: the registry's tag list, a page at a time as ECR gives it ---------------------------------
+def test_24_the_tag_list_pages_at_100_and_takes_n_up_to_1000(emulator: Emulator) -> None:
+    ecr = admin("ecr", emulator)
+    ecr.create_repository(repositoryName="app")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"digest": digest(b"one image"), "size": 1, "mediaType": "x"},
+            "layers": [],
+        }
+    )
+    tags = sorted(f"v{n}" for n in range(150))
+    for tag in tags:
+        ecr.put_image(
+            repositoryName="app", imageTag=tag, imageManifest=manifest, imageManifestMediaType=OCI_MANIFEST
+        )
+    registry = Registry(emulator)
+
+    first = registry.request("GET", "/v2/app/tags/list")
+    link = first.headers["Link"]
+    second = registry.request("GET", link[link.index("<") + 1 : link.index(">")])
+    asked = registry.request("GET", "/v2/app/tags/list", params={"n": 1000})
+    too_many = registry.request("GET", "/v2/app/tags/list", params={"n": 1001})
+    none = registry.request("GET", "/v2/app/tags/list", params={"n": 0})
+
+    assert first.json()["tags"] == tags[:100]
+    assert link == f'</v2/app/tags/list?last={tags[99]}>; rel="next"'
+    assert (second.json()["tags"], "Link" in second.headers) == (tags[100:], False)
+    assert (asked.json()["tags"], "Link" in asked.headers) == (tags, False)
+    assert (too_many.status_code, oci_error(too_many)) == (400, "UNSUPPORTED")
+    assert "'Member must have value less than or equal to 1000'" in too_many.json()["errors"][0]["message"]
+    assert (none.json()["tags"], "Link" in none.headers) == ([], False)

@@ -9,7 +9,9 @@ As ECR answers (userguide/registry_auth.html, the OCI distribution spec v1.1):
 - uploads answer their status (GET), take chunks (PATCH) only at the offset they have reached,
   and a cross-repository mount happens only with the account's BLOB_MOUNTING setting ENABLED;
 - a manifest is deleted by digest (`DELETE`, as `oras manifest delete`), and
-  `GET /v2/<name>/referrers/<digest>` lists the manifests whose subject it is.
+  `GET /v2/<name>/referrers/<digest>` lists the manifests whose subject it is; filtered by
+  `artifactType`, it says so in `OCI-Filters-Applied`;
+- the tag list comes a page at a time, as ECR's does: 100 tags without `n`, `n` up to 1,000.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
@@ -43,6 +46,7 @@ _PATH = re.compile(
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.")
 _RANGE = re.compile(r"^(?:bytes=)?(?P<start>\d+)-(?P<end>\d+)$")
 DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
+TAG_PAGE, MAX_TAG_PAGE = 100, 1000  # a tag list page without `n`, and the largest `n` ECR takes
 
 
 class OciRegistry:
@@ -113,9 +117,12 @@ class OciRegistry:
         if kind == "tags" and method == "GET" and rest == "list":
             return self._tags(request, repository)
         if kind == "referrers" and method == "GET":
-            found = images.referrers(repository, rest, request.args.get("artifactType"))
+            artifact_type = request.args.get("artifactType")
+            found = images.referrers(repository, rest, artifact_type)
             index = {"schemaVersion": 2, "mediaType": images.IMAGE_INDEXES[0], "manifests": found}
-            return Response(json.dumps(index), content_type=images.IMAGE_INDEXES[0])
+            # The spec: a registry that applies the filter MUST say so, or clients filter again.
+            applied = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+            return Response(json.dumps(index), headers=applied, content_type=images.IMAGE_INDEXES[0])
         return oci_error(405, "UNSUPPORTED", f"{method} {kind} is not supported")
 
     # -- who asks -----------------------------------------------------------------------------------------
@@ -290,20 +297,42 @@ class OciRegistry:
         return Response(status=202)
 
     def _tags(self, request: Request, repository: Any) -> Response:
+        """The tag list, in the spec's lexical order, a page at a time as ECR gives it: 100 tags
+        without `n`, and `n` above 1,000 refused as ECR refuses its maxResults (users' reports: see
+        docs/emulator-fidelity.md, row 24). `n=0` is the spec's empty list without a Link."""
         tags = sorted({tag for image in repository.images for tag in image.image_tags if tag})
         last = request.args.get("last")
         if last:
             tags = [t for t in tags if t > last]
-        limit = request.args.get("n", type=int)
+        asked = request.args.get("n")
+        limit = TAG_PAGE if asked is None else _page_size(asked)
+        if isinstance(limit, str):
+            return oci_error(400, "UNSUPPORTED", limit)
         headers = {}
-        if limit is not None and len(tags) > limit:
+        if len(tags) > limit:
             tags = tags[:limit]
-            headers["Link"] = f'</v2/{repository.name}/tags/list?n={limit}&last={tags[-1]}>; rel="next"'
+            if tags:  # the next page starts after this one's last tag
+                query = urlencode({**({"n": limit} if asked is not None else {}), "last": tags[-1]})
+                headers["Link"] = f'</v2/{repository.name}/tags/list?{query}>; rel="next"'
         return Response(
             json.dumps({"name": repository.name, "tags": tags}),
             headers=headers,
             content_type="application/json",
         )
+
+
+def _page_size(asked: str) -> int | str:
+    """`n` as a page size, or why ECR refuses it (its words for its maxResults above 1,000)."""
+    try:
+        size = int(asked)
+    except ValueError:
+        size = -1
+    if size > MAX_TAG_PAGE:
+        return (
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: "
+            f"'Member must have value less than or equal to {MAX_TAG_PAGE}'"
+        )
+    return size if size >= 0 else f"n must be a whole number from 0 to {MAX_TAG_PAGE}, not {asked!r}"
 
 
 def _upload_headers(name: str, session_id: str, size: int) -> dict[str, str]:

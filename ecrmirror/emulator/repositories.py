@@ -22,6 +22,9 @@ from ecrmirror.emulator.state import State
 
 NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 APPLIED_FOR = ("REPLICATION", "PULL_THROUGH_CACHE", "CREATE_ON_PUSH")
+# imageTagMutabilityExclusionFilters: "Minimum number of 1 item. Maximum number of 5 items."
+# (the spec reader holds specs to the same 5; ecr_rules.py would be this number's better home)
+MAX_EXCLUSION_FILTERS = 5
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,21 @@ def check_tags(tags: list[tuple[str, str]]) -> None:
 
 
 def check_exclusion_filters(filters: Any) -> None:
-    for entry in filters or []:
+    """ECR's model takes 1 to 5 WILDCARD filters of its alphabet (API_CreateRepository.html,
+    API_PutImageTagMutability.html); a count outside that fails its request validation."""
+    if filters is None:
+        return
+    if not isinstance(filters, list):
+        raise Refused("SerializationException", "imageTagMutabilityExclusionFilters must be a list")
+    if not 1 <= len(filters) <= MAX_EXCLUSION_FILTERS:
+        bound = f"less than or equal to {MAX_EXCLUSION_FILTERS}" if filters else "greater than or equal to 1"
+        raise validation_error(
+            "imageTagMutabilityExclusionFilters", filters, f"Member must have length {bound}"
+        )
+    for entry in filters:
         value = str(entry.get("filter", "")) if isinstance(entry, dict) else ""
-        if entry.get("filterType") != "WILDCARD" or not ecr_rules.EXCLUSION_FILTER.match(value):
+        kind = entry.get("filterType") if isinstance(entry, dict) else None
+        if kind != "WILDCARD" or not ecr_rules.EXCLUSION_FILTER.match(value):
             raise Refused(
                 "InvalidParameterException",
                 f"Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: "

@@ -19,6 +19,7 @@ from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, Iam
 from ecrmirror.emulator.kms import ASSUME_PATH, SIGNING_KEYS_PATH, Kms, ensure_signing_key
 from ecrmirror.emulator.registry import OciRegistry
 from ecrmirror.emulator.replication import Replicator
+from ecrmirror.emulator.signatures import refuse_signature
 from ecrmirror.emulator.state import TOKEN_TTL, State
 from ecrmirror.emulator.sts import refuse_web_identity
 from ecrmirror.emulator.throttle import Throttle
@@ -26,6 +27,8 @@ from ecrmirror.emulator.throttle import Throttle
 # STS actions that need no signature: the web identity token is the credential.
 STS_UNSIGNED = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
 
+# What the request log calls each signed service's requests.
+_KINDS = {"ecr": "api", "iam": "iam", "sts": "sts", "kms": "kms"}
 _READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck)")
 WStart = Callable[..., Any]
 
@@ -101,6 +104,20 @@ class EmulatorApp:
             environ["wsgi.input"] = io.BytesIO(data)  # moto reads the body again
             scope = CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
             service = scope["service"] if scope is not None else ""
+            if self.iam.enforce:  # as AWS: who signed must hold the secret; rehearsals need not
+                refused = refuse_signature(request, data)
+                if refused is not None:
+                    action = request.form.get("Action") or request.headers.get("X-Amz-Target", "")
+                    self.requests.append(
+                        RecordedRequest(
+                            _KINDS.get(service, "api"),
+                            request.method,
+                            path,
+                            action.rpartition(".")[2],
+                            refused.status_code,
+                        )
+                    )
+                    return refused(environ, start_response)
             if service in ("iam", "sts") or (scope is None and request.form.get("Action") in STS_UNSIGNED):
                 return self._query_api(request, service or "sts", environ, start_response)
             action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]

@@ -69,10 +69,18 @@ def refuse_web_identity(params: Mapping[str, str]) -> Response | None:
     return None
 
 
+STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
 def sts_error(status: int, code: str, message: str) -> Response:
     """An error as STS's query API writes it."""
+    return query_error(status, code, message, STS_NAMESPACE)
+
+
+def query_error(status: int, code: str, message: str, namespace: str) -> Response:
+    """An error as AWS's query APIs (STS, IAM) write it, in the service's XML namespace."""
     body = (
-        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f'<ErrorResponse xmlns="{escape(namespace)}"><Error>'
         f"<Type>Sender</Type><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
         f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
     )
