@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import re
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from ecrmirror.errors import InvalidChart
+from ecrmirror.helmyaml import NotReadable, YamlRefused, decode_metadata, load_helm_yaml
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
@@ -99,18 +102,57 @@ MAX_CHART_SIZE = 100 * 1024 * 1024
 MAX_FILE_SIZE = 5 * 1024 * 1024
 
 
+# -- the archive as helm's loader reads it -----------------------------------------------------------
+# helm's archive loader (pkg/chart/loader/archive.go, LoadArchiveFiles) names each member by
+# dropping its first path component, whatever it is (splitting on "\" instead of "/" when the name
+# holds one), then path.Clean-ing the rest. LoadFiles (load.go) reads every Chart.yaml, then every
+# requirements.yaml, into the one chart.Metadata, so that two of them merge field by field; it
+# takes values.yaml, values.schema.json, Chart.lock and requirements.lock from the last one; and
+# of templates and other files, which it appends, the template engine and .Files keep the last
+# (of a packaged subchart in charts/, it loads the first). So `app/Chart.yaml`, `other/Chart.yaml`,
+# `app/./Chart.yaml` and `app\Chart.yaml` are all the chart's Chart.yaml: identity is checked on
+# what helm loads, and an archive holding any file twice is refused.
+_DRIVE = re.compile(r"[a-zA-Z]:/")
+
+
+def _helm_name(name: str) -> tuple[str, str | None]:
+    """The name helm's loader reads member `name` as, and why helm refuses it (None if it does not)."""
+    delimiter = "\\" if "\\" in name else "/"
+    parts = name.split(delimiter)
+    read_as = delimiter.join(parts[1:]).replace(delimiter, "/")
+    if read_as.startswith("/"):
+        return read_as, "an absolute path"
+    read_as = posixpath.normpath(read_as) if read_as else "."
+    if read_as == ".":
+        return read_as, "outside the chart's directory"
+    if read_as.startswith(".."):
+        return read_as, "outside the chart's directory"
+    if _DRIVE.match(read_as):
+        return read_as, "a Windows drive path"
+    if parts[0] == "Chart.yaml":
+        return read_as, "under a directory named Chart.yaml"
+    return read_as, None
+
+
+# The files helm's LoadFiles reads into the chart's metadata.
+_METADATA_FILES = ("Chart.yaml", "requirements.yaml")
+
+
 def read_chart_metadata(
     archive: Path, origin: str | None = None, max_chart_size: int = MAX_CHART_SIZE
 ) -> dict[str, Any]:
-    """Chart.yaml of a packaged chart, after checking the whole archive as helm's loader does.
+    """The chart's metadata as helm's loader reads it from a packaged chart: Chart.yaml, with
+    requirements.yaml over it, as chart.Metadata's fields; after checking the whole archive.
 
     Nothing is extracted to disk. Every member is checked from its header before its data is
     read, so a gzip bomb stops at helm's limits rather than filling memory or disk; a member
-    that escapes the chart directory, or a link, makes the archive invalid. `origin` names the
-    archive in messages (its URL), since `archive` may be a temporary file.
+    that escapes the chart directory, or a link, makes the archive invalid, and so does a file
+    that helm would read twice under one name. `origin` names the archive in messages (its URL),
+    since `archive` may be a temporary file.
     """
     shown = origin or str(archive)
-    metadata: dict[str, Any] | None = None
+    members: dict[str, str] = {}  # the name helm reads a file as -> the member it came from
+    texts: dict[str, bytes] = {}  # Chart.yaml and requirements.yaml, as helm reads them
     total = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
@@ -140,21 +182,71 @@ def read_chart_metadata(
                     raise InvalidChart(
                         f"{shown}: Chart.yaml is at the archive root; a chart archive holds <name>/Chart.yaml"
                     )
-                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile() and metadata is None:
+                if member.isdir():
+                    continue
+                if member.mode & ~0o7777 == 0o040000:  # Go's tar FileInfo calls this a directory
+                    raise InvalidChart(
+                        f"{shown}: member {name!r} is a file with a directory's mode ({member.mode:o}), "
+                        "which helm would skip; a chart archive holds plain files"
+                    )
+                read_as, refused = _helm_name(name)
+                if refused is not None:
+                    raise InvalidChart(
+                        f"{shown}: member {name!r} is {refused} to helm ({read_as!r}), which refuses "
+                        "such an archive"
+                    )
+                if read_as in members:
+                    effect = (
+                        "reads both into the chart's metadata, the later one's fields winning"
+                        if read_as in _METADATA_FILES
+                        else "keeps only one of them"
+                    )
+                    raise InvalidChart(
+                        f"{shown}: members {members[read_as]!r} and {name!r} are both the chart's "
+                        f"{read_as} to helm, which {effect}; a chart archive holds each file once"
+                    )
+                members[read_as] = name
+                if read_as in _METADATA_FILES:
                     handle = tar.extractfile(member)
                     if handle is None:  # pragma: no cover - isfile() guarantees a handle
                         continue
-                    loaded = yaml.safe_load(handle.read())
-                    if not isinstance(loaded, dict):
-                        raise InvalidChart(f"{shown}: {name} is not a YAML mapping")
-                    metadata = loaded
+                    texts[read_as] = handle.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidChart(f"{shown} is not a gzipped tar archive: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidChart(f"{shown}: Chart.yaml is not valid YAML: {exc}") from None
-    if metadata is None:
+    if "Chart.yaml" not in texts:
         raise InvalidChart(f"{shown} holds no <name>/Chart.yaml: it is not a Helm chart")
+    metadata = _read_metadata({}, texts["Chart.yaml"], f"{shown}: {members['Chart.yaml']}")
+    if not metadata.get("apiVersion"):  # helm's loader: a chart without one is apiVersion v1
+        metadata["apiVersion"] = "v1"
+    if "requirements.yaml" in texts:
+        where = f"{shown}: {members['requirements.yaml']}"
+        merged = _read_metadata(metadata, texts["requirements.yaml"], where)
+        for field in ("name", "version"):
+            if merged.get(field) != metadata.get(field):
+                raise InvalidChart(
+                    f"{where} sets the chart's {field} to {merged.get(field)!r}, and helm reads it over "
+                    f"Chart.yaml's {metadata.get(field)!r}; requirements.yaml may only list dependencies"
+                )
+        metadata = merged
     return metadata
+
+
+def _read_metadata(current: dict[str, Any], text: bytes, where: str) -> dict[str, Any]:
+    """`text` (a Chart.yaml or requirements.yaml) read into `current` as helm reads it."""
+    try:
+        document = load_helm_yaml(text)
+    except YamlRefused as exc:
+        raise InvalidChart(f"{where} {exc}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidChart(f"{where} is not valid YAML: {exc}") from None
+    if document is None and current:
+        return current  # an empty requirements.yaml changes nothing
+    if not isinstance(document, dict):
+        raise InvalidChart(f"{where} is not a YAML mapping")
+    try:
+        return decode_metadata(current, document)
+    except NotReadable as exc:
+        raise InvalidChart(f"{where}: {exc}, so helm cannot load the chart") from None
 
 
 def helm_config(metadata: dict[str, Any]) -> bytes:

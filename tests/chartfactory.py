@@ -93,3 +93,39 @@ def write_index(
     path = directory / "index.yaml"
     path.write_text(yaml.safe_dump(index, sort_keys=True))
     return path
+
+
+def archive_bytes(
+    members: Iterable[tuple[str, str | bytes]], *, modes: dict[str, int] | None = None
+) -> bytes:
+    """A .tgz of exactly these (name, content) members, in order, names as given (duplicates,
+    "./", backslashes and all): archives that `helm package` would never write."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, content in members:
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    data = bytearray(raw.getvalue())
+    offset = 0  # tarfile writes permission bits only: patch the mode into the headers asked for
+    while modes and data[offset : offset + 1] not in (b"", b"\0"):
+        name = data[offset : offset + 100].rstrip(b"\0").decode()
+        if name in modes:
+            data[offset + 100 : offset + 108] = b"%07o\0" % modes[name]
+            data[offset + 148 : offset + 156] = b" " * 8
+            data[offset + 148 : offset + 156] = b"%06o\0 " % sum(data[offset : offset + 512])
+        size = int(data[offset + 124 : offset + 136].rstrip(b"\0 ") or b"0", 8)
+        offset += 512 + (size + 511) // 512 * 512
+    return gzip.compress(bytes(data), mtime=EPOCH)
+
+
+def write_archive(
+    directory: Path, filename: str, members: Iterable[tuple[str, str | bytes]], **options: Any
+) -> ChartFile:
+    """archive_bytes written to directory/filename, as a ChartFile (name and version from the file name)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    path.write_bytes(archive_bytes(members, **options))
+    name, _, version = filename.removesuffix(".tgz").rpartition("-")
+    return ChartFile(path, name, version)

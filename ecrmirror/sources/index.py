@@ -11,6 +11,7 @@ import yaml
 
 from ecrmirror.chart import normalize_created
 from ecrmirror.errors import UpstreamError
+from ecrmirror.helmyaml import YamlRefused, load_helm_yaml
 from ecrmirror.sources.release import ChartRelease, lookup, versions_of
 
 try:  # a Rust YAML parser, much faster on big indexes; optional
@@ -18,31 +19,50 @@ try:  # a Rust YAML parser, much faster on big indexes; optional
 except ImportError:  # pragma: no cover - depends on the platform's wheels
     _fast_yaml = None  # type: ignore[assignment]
 
-try:
-    from yaml import CSafeLoader as _IndexLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _IndexLoader  # type: ignore[assignment]
-
 
 class Index:
     """A parsed index.yaml: chart name -> version -> entry."""
 
     def __init__(self, location: str, document: Any) -> None:
-        if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
+        # As helm's loadIndex (pkg/repo/index.go): `entries` that is not a mapping fails to
+        # unmarshal, while no `entries` (or `entries: null`) is an empty repository.
+        entries = document.get("entries") if isinstance(document, dict) else []
+        if entries is None:
+            entries = {}
+        if not isinstance(entries, dict):
             raise UpstreamError(f"{location} is not a Helm repository index (no `entries` mapping)")
         if not document.get("apiVersion"):
             raise UpstreamError(f"{location} has no apiVersion, so helm would not read it either")
         self.location = location
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}
-        for name, versions in document["entries"].items():
+        # name, version -> its entries, for a version listed more than once with different archives
+        self._different: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for name, versions in entries.items():
             by_version: dict[str, dict[str, Any]] = {}
             for entry in versions or []:
                 if isinstance(entry, dict) and entry.get("version") is not None:
-                    by_version[str(entry["version"])] = entry
+                    version = str(entry["version"])
+                    earlier = by_version.get(version)
+                    if earlier is not None and _archive(earlier) != _archive(entry):
+                        self._different.setdefault((str(name), version), [earlier]).append(entry)
+                    by_version[version] = entry
             self.entries[str(name)] = by_version
 
     def entry(self, name: str, version: str) -> dict[str, Any]:
+        different = self._different.get((name, version))
+        if different:
+            # helm keeps every entry and takes the first after an unstable sort: a silent pick.
+            urls = ", ".join(str((entry.get("urls") or ["(no URL)"])[0]) for entry in different)
+            raise UpstreamError(
+                f"{self.location} lists {name} {version} {len(different)} times, as different archives "
+                f"({urls}); helm would pick one of them, ecrmirror picks none. Ask the publisher to list "
+                "the version once."
+            )
         return lookup(self.entries, name, version, self.location)
+
+    def listed(self, name: str, version: str) -> list[dict[str, Any]]:
+        """Every entry the index has for a version: one, or more when it lists different archives."""
+        return self._different.get((name, version)) or [self.entries[name][version]]
 
     def versions(self, name: str) -> list[str]:
         return list(versions_of(self.entries, name, self.location))
@@ -79,10 +99,20 @@ def load_index_document(location: str, text: str | bytes, fast: bool = True) -> 
         except (ValueError, UnicodeDecodeError) as exc:
             raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
         return document
-    try:
-        return yaml.load(text, Loader=_IndexLoader)
+    try:  # as helm reads YAML: go-yaml's limit on aliases, and no nesting that crashes PyYAML
+        return load_helm_yaml(text if isinstance(text, bytes) else text.encode("utf-8"))
+    except YamlRefused as exc:
+        raise UpstreamError(f"{location}: the index {exc}") from None
     except yaml.YAMLError as exc:
         raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
+
+
+def _archive(entry: dict[str, Any]) -> Any:
+    """What tells an entry's archive apart: its digest, else its URLs."""
+    digest = entry.get("digest")
+    if isinstance(digest, str) and digest.strip():
+        return digest.strip().lower().removeprefix("sha256:")
+    return repr(entry.get("urls"))
 
 
 def release_from_index(index: Index, name: str, version: str, url: str) -> ChartRelease:
