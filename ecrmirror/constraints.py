@@ -12,6 +12,14 @@ Masterminds' documented ones, tested against its README's examples in tests/test
 - a prerelease version passes a comparison only when that comparison names a prerelease
   (`>=1.2.3-0`), or when prereleases are asked for (our `include_prereleases: true`);
 - build metadata is ignored in comparisons.
+
+A version is read as Masterminds' `NewVersion` reads it (helm's loader drops index entries it
+refuses): the whole string, ASCII digits, each number at most 2^64-1, no surrounding whitespace.
+`version_problem` is the one rule every chart version meets before it is mirrored, whether a spec
+lists it, a constraint chooses it from an upstream's listing, or a chart names it as a dependency:
+helm reads it, and ECR can hold it as a tag. A listed version that helm cannot read is never
+chosen by a constraint (as helm would not choose it); one that helm would choose but ECR cannot hold
+is an error for whoever chose it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import semver
+
+from ecrmirror.ecr_rules import oci_tag_problem
 
 _PART = r"[0-9xX*]+"
 _VERSION = (
@@ -34,16 +44,64 @@ _HYPHEN = re.compile(r"(?P<low>v?[0-9xX*][^\s,|]*)\s+-\s+(?P<high>v?[0-9xX*][^\s
 _SPLIT = re.compile(r"[\s,]+")
 
 
+# Masterminds' own grammar (ASCII only: Go's regexp classes are), numbers without leading zeros as
+# python-semver requires them.
+_NUMBER = r"0|[1-9][0-9]*"
+_SEMVER = re.compile(
+    rf"v?(?P<major>{_NUMBER})(?:\.(?P<minor>{_NUMBER}))?(?:\.(?P<patch>{_NUMBER}))?"
+    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+    r"(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
+MAX_NUMBER = 2**64 - 1  # Masterminds parses each number as a uint64
+_MAX_DIGITS = len(str(MAX_NUMBER))  # checked before int(), which refuses more than 4,300 digits
+_SHOWN = 40  # characters of a version a message quotes
+
+
 class ConstraintError(ValueError):
     """A version constraint string does not parse."""
 
 
 def parse_version(text: str) -> semver.Version | None:
     """A chart version as Masterminds reads it (a `v` prefix and missing parts allowed), or None."""
-    try:
-        return semver.Version.parse(text.strip().removeprefix("v"), optional_minor_and_patch=True)
-    except ValueError:
+    match = _SEMVER.fullmatch(text)
+    if match is None or not all(_fits(match[part]) for part in ("major", "minor", "patch")):
         return None
+    try:
+        return semver.Version.parse(text.removeprefix("v"), optional_minor_and_patch=True)
+    except ValueError:  # a prerelease number with a leading zero, which Masterminds refuses too
+        return None
+
+
+def _fits(number: str | None) -> bool:
+    return number is None or (len(number) <= _MAX_DIGITS and int(number) <= MAX_NUMBER)
+
+
+def version_problem(version: str) -> str | None:
+    """Why `version` cannot be mirrored, in words that follow "version X of CHART"; None if it can.
+
+    The one rule for every chart version: ECR can hold it as a tag (with `+` as `_`, as helm
+    pushes it), and helm reads it as a semantic version."""
+    problem = oci_tag_problem(version.replace("+", "_"))
+    if problem is not None:
+        return f"cannot be an OCI tag: {problem}"
+    if parse_version(version) is None:
+        return (
+            "is not a semantic version as helm reads it: MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD], "
+            f"numbers without leading zeros and at most {MAX_NUMBER}"
+        )
+    return None
+
+
+def unreadable(versions: Iterable[str]) -> list[str]:
+    """The versions among `versions` that helm does not read, so that no constraint chooses them."""
+    return sorted({v for v in versions if parse_version(v) is None}, key=lambda v: (len(v), v))
+
+
+def shown(version: str) -> str:
+    """`version` as a message quotes it: escapes visible, and cut short when it is long."""
+    if len(version) <= _SHOWN:
+        return repr(version)
+    return f"{version[:_SHOWN]!r}… ({len(version)} characters)"
 
 
 def _wild(part: str | None) -> bool:
@@ -124,8 +182,17 @@ class _Comparison:
 def _comparison(text: str) -> _Comparison:
     match = _COMPARISON.match(text)
     if match is None:
-        raise ConstraintError(f"{text.strip()!r} is not a version comparison")
+        raise ConstraintError(f"{shown(text.strip())} is not a version comparison")
     major, minor, patch = match["major"], match["minor"], match["patch"]
+    for part in (major, minor, patch):
+        if _wild(part):
+            continue
+        if not part.isdigit():  # `1x`, `**`: the part's characters, but neither a number nor a wildcard
+            raise ConstraintError(f"{shown(text.strip())} is not a version comparison")
+        if not _fits(part):
+            raise ConstraintError(
+                f"{shown(text.strip())} has a number larger than {MAX_NUMBER}, which helm cannot read"
+            )
     suffix = (f"-{match['pre']}" if match["pre"] else "") + (f"+{match['build']}" if match["build"] else "")
     minor_wild = patch_wild = any_wild = False
     if _wild(major):
@@ -136,9 +203,11 @@ def _comparison(text: str) -> _Comparison:
         core, patch_wild, any_wild = f"{int(major)}.{int(minor)}.0", True, True
     else:
         core = f"{int(major)}.{int(minor)}.{int(patch)}"
-    return _Comparison(
-        match["op"] or "", semver.Version.parse(core + suffix), minor_wild, patch_wild, any_wild
-    )
+    try:
+        version = semver.Version.parse(core + suffix)
+    except ValueError:  # a prerelease number with a leading zero
+        raise ConstraintError(f"{shown(text.strip())} is not a version comparison") from None
+    return _Comparison(match["op"] or "", version, minor_wild, patch_wild, any_wild)
 
 
 @dataclass(frozen=True)
@@ -177,7 +246,7 @@ def parse_constraint(text: str) -> Constraint:
             else:
                 merged.append(token)
         if not merged:
-            raise ConstraintError(f"{text!r} has an empty alternative around ||")
+            raise ConstraintError(f"{shown(text)} has an empty alternative around ||")
         groups.append(tuple(_comparison(token) for token in merged))
     return Constraint(text.strip(), tuple(groups))
 

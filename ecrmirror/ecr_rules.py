@@ -8,13 +8,16 @@ Sources (AWS's ECR API reference and user guide):
 - replication: userguide/replication.html ("up to 25 unique destinations across all rules, with a
   maximum of 10 rules total. Each rule may contain up to 100 filters");
 - names and sizes: API_CreateRepository.html (repositoryName 2-256), API_PutImage.html (imageTag
-  1-300, imageManifest up to 4,194,304), API_BatchGetImage.html (imageIds 1-100).
+  1-300, imageManifest up to 4,194,304), API_BatchGetImage.html (imageIds 1-100);
+- tags and repository names through the registry: the OCI distribution spec
+  (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +33,10 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_IMAGE_TAG = 300
 MAX_REPOSITORY_NAME = 256
 MAX_IMAGE_IDS = 100  # per BatchGetImage
+MAX_EXCLUSION_FILTERS = 5  # imageTagMutabilityExclusionFilters: "Minimum number of 1 item. Maximum ... 5"
+MAX_OCI_TAG = 128  # the registry's limit (the API's imageTag allows 300; pushes go through the registry)
+OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")  # whole strings only: fullmatch
+REPOSITORY_NAME = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 EXCLUSION_FILTER = re.compile(r"^[0-9a-zA-Z._*-]{1,128}$")
 KMS_KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?:key|alias)/\S+$"
@@ -55,6 +62,54 @@ def wildcard_match(pattern: str, value: str) -> bool:
     """ECR's wildcard filters: `*` stands for any run of characters; nothing else is special."""
     regex = "".join(".*" if c == "*" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def tag_is_mutable(mutability: str | None, exclusions: Iterable[str], tag: str) -> bool:
+    """Whether ECR lets a push move `tag`: MUTABLE, or an exception (a matching wildcard filter) to
+    IMMUTABLE_WITH_EXCLUSION, or no exception to MUTABLE_WITH_EXCLUSION. Unknown: assume it may."""
+    excluded = any(wildcard_match(pattern, tag) for pattern in exclusions)
+    if mutability == "IMMUTABLE":
+        return False
+    if mutability == "IMMUTABLE_WITH_EXCLUSION":
+        return excluded
+    if mutability == "MUTABLE_WITH_EXCLUSION":
+        return not excluded
+    return True
+
+
+def oci_tag_problem(tag: str) -> str | None:
+    """Why the registry would refuse `tag` as a tag, in words a message can end with; None if it
+    would take it. The first problem found, the most telling first: a control character, whitespace,
+    a path, a foreign character, the length, and then anything else the tag grammar refuses."""
+    if not tag:
+        return "it is empty"
+    for char in tag:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return f"it holds the control character U+{ord(char):04X}"
+        if category in ("Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return f"it holds the invisible character U+{ord(char):04X}"
+        if char.isspace():
+            return f"it holds whitespace (U+{ord(char):04X})"
+    if "/" in tag or ".." in tag:
+        return "it holds / or .., which make a path"
+    foreign = next((char for char in tag if not char.isascii()), None)
+    if foreign is not None:
+        return f"it holds the non-ASCII character U+{ord(foreign):04X} ({unicodedata.name(foreign, '?')})"
+    if len(tag) > MAX_OCI_TAG:
+        return f"it is {len(tag)} characters long, and a tag is at most {MAX_OCI_TAG}"
+    if OCI_TAG.fullmatch(tag) is None:
+        return "a tag is letters, digits, . _ and - (a chart version's + becomes _), not starting with . or -"
+    return None
+
+
+def repository_name_problem(name: str) -> str | None:
+    """Why ECR would refuse `name` as a repository name; None if it would take it."""
+    if not 2 <= len(name) <= MAX_REPOSITORY_NAME:
+        return f"it is {len(name)} characters long, and ECR takes 2 to {MAX_REPOSITORY_NAME}"
+    if REPOSITORY_NAME.fullmatch(name) is None:
+        return "a repository name is lowercase letters and digits, with . _ - or / between them"
+    return None
 
 
 def tag_problems(tags: Sequence[tuple[str, str]]) -> list[str]:

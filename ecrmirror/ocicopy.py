@@ -3,12 +3,14 @@
 What refers to a chart (cosign's signatures, attestations and SBOMs under its `sha256-<hex>.sig`,
 `.att`, `.sbom` tags; OCI 1.1 referrers, whose `subject` is the chart) comes with it, digests
 unchanged, so that a cluster verifying signatures against ECR finds them there. A cosign tag that
-ECR already holds with other content is never overwritten: cosign re-pushes that tag whenever a
-signature is added upstream, and ECR's tags here are immutable.
+ECR already holds with other content is never overwritten, in an immutable repository or a mutable
+one: cosign re-pushes that tag whenever a signature is added upstream, so the two differ (DIFFERS),
+and a person decides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +24,18 @@ from ecrmirror.spec import Registry
 
 
 @dataclass(frozen=True)
+class Attached:
+    """What the source attaches to a release, against what ECR holds."""
+
+    missing: tuple[Referrer, ...] = ()  # ECR lacks them: a sync copies them
+    differing: tuple[str, ...] = ()  # cosign tags ECR holds with other content, described
+
+
+@dataclass(frozen=True)
 class Copied:
     uploaded: int = 0  # bytes
     referrers: tuple[str, ...] = ()  # what was copied, described
-    problems: tuple[str, ...] = ()  # what could not be, and why
+    differing: tuple[str, ...] = ()  # cosign tags someone pushed other content to meanwhile, described
 
 
 def copy_manifest(
@@ -37,22 +47,30 @@ def copy_manifest(
     reference: str,
     tmp: Path,
     limit: int,
+    *,
+    mutable: bool = False,
 ) -> int:
     """Copy one manifest and the blobs ECR lacks; the manifest last, as `reference` (a tag or its
     digest). Everything is downloaded and verified before the first upload: a bad source leaves
-    nothing behind in ECR, not even an untagged blob. Returns the bytes uploaded."""
-    config, *layers = (
+    nothing behind in ECR, not even an untagged blob. A blob the manifest lists more than once
+    moves once. `mutable`: ECR would let the tag move (RegistryClient.put_manifest). Returns the
+    bytes uploaded."""
+    config, *listed = (
         Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
         for blob in manifest.blobs()
     )
-    for descriptor in (config, *layers):
+    unique: dict[str, Descriptor] = {}
+    for descriptor in (config, *listed):
+        unique.setdefault(descriptor.digest, descriptor)
+    blobs = list(unique.values())  # the config first
+    for descriptor in blobs:
         if descriptor.size > limit:
             raise UpstreamError(
                 f"{release.url}: blob {descriptor.digest} is {descriptor.size} bytes, more than a "
                 f"chart may be ({limit}; ini ecrmirror_max_chart_size); nothing was pushed"
             )
     downloaded: list[tuple[Descriptor, Path]] = []
-    for descriptor in (config, *layers):
+    for descriptor in blobs:
         # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
         # costs one request to download either way, so asking ECR for it first only adds one.
         if descriptor is not config and client.has_blob(repository, descriptor.digest):
@@ -63,19 +81,37 @@ def copy_manifest(
     for descriptor, path in downloaded:
         client.upload_blob(repository, path, descriptor)
         uploaded += descriptor.size
-    client.put_manifest(repository, reference, manifest.body, manifest.media_type)
+    client.put_manifest(repository, reference, manifest.body, manifest.media_type, mutable=mutable)
     return uploaded
 
 
 def missing_referrers(
     run: Run, registry: Registry, repository: str, source: OciRepository, release: ChartRelease
-) -> list[Referrer]:
-    """What the source attaches to the release that ECR does not hold (one BatchGetImage)."""
+) -> Attached:
+    """What the source attaches to the release that ECR does not hold, and the cosign tags ECR
+    holds with other content (a BatchGetImage by tag for cosign's, by digest for the others)."""
     found = source.referrers(release)
     if not found:
-        return []
-    held = run.ecr(registry).held_manifests(repository, [r.manifest.digest for r in found])
-    return [r for r in found if r.manifest.digest not in held]
+        return Attached()
+    ecr = run.ecr(registry)
+    untagged = [r.manifest.digest for r in found if r.tag is None]
+    held = ecr.held_manifests(repository, untagged) if untagged else set()
+    tagged = [r.tag for r in found if r.tag is not None]
+    tags = (ecr.images(repository, tagged) or {}) if tagged else {}
+    missing, differing = [], []
+    for referrer in found:
+        if referrer.tag is None:
+            if referrer.manifest.digest not in held:
+                missing.append(referrer)
+        elif referrer.tag not in tags:
+            missing.append(referrer)
+        elif tags[referrer.tag].manifest_digest != referrer.manifest.digest:
+            differing.append(_differs(referrer, tags[referrer.tag].manifest_digest, release))
+    return Attached(tuple(missing), tuple(differing))
+
+
+def _differs(referrer: Referrer, held: str, release: ChartRelease) -> str:
+    return f"{referrer.tag} holds {held} in ECR and {referrer.manifest.digest} in {release.source}"
 
 
 def copy_referrers(
@@ -84,11 +120,15 @@ def copy_referrers(
     repository: str,
     source: OciRepository,
     release: ChartRelease,
-    referrers: list[Referrer],
+    referrers: tuple[Referrer, ...],
     tmp: Path,
+    may_move: Callable[[str], bool],
 ) -> Copied:
+    """Copy what ECR lacks of what refers to a release. `may_move(tag)`: ECR would let a PUT
+    replace that tag, so it is asked for again right before its PUT. A cosign tag that someone
+    pushed meanwhile is left as it is, and said to differ."""
     client = run.registry_client(registry)
-    uploaded, copied, problems = 0, [], []
+    uploaded, copied, differing = 0, [], []
     for referrer in referrers:
         reference = referrer.tag or referrer.manifest.digest
         try:
@@ -101,15 +141,19 @@ def copy_referrers(
                 reference,
                 tmp,
                 run.options.max_chart_size,
+                mutable=referrer.tag is not None and may_move(referrer.tag),
             )
         except TagConflict:
-            problems.append(
-                f"ECR holds {referrer.tag} with other content than {release.source} has now (cosign "
-                "re-pushes that tag when a signature is added); ecrmirror never overwrites a tag"
-            )
-            continue
+            if referrer.tag is None:
+                raise
+            now = (run.ecr(registry).images(repository, [referrer.tag]) or {}).get(referrer.tag)
+            if now is None:
+                raise
+            if now.manifest_digest != referrer.manifest.digest:
+                differing.append(_differs(referrer, now.manifest_digest, release))
+            continue  # the same manifest: someone copied it meanwhile
         copied.append(describe(referrer))
-    return Copied(uploaded, tuple(copied), tuple(problems))
+    return Copied(uploaded, tuple(copied), tuple(differing))
 
 
 def describe(referrer: Referrer) -> str:

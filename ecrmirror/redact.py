@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 # Loggers of the libraries that carry our credentials: botocore logs SigV4 headers (with the
 # session token of web-identity credentials), GetAuthorizationToken's response body, and STS's
@@ -22,17 +24,50 @@ _PATTERNS = (
     (re.compile(r"(?i)(\bBasic\s+)[A-Za-z0-9+/=]{8,}"), r"\1***"),
     (re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
     (re.compile(r"(?i)(Signature=)[0-9a-f]{64}"), r"\1***"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1***@"),  # user:password@host
+    # Userinfo of any form (user:password@, :token@, token@): all of it, the user may be the token.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@"), r"\1***@"),
+    # Query parameters that carry credentials: tokens, keys, and presigned URLs' signatures.
+    (
+        re.compile(
+            r"(?i)([?&;](?:[a-z_-]*token|[a-z_-]*key|auth|sig|signature|password|secret|"
+            r"x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s#'\"<>]+"
+        ),
+        r"\1***",
+    ),
 )
+# Secrets shorter than this are not looked for in text: "***" in place of every "ab" in a report
+# would hide more than it protects. A spec's URL and auth secrets are longer in practice.
+MIN_REMEMBERED = 4
+_remembered: set[str] = set()
+_remembered_pattern: re.Pattern[str] | None = None
+_remembered_lock = threading.Lock()
 
 RecordFactory = Callable[..., logging.LogRecord]
 
 
+def remember(secret: str) -> None:
+    """A value read as a credential (a spec's password, token, URL userinfo or query): from now on
+    `redact` replaces it, and its URL-encoded forms, wherever it appears, whatever surrounds it."""
+    global _remembered_pattern
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    forms = {form for form in forms if len(form) >= MIN_REMEMBERED} - _remembered
+    if not forms:
+        return
+    with _remembered_lock:
+        _remembered.update(forms)
+        # Longest first, so that a secret containing another is replaced whole.
+        ordered = sorted(_remembered, key=len, reverse=True)
+        _remembered_pattern = re.compile("|".join(re.escape(form) for form in ordered))
+
+
 def redact(text: str) -> str:
-    """`text` with every credential-looking value replaced by ***."""
+    """`text` with every remembered secret and every credential-looking value replaced by ***."""
+    pattern = _remembered_pattern
+    if pattern is not None:
+        text = pattern.sub("***", text)
     text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", text)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    for expression, replacement in _PATTERNS:
+        text = expression.sub(replacement, text)
     return text
 
 

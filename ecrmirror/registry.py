@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import tempfile
 import threading
 import time
@@ -28,6 +29,15 @@ from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_sessio
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
 TOKEN_RENEWAL_MARGIN = 15 * 60
+# What a tag may hold, asked for before a PUT could replace it: any manifest, so the answer is
+# the digest of what is there, whatever it is.
+MANIFEST_TYPES = (
+    MANIFEST_MEDIA_TYPE,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass
@@ -161,11 +171,13 @@ class RegistryClient:
         provenance: Path | None = None,
         *,
         new_repository: bool = False,
+        mutable: bool = False,
     ) -> PushReport:
         """Push the blobs, then the manifest: an interrupted push leaves no tag behind.
 
         `new_repository`: the run created the repository, so it holds no blob the run did not
-        upload, and asking for each one first would be a wasted round trip."""
+        upload, and asking for each one first would be a wasted round trip. `mutable`: ECR would
+        let the tag move (see put_manifest)."""
         report = PushReport()
         with tempfile.TemporaryDirectory(prefix="ecrmirror-") as tmp:
             config_path = Path(tmp) / "config.json"
@@ -191,7 +203,7 @@ class RegistryClient:
                 if sent >= 0:
                     report.bytes_uploaded += descriptor.size
                     report.blobs_uploaded += 1
-        self.put_manifest(repository, artifact.tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
+        self.put_manifest(repository, artifact.tag, artifact.manifest, MANIFEST_MEDIA_TYPE, mutable=mutable)
         return report
 
     def _alongside_all(self, work: Callable[..., int], calls: list[tuple[Any, ...]]) -> list[int]:
@@ -271,15 +283,50 @@ class RegistryClient:
             )
             raise self._error(done, repository, f"upload of {descriptor.digest}", permission)
 
-    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest of the manifest `reference` (a tag) names now, or None when it names none:
+        one HEAD (ecr:BatchGetImage), a GET only if the registry does not say the digest."""
+        url = f"{self._oras.prefix}://{self._container(repository, 'latest').manifest_url(reference)}"
+        what = f"existence check of tag {reference}"
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        try:
+            head = self._oras.do_request(url, "HEAD", headers=headers)
+            if head.status_code == 200 and not head.headers.get("Docker-Content-Digest"):
+                head = self._oras.do_request(url, "GET", headers=headers)
+                if head.status_code == 200:
+                    return sha256_digest(head.content)
+        except requests.RequestException as exc:
+            raise RegistryError(f"{what} in {self.endpoint}/{repository} failed: {exc}") from None
+        if head.status_code == 404:
+            return None
+        if head.status_code != 200:
+            raise self._error(head, repository, what, "ecr:BatchGetImage")
+        return str(head.headers["Docker-Content-Digest"])
+
+    def put_manifest(
+        self, repository: str, tag: str, body: bytes, media_type: str, *, mutable: bool = False
+    ) -> None:
         """PUT these exact bytes (not oras' upload_manifest, which re-serializes) as `tag` (or, for
         a manifest that needs no tag, as its own digest).
+
+        `mutable`: ECR would let this PUT replace what the tag holds (a MUTABLE repository, or an
+        exclusion that makes the tag mutable). The tag is asked for again right before the PUT, and
+        one that holds anything (pushed by someone else since the run last looked) is refused as
+        TagConflict, as an immutable repository refuses it. ECR has no conditional PUT: a push in
+        the moment between that question and the PUT is the one window that remains.
 
         Retrying is safe: the same bytes again are the same manifest, and if a lost answer hid a
         success, an immutable repository refuses the repeat as TAG_INVALID, which the caller
         audits instead of failing.
         """
         self._unless_interrupted(repository, tag)
+        if mutable and not _DIGEST.fullmatch(tag):
+            held = self.manifest_digest(repository, tag)
+            if held is not None:
+                raise TagConflict(
+                    f"{self.endpoint}/{repository}: the tag {tag} holds {held} now (pushed since "
+                    "ecrmirror last looked). ecrmirror never overwrites a tag."
+                )
         url = f"{self._oras.prefix}://{self._container(repository, 'latest').manifest_url(tag)}"
 
         def attempt() -> requests.Response:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, ocicopy, replication, repositories, signing
+from ecrmirror import backfill, constraints, ecr_rules, ocicopy, replication, repositories, signing
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError, VersionNotFound
@@ -25,6 +25,7 @@ from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
 from ecrmirror.spec import ChartEntry, Target, VersionEntry
+from ecrmirror.spec.model import DEFAULT_TAG_MUTABILITY
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,42 @@ def select(run: Run, spec_path: Path, chart: ChartEntry) -> list[str]:
             + ("" if chart.range.include_prereleases else ", or set include_prereleases: true")
             + "."
         )
+    for version in chosen:
+        # helm would choose it, so skipping it would mirror something else than helm installs.
+        problem = constraints.version_problem(version)
+        if problem is not None:
+            raise UpstreamError(
+                f"{chart.range.where}: {chart.range.describe()} chooses {chart.name} "
+                f"{constraints.shown(version)} from {chart.source_location(spec_path)}, but that "
+                f"version {problem}. Add it to exclude (or narrow the constraint); nothing was pushed."
+            )
     return chosen
+
+
+def _skipped_note(run: Run, planned: PlannedVersion) -> tuple[str, ...]:
+    """For the newest version a constraint chose: the upstream's versions that helm cannot read,
+    which no constraint chooses (said once per chart entry, not once per version)."""
+    chart = planned.chart
+    if chart.range is None:
+        return ()
+    source = run.source(planned.spec_path, chart)
+    if isinstance(source, OciRepository):
+        return ()  # a registry's tags are not all versions: cosign's, `latest` and the like are normal
+    skipped = constraints.unreadable(source.versions(chart.name))
+    if not skipped or select(run, planned.spec_path, chart)[0] != planned.version.version:
+        return ()
+    listed = ", ".join(constraints.shown(v) for v in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return (
+        f"{chart.source_location(planned.spec_path)} lists {len(skipped)} version(s) of {chart.name} "
+        f"that helm does not read as semantic versions, which {chart.range.describe()} never chooses: "
+        f"{listed}{more}",
+    )
+
+
+def _noted(run: Run, planned: PlannedVersion, result: Result) -> Result:
+    notes = _skipped_note(run, planned)
+    return replace(result, notes=result.notes + notes) if notes else result
 
 
 def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
@@ -89,6 +125,10 @@ def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
 
 def check(run: Run, planned: PlannedVersion) -> Result:
     """Read-only audit of one version: PRESENT, MISSING, DIFFERS, or UNREPLICATED."""
+    return _noted(run, planned, _check(run, planned))
+
+
+def _check(run: Run, planned: PlannedVersion) -> Result:
     release = _release(run, planned)
     images = run.inventory.images(planned.target.registry, planned.repository, planned.tag)
     if images is None:
@@ -116,6 +156,10 @@ def check(run: Run, planned: PlannedVersion) -> Result:
 
 def sync(run: Run, planned: PlannedVersion) -> Result:
     """Push one version if ECR lacks it; never touch a tag that is there."""
+    return _noted(run, planned, _sync(run, planned))
+
+
+def _sync(run: Run, planned: PlannedVersion) -> Result:
     target = planned.target
     source = run.source(planned.spec_path, planned.chart)
     if isinstance(source, OciRepository):
@@ -315,7 +359,10 @@ def _push_archive(
     )
     client = run.registry_client(planned.target.registry)
     new = run.inventory.created_here(planned.target.registry, planned.repository)
-    report = client.push(planned.repository, artifact, archive, provenance, new_repository=new)
+    mutable = _tag_may_move(run, planned.target, planned.repository)(planned.tag)
+    report = client.push(
+        planned.repository, artifact, archive, provenance, new_repository=new, mutable=mutable
+    )
     return artifact.manifest_digest, report.bytes_uploaded, verified
 
 
@@ -337,10 +384,25 @@ def _copy_oci(
         )
     client = run.registry_client(planned.target.registry)
     limit = run.options.max_chart_size
+    mutable = _tag_may_move(run, planned.target, planned.repository)(planned.tag)
     uploaded = ocicopy.copy_manifest(
-        source, release, manifest, client, planned.repository, planned.tag, tmp, limit
+        source, release, manifest, client, planned.repository, planned.tag, tmp, limit, mutable=mutable
     )
     return manifest.digest, uploaded, verified
+
+
+def _tag_may_move(run: Run, target: Target, repository: str) -> Callable[[str], bool]:
+    """Whether ECR would let a PUT replace a tag of `repository`, so that the tag is asked for
+    again right before its PUT: the repository's tag mutability and exclusions, as this run created
+    it (no request) or as ECR describes it (asked once for the run's repositories)."""
+    if run.inventory.created_here(target.registry, repository):
+        mutability: str | None = target.repository.image_tag_mutability or DEFAULT_TAG_MUTABILITY
+        exclusions: tuple[str, ...] = target.repository.mutability_exclusions or ()
+    else:
+        state = run.inventory.repository(target.registry, repository)
+        mutability = None if state is None else state.image_tag_mutability
+        exclusions = () if state is None else state.mutability_exclusions
+    return lambda tag: ecr_rules.tag_is_mutable(mutability, exclusions, tag)
 
 
 def _referrers(
@@ -352,23 +414,37 @@ def _referrers(
     source = run.source(planned.spec_path, planned.chart)
     assert isinstance(source, OciRepository)
     registry = planned.target.registry
-    missing = ocicopy.missing_referrers(run, registry, planned.repository, source, release)
-    if not missing:
+    attached = ocicopy.missing_referrers(run, registry, planned.repository, source, release)
+    if not attached.missing and not attached.differing:
         return result
-    if not sync:
-        listed = ", ".join(ocicopy.describe(r) for r in missing)
+    if not sync and not attached.differing:
+        listed = ", ".join(ocicopy.describe(r) for r in attached.missing)
         return Result(
             Outcome.INCOMPLETE,
             f"{planned.reference} is in ECR, but not what {release.source} attaches to it: {listed}. "
             "`pytest --sync` copies them, digests unchanged.",
             release,
         )
-    with run.scratch() as tmp:
-        copied = ocicopy.copy_referrers(
-            run, registry, planned.repository, source, release, missing, Path(tmp)
-        )
-    notes = result.notes + tuple(f"{planned.reference}: {problem}" for problem in copied.problems)
+    copied = ocicopy.Copied()
+    if sync and attached.missing:
+        may_move = _tag_may_move(run, planned.target, planned.repository)
+        with run.scratch() as tmp:
+            copied = ocicopy.copy_referrers(
+                run, registry, planned.repository, source, release, attached.missing, Path(tmp), may_move
+            )
     message = result.message
     if copied.referrers:
         message += f"; copied what refers to it: {', '.join(copied.referrers)}"
-    return Result(result.outcome, message, release, result.bytes_uploaded + copied.uploaded, notes=notes)
+    uploaded = result.bytes_uploaded + copied.uploaded
+    differing = attached.differing + copied.differing
+    if not differing:
+        return Result(result.outcome, message, release, uploaded, notes=result.notes)
+    return Result(
+        Outcome.DIFFERS,
+        f"{message}; but {'; '.join(differing)}. cosign re-pushes that tag when a signature is "
+        "added upstream, and ecrmirror never overwrites a tag: compare the two, then decide by "
+        "hand (delete ECR's tag to take the upstream's).",
+        release,
+        uploaded,
+        notes=result.notes,
+    )

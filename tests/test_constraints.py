@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ecrmirror.constraints import ConstraintError, parse_constraint, select
+from ecrmirror.constraints import (
+    MAX_NUMBER,
+    ConstraintError,
+    parse_constraint,
+    parse_version,
+    select,
+    unreadable,
+    version_problem,
+)
+from ecrmirror.ecr_rules import tag_is_mutable
 
 # (constraint, version, allowed): Masterminds' README examples and the prerelease rules helm uses.
 CASES = [
@@ -111,7 +120,108 @@ def test_select_orders_newest_first_and_applies_latest_and_exclude() -> None:
     assert select(AVAILABLE, parse_constraint("<7")) == ["6.9.9+build.1"]
 
 
-@pytest.mark.parametrize("text", ["", ">= banana", "1.2.3 ||", "~>", ">=1.2.3 <"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ">= banana",
+        "1.2.3 ||",
+        "~>",
+        ">=1.2.3 <",
+        # before: ValueError from int() or python-semver, a traceback for a spec or a dependency
+        ">=1x",
+        "1.x2",
+        "**",
+        ">=" + "1" * 5000,
+        f">={MAX_NUMBER + 1}",
+        ">=1.0.0-01",
+    ],
+)
 def test_a_constraint_that_does_not_parse_is_an_error(text: str) -> None:
     with pytest.raises(ConstraintError):
         parse_constraint(text)
+
+
+# (version, what version_problem says, or None): the one rule for every version that is mirrored.
+VERSIONS = [
+    ("1.2.3", None),
+    ("v1.2.3", None),
+    ("1.2", None),
+    ("7", None),
+    ("1.0.0-rc.1+build.5", None),
+    (f"{MAX_NUMBER}.0.0", None),
+    ("1.0.0-" + "a" * 122, None),  # 128 characters
+    ("1.0.0-" + "a" * 123, "cannot be an OCI tag: it is 129 characters long, and a tag is at most 128"),
+    ("", "cannot be an OCI tag: it is empty"),
+    (
+        "\u0661.\u0662.\u0663",
+        "cannot be an OCI tag: it holds the non-ASCII character U+0661 (ARABIC-INDIC DIGIT ONE)",
+    ),
+    (
+        "\uff11.\uff10.\uff10",
+        "cannot be an OCI tag: it holds the non-ASCII character U+FF11 (FULLWIDTH DIGIT ONE)",
+    ),
+    ("1" * 5000 + ".0.0", "cannot be an OCI tag: it is 5004 characters long, and a tag is at most 128"),
+    ("1.0.0\x1b[31m", "cannot be an OCI tag: it holds the control character U+001B"),
+    ("1.0.0 ", "cannot be an OCI tag: it holds whitespace (U+0020)"),
+    (" 1.0.0", "cannot be an OCI tag: it holds whitespace (U+0020)"),
+    ("1.0.0\n", "cannot be an OCI tag: it holds the control character U+000A"),
+    ("1.0.0\u202e", "cannot be an OCI tag: it holds the invisible character U+202E"),
+    ("1.0.0/../x", "cannot be an OCI tag: it holds / or .., which make a path"),
+    ("../1.0.0", "cannot be an OCI tag: it holds / or .., which make a path"),
+    (
+        "-1.0.0",
+        "cannot be an OCI tag: a tag is letters, digits, . _ and - (a chart version's + becomes _), "
+        "not starting with . or -",
+    ),
+    ("latest", "is not a semantic version as helm reads it"),
+    ("01.0.0", "is not a semantic version as helm reads it"),
+    ("1.0.0-01", "is not a semantic version as helm reads it"),
+    (f"{MAX_NUMBER + 1}.0.0", "is not a semantic version as helm reads it"),
+    ("1.0.0+a+b", "is not a semantic version as helm reads it"),
+]
+
+
+@pytest.mark.parametrize(("version", "problem"), VERSIONS)
+def test_a_version_is_mirrored_only_if_helm_reads_it_and_ecr_can_hold_it(
+    version: str, problem: str | None
+) -> None:
+    found = version_problem(version)
+    if problem is None:
+        assert found is None
+        assert parse_version(version) is not None
+    else:
+        assert found is not None
+        assert found.startswith(problem), found
+
+
+def test_versions_helm_cannot_read_are_never_chosen() -> None:
+    listed = ["1.0.0", "1.0.0 ", "1.0.0\n", "\u0661.\u0662.\u0663", "9" * 5000 + ".0.0", "2.0.0\x1b[31m"]
+
+    assert select(listed, parse_constraint(">=0.0.0")) == ["1.0.0"]
+    # the shortest first: a message names the first few
+    assert unreadable(listed) == [
+        "\u0661.\u0662.\u0663",
+        "1.0.0\n",
+        "1.0.0 ",
+        "2.0.0\x1b[31m",
+        "9" * 5000 + ".0.0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutability", "exclusions", "tag", "mutable"),
+    [
+        ("IMMUTABLE", (), "1.0.0", False),
+        ("MUTABLE", (), "1.0.0", True),
+        ("IMMUTABLE_WITH_EXCLUSION", ("1.*",), "1.0.0", True),
+        ("IMMUTABLE_WITH_EXCLUSION", ("1.*",), "2.0.0", False),
+        ("MUTABLE_WITH_EXCLUSION", ("*.sig",), "sha256-ab.sig", False),
+        ("MUTABLE_WITH_EXCLUSION", ("*.sig",), "1.0.0", True),
+        (None, (), "1.0.0", True),  # unknown: assume a PUT could move it
+    ],
+)
+def test_which_tags_a_put_could_move(
+    mutability: str | None, exclusions: tuple[str, ...], tag: str, mutable: bool
+) -> None:
+    assert tag_is_mutable(mutability, exclusions, tag) is mutable

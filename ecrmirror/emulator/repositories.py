@@ -22,9 +22,9 @@ from ecrmirror.emulator.state import State
 
 NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 APPLIED_FOR = ("REPLICATION", "PULL_THROUGH_CACHE", "CREATE_ON_PUSH")
-# imageTagMutabilityExclusionFilters: "Minimum number of 1 item. Maximum number of 5 items."
-# (the spec reader holds specs to the same 5; ecr_rules.py would be this number's better home)
-MAX_EXCLUSION_FILTERS = 5
+# imageTagMutabilityExclusionFilters: "Minimum number of 1 item. Maximum number of 5 items.", as
+# the spec reader holds specs to it.
+MAX_EXCLUSION_FILTERS = ecr_rules.MAX_EXCLUSION_FILTERS
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from ecrmirror.constraints import version_problem
 from ecrmirror.errors import VersionNotFound
 from ecrmirror.spec import Access
 
@@ -69,15 +70,22 @@ def lookup(table: Mapping[str, Mapping[str, T]], name: str, version: str, locati
 
 
 def version_key(version: str) -> tuple[Any, ...]:
-    """An ordering close to semver's: numbers numerically, a prerelease before its release."""
+    """An ordering close to semver's: numbers numerically, a prerelease before its release. Any
+    string has a key: an upstream's versions are not all versions (see constraints.version_problem)."""
     core, _, _build = version.partition("+")
     release, dash, pre = core.partition("-")
-    numbers = tuple(int(p) if p.isdigit() else 0 for p in release.lstrip("v").split("."))
+    # ASCII digits only, and few enough for int() (which takes Unicode digits, and refuses more
+    # than 4,300 of them): anything else orders as 0.
+    numbers = tuple(
+        int(p) if p.isascii() and p.isdigit() and len(p) <= 20 else 0 for p in release.lstrip("v").split(".")
+    )
     return (numbers, 0 if dash else 1, pre)
 
 
 def nearest_versions(version: str, available: Iterable[str], count: int = 2) -> list[str]:
-    ordered = sorted(set(available), key=version_key)
+    """The versions next to `version` among `available`, for a message: only those that could be
+    mirrored, so that a message never quotes a hostile one."""
+    ordered = sorted({v for v in available if version_problem(v) is None}, key=version_key)
     key = version_key(version)
     position = sum(1 for v in ordered if version_key(v) < key)
     return ordered[max(0, position - count) : position + count]

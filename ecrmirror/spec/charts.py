@@ -6,18 +6,17 @@ import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import yaml
 
-from ecrmirror.constraints import ConstraintError, parse_constraint
+from ecrmirror import redact
+from ecrmirror.constraints import ConstraintError, parse_constraint, shown, version_problem
 from ecrmirror.spec.model import Access, ChartEntry, Credentials, Target, VersionEntry, VersionRange
 from ecrmirror.spec.reader import Reader
 from ecrmirror.spec.target import REPOSITORY_NAME, read_verification
 
 CHART_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-# https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
-OCI_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 _ACCESS_KEYS = ("auth", "ca_file", "insecure_skip_tls_verify", "pass_credentials", "plain_http")
 
 
@@ -95,11 +94,13 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
         version = reader.string(version_node, "a version").strip()
         if not version:
             raise reader.fail(version_node, "a version is empty")
-        if not OCI_TAG.match(version.replace("+", "_")):
+        problem = version_problem(version)  # the rule every version from an upstream meets too
+        if problem is not None:
             raise reader.fail(
                 version_node,
-                f"version {version!r} of {name} cannot be an OCI tag",
-                "a version is at most 128 characters of letters, digits, . _ - and +",
+                f"version {shown(version)} of {name} {problem}",
+                "a version is helm's semver (MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]) in at most "
+                "128 characters of letters, digits, . _ - and +",
             )
         if version in seen:
             raise reader.fail(
@@ -117,7 +118,7 @@ def _version_range(reader: Reader, node: yaml.Node, fields: dict[str, yaml.Node]
     except ConstraintError as exc:
         raise reader.fail(
             node,
-            f"versions {text!r} is not a version constraint: {exc}",
+            f"versions {shown(text)} is not a version constraint: {exc}",
             'use helm\'s syntax: ">=7.1.0 <8.0.0", "~7.9", "^7", "7.x", or a list of exact versions',
         ) from None
     latest = None
@@ -140,19 +141,35 @@ def _version_range(reader: Reader, node: yaml.Node, fields: dict[str, yaml.Node]
 def _credentials_in_url(
     reader: Reader, node: yaml.Node, repo: str, has_auth: bool
 ) -> tuple[str, Credentials | None]:
-    """`https://user:password@host/...` works, but the credentials leave the URL at once, so
-    that no message or log that names the repository can show them."""
+    """`https://user:password@host/...` works (so do `https://:token@host` and `https://token@host`),
+    but the credentials leave the URL at once, so that no message or log that names the repository
+    can show them. A query string may carry a token too: its values are remembered as secrets
+    (redact.py), and it stays, since helm sends it with every request to the repository."""
     parts = urlsplit(repo)
-    if not parts.username:
+    for _, value in parse_qsl(parts.query, keep_blank_values=False):
+        redact.remember(value)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        if parts.scheme and re.search(r"@[A-Za-z0-9.-]+(:[0-9]+)?(/|$)", repo.partition("://")[2]):
+            # `https://user:pa/ss@host/`: a password with / ? # @ in it ends the URL's host part
+            # early; what looks like its path holds the rest of the password, and the host.
+            redact.remember(repo.partition("://")[2].rpartition("@")[0])
+            raise reader.fail(
+                node,
+                "repo has an @ after its host: a password with / ? # or @ in it breaks the URL",
+                "percent-encode those characters in the password (/ as %2F, ? as %3F, # as %23, "
+                "@ as %40), or move the credentials to auth: {username: ..., password: ${VARIABLE}}",
+            )
         return repo, None
+    user, colon, password = userinfo.partition(":")
+    redact.remember(userinfo)
+    redact.remember(unquote(password) if colon else unquote(user))  # a user alone is a token
     if has_auth:
         raise reader.fail(
             node, "repo has credentials in its URL and the entry has auth too", "keep one of them"
         )
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    clean = urlunsplit(parts._replace(netloc=netloc))
-    return clean, Credentials(username=unquote(parts.username), password=unquote(parts.password or ""))
+    clean = urlunsplit(parts._replace(netloc=hostport))
+    return clean, Credentials(username=unquote(user), password=unquote(password))
 
 
 def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> dict[str, Any]:
@@ -161,6 +178,9 @@ def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> d
     if "auth" in fields:
         auth = reader.mapping(fields["auth"], "auth", (), ("username", "password", "token"))
         values = {key: reader.string(value, f"auth.{key}") for key, value in auth.items()}
+        for key in ("password", "token"):
+            if values.get(key):
+                redact.remember(values[key])
         if "token" in values and ("username" in values or "password" in values):
             raise reader.fail(fields["auth"], "auth takes a token or a username and password, not both")
         if "token" not in values and not values.get("username"):

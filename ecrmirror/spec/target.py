@@ -216,8 +216,11 @@ def _repository_settings(reader: Reader, node: yaml.Node, registry: Registry) ->
 
 def _exclusion_filters(reader: Reader, node: yaml.Node) -> tuple[str, ...]:
     what = "image_tag_mutability_exclusion_filters"
-    if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= 5:
-        raise reader.fail(node, f"{what} must be a list of 1 to 5 tag patterns", 'write ["latest", "dev-*"]')
+    most = ecr_rules.MAX_EXCLUSION_FILTERS
+    if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= most:
+        raise reader.fail(
+            node, f"{what} must be a list of 1 to {most} tag patterns", 'write ["latest", "dev-*"]'
+        )
     filters = tuple(reader.string(item, "a tag pattern").strip() for item in node.value)
     for item, value in zip(node.value, filters, strict=True):
         if not ecr_rules.EXCLUSION_FILTER.match(value):
