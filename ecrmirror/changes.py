@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecrmirror import versions
+from ecrmirror import selection
 from ecrmirror.errors import EcrMirrorError, PlanError
 from ecrmirror.run import Run
 from ecrmirror.spec import Spec, parse_spec
@@ -71,7 +71,7 @@ def _declared(run: Run, path: Path, text: str | None, shown: str) -> list[str]:
         return [
             f"{chart.name} {version}"
             for chart in spec.charts
-            for version in versions.select(run, spec.path, chart)
+            for version in selection.select(run, spec.path, chart)
         ]
     except EcrMirrorError as exc:
         raise PlanError(f"cannot read {shown}: {exc}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ecrmirror import constraints, ecr_rules, versions
+from ecrmirror import constraints, ecr_rules, selection
 from ecrmirror.errors import SpecError, UpstreamError, VersionNotFound
 from ecrmirror.run import Run
 from ecrmirror.sources import NO_ACCESS
@@ -97,7 +97,7 @@ def entries(run: Run, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
     for chart in spec.charts:
         if not chart.with_dependencies:
             continue
-        for version in versions.select(run, spec.path, chart):
+        for version in selection.select(run, spec.path, chart):
             for dependency in declared(run, spec, chart, version):
                 key = (dependency.name, dependency.repository)
                 if dependency.version in listed.get(key, set()):

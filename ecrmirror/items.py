@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import dependencies, replication, repositories, versions
+from ecrmirror import dependencies, replication, repositories, selection, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
 from ecrmirror.jobs import Jobs
 from ecrmirror.junit import (
@@ -354,7 +354,7 @@ class ChartNode(pytest.Collector):
         if self.config.getoption("ecrmirror_policy"):
             return ()  # a policy does not depend on versions: no upstream request for it
         try:
-            chosen = versions.select(self.config.stash[RUN_KEY].run, self.spec.path, self.chart)
+            chosen = selection.select(self.config.stash[RUN_KEY].run, self.spec.path, self.chart)
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
         return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)

@@ -49,12 +49,14 @@ def copy_manifest(
     limit: int,
     *,
     mutable: bool = False,
+    before_upload: Callable[[], bool] | None = None,
 ) -> int:
     """Copy one manifest and the blobs ECR lacks; the manifest last, as `reference` (a tag or its
     digest). Everything is downloaded and verified before the first upload: a bad source leaves
     nothing behind in ECR, not even an untagged blob. A blob the manifest lists more than once
-    moves once. `mutable`: ECR would let the tag move (RegistryClient.put_manifest). Returns the
-    bytes uploaded."""
+    moves once. `mutable`: ECR would let the tag move (RegistryClient.put_manifest).
+    `before_upload`, once all is verified: makes room in ECR (creates the repository) and says
+    whether the tag may move there, in place of `mutable`. Returns the bytes uploaded."""
     config, *listed = (
         Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
         for blob in manifest.blobs()
@@ -77,6 +79,8 @@ def copy_manifest(
             continue
         target = tmp / descriptor.digest.replace(":", "-")
         downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))
+    if before_upload is not None:
+        mutable = before_upload()
     uploaded = 0
     for descriptor, path in downloaded:
         client.upload_blob(repository, path, descriptor)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecrmirror import selection
 from ecrmirror.ecr import RepositoryState
 from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing
 from ecrmirror.outcome import Outcome, Result
@@ -91,13 +92,20 @@ def ensure_exists(run: Run, spec_path: Path, target: Target, name: str) -> bool:
 
 
 def _require_upstream(run: Run, spec_path: Path, charts: Iterable[ChartEntry]) -> None:
-    """Raise the upstream's error unless at least one of the versions is there to mirror."""
+    """Raise the upstream's error unless at least one of the versions is there to mirror: listed
+    ones, or those a constraint chooses (nothing is created for a constraint whose every choice
+    fails). The index is read once per run, so this asks the upstream nothing new."""
     first_error: EcrMirrorError | None = None
     for chart in charts:
-        source = run.source(spec_path, chart)
-        for version in chart.versions:
+        try:
+            source = run.source(spec_path, chart)
+            chosen = selection.select(run, spec_path, chart)
+        except EcrMirrorError as exc:
+            first_error = first_error or exc
+            continue
+        for version in chosen:
             try:
-                source.release(chart.name, version.version)
+                source.release(chart.name, version)
                 return
             except EcrMirrorError as exc:
                 first_error = first_error or exc

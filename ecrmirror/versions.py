@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, ecr_rules, ocicopy, replication, repositories, signing
+from ecrmirror import backfill, constraints, ecr_rules, ocicopy, replication, repositories, selection, signing
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
-from ecrmirror.errors import TagConflict, Unverified, UpstreamError, VersionNotFound
+from ecrmirror.errors import TagConflict, Unverified, UpstreamError
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.provenance import Verified, verify
 from ecrmirror.replicas import replica_registry, writable
@@ -51,39 +51,6 @@ class PlannedVersion:
         return f"{self.target.registry.host}/{self.repository}:{self.tag}"
 
 
-def select(run: Run, spec_path: Path, chart: ChartEntry) -> list[str]:
-    """The versions a chart entry stands for: its list, or what its constraint selects upstream."""
-    if chart.range is None:
-        return [v.version for v in chart.versions]
-    found = run.source(spec_path, chart).versions(chart.name)
-    chosen = constraints.select(
-        found,
-        constraints.parse_constraint(chart.range.constraint),
-        include_prereleases=chart.range.include_prereleases,
-        latest=chart.range.latest,
-        exclude=chart.range.exclude,
-    )
-    if not chosen:
-        newest = constraints.newest_first(found)
-        shown = ", ".join(newest[:10]) + (f" (and {len(newest) - 10} more)" if len(newest) > 10 else "")
-        raise VersionNotFound(
-            f"{chart.range.where}: no version of {chart.name} in {chart.source_location(spec_path)} "
-            f"matches {chart.range.describe()}; it has {shown or 'none'}. Fix the constraint"
-            + ("" if chart.range.include_prereleases else ", or set include_prereleases: true")
-            + "."
-        )
-    for version in chosen:
-        # helm would choose it, so skipping it would mirror something else than helm installs.
-        problem = constraints.version_problem(version)
-        if problem is not None:
-            raise UpstreamError(
-                f"{chart.range.where}: {chart.range.describe()} chooses {chart.name} "
-                f"{constraints.shown(version)} from {chart.source_location(spec_path)}, but that "
-                f"version {problem}. Add it to exclude (or narrow the constraint); nothing was pushed."
-            )
-    return chosen
-
-
 def _skipped_note(run: Run, planned: PlannedVersion) -> tuple[str, ...]:
     """For the newest version a constraint chose: the upstream's versions that helm cannot read,
     which no constraint chooses (said once per chart entry, not once per version)."""
@@ -94,7 +61,7 @@ def _skipped_note(run: Run, planned: PlannedVersion) -> tuple[str, ...]:
     if isinstance(source, OciRepository):
         return ()  # a registry's tags are not all versions: cosign's, `latest` and the like are normal
     skipped = constraints.unreadable(source.versions(chart.name))
-    if not skipped or select(run, planned.spec_path, chart)[0] != planned.version.version:
+    if not skipped or selection.select(run, planned.spec_path, chart)[0] != planned.version.version:
         return ()
     listed = ", ".join(constraints.shown(v) for v in skipped[:5])
     more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -178,18 +145,26 @@ def _sync(run: Run, planned: PlannedVersion) -> Result:
         if result.outcome is Outcome.PRESENT and target.replication is not None:
             return backfill.backfill(run, planned.spec_path, target, planned.repository, image, result)
         return result
-    if images is None:
-        repositories.ensure_exists(run, planned.spec_path, target, planned.repository)
-    if target.replication is not None:
-        backfill.ensure_replica_repositories(run, planned.spec_path, target, planned.repository)
-        # ECR replicates only what is pushed after the rule exists.
-        replication.ensure_rule(run, target, planned.spec_repositories or (planned.repository,))
+
+    def make_room() -> bool:
+        """Once the version is downloaded and verified, and only then (a version that fails
+        creates nothing): its repository, replicas and rule; whether its tag may move there."""
+        if images is None:
+            repositories.ensure_exists(run, planned.spec_path, target, planned.repository)
+        if target.replication is not None:
+            backfill.ensure_replica_repositories(run, planned.spec_path, target, planned.repository)
+            # ECR replicates only what is pushed after the rule exists.
+            replication.ensure_rule(run, target, planned.spec_repositories or (planned.repository,))
+        return _tag_may_move(run, target, planned.repository)(planned.tag)
+
     with run.scratch() as tmp:
         try:
             if release.oci:
-                manifest_digest, uploaded, verified = _copy_oci(run, planned, release, Path(tmp))
+                manifest_digest, uploaded, verified = _copy_oci(run, planned, release, Path(tmp), make_room)
             else:
-                manifest_digest, uploaded, verified = _push_archive(run, planned, release, Path(tmp))
+                manifest_digest, uploaded, verified = _push_archive(
+                    run, planned, release, Path(tmp), make_room
+                )
         except TagConflict:
             # Someone pushed the tag since our inventory: audit it instead of failing blindly.
             fresh = run.inventory.images(target.registry, planned.repository, planned.tag, fresh=True) or {}
@@ -329,7 +304,7 @@ def _archive_names(planned: PlannedVersion, release: ChartRelease) -> tuple[str,
 
 
 def _push_archive(
-    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path
+    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path, make_room: Callable[[], bool]
 ) -> tuple[str, int, Verified | None]:
     """Download, verify, and push the archive as `helm push` would (with its .prov, if any)."""
     source = run.source(planned.spec_path, planned.chart)
@@ -357,9 +332,9 @@ def _push_archive(
         provenance=provenance,
         max_chart_size=run.options.max_chart_size,
     )
+    mutable = make_room()
     client = run.registry_client(planned.target.registry)
     new = run.inventory.created_here(planned.target.registry, planned.repository)
-    mutable = _tag_may_move(run, planned.target, planned.repository)(planned.tag)
     report = client.push(
         planned.repository, artifact, archive, provenance, new_repository=new, mutable=mutable
     )
@@ -367,7 +342,7 @@ def _push_archive(
 
 
 def _copy_oci(
-    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path
+    run: Run, planned: PlannedVersion, release: ChartRelease, tmp: Path, make_room: Callable[[], bool]
 ) -> tuple[str, int, Verified | None]:
     """Copy an OCI source's manifest and blobs unchanged (the digest in ECR is the source's), and
     then what refers to it. Blobs the target already holds are neither downloaded nor uploaded."""
@@ -384,9 +359,16 @@ def _copy_oci(
         )
     client = run.registry_client(planned.target.registry)
     limit = run.options.max_chart_size
-    mutable = _tag_may_move(run, planned.target, planned.repository)(planned.tag)
     uploaded = ocicopy.copy_manifest(
-        source, release, manifest, client, planned.repository, planned.tag, tmp, limit, mutable=mutable
+        source,
+        release,
+        manifest,
+        client,
+        planned.repository,
+        planned.tag,
+        tmp,
+        limit,
+        before_upload=make_room,
     )
     return manifest.digest, uploaded, verified
 

@@ -446,3 +446,50 @@ def test_credentials_from_a_named_profile(
     write_spec(spec_for(upstream, {"gitlab": ["7.1.1"]}))
 
     run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+
+
+# -- nothing created for nothing ----------------------------------------------------------------------
+def _unusable_index(server: ChartServer) -> None:
+    """Versions that are listed, but none of which can be mirrored: no digest, or a file:// URL."""
+    entries = [
+        {"name": "app", "version": "1.0.0", "urls": ["app-1.0.0.tgz"]},
+        {"name": "app", "version": "1.1.0", "digest": "ab" * 32, "urls": ["file:///etc/passwd"]},
+    ]
+    (server.directory / "index.yaml").write_text(
+        json.dumps({"apiVersion": "v1", "entries": {"app": entries}})
+    )
+
+
+def test_a_constraint_whose_every_choice_fails_creates_no_repository(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    _unusable_index(chart_server)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: '>=1.0.0'\n"
+    )
+
+    result = run("--sync", "mirror.yaml")
+
+    result.assert_outcomes(failed=3)  # the repository, and both versions
+    result.stdout.fnmatch_lines(["*app 1.0.0 in * has no valid sha256 digest*"])
+    assert [r.action for r in emulator.writes()] == []
+
+
+def test_a_version_that_fails_its_download_creates_no_repository_on_its_own(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given a version whose archive is not what the index says (its repository item deselected)
+    chart = chart_server.add("app", "1.0.0")
+    chart_server.publish()
+    chart.path.write_bytes(b"republished")
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n"
+    )
+
+    result = run("--sync", "mirror.yaml", "-k", "not repository")
+
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*DIGEST MISMATCH*"])
+    assert emulator.writes() == []
