@@ -95,7 +95,8 @@ def _copy(
     except (UpstreamError, VersionNotFound) as exc:  # the source ECR, read as a registry
         raise RegistryError(f"backfill of {destination.region} cannot read {source}: {exc}") from None
     try:
-        writer.put_manifest(repository, image.tag, manifest.body, manifest.media_type)
+        mutable = repositories.tag_may_move(run, replica, repository)(image.tag)
+        writer.put_manifest(repository, image.tag, manifest.body, manifest.media_type, mutable=mutable)
     except TagConflict:
         # Replication (or another run) brought the tag meanwhile: the audit below compares it.
         fresh = run.inventory.images(replica.registry, repository, image.tag, fresh=True) or {}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecrmirror import selection
+from ecrmirror import ecr_rules, selection
 from ecrmirror.ecr import RepositoryState
 from ecrmirror.errors import AwsError, EcrMirrorError, RepositoryMissing
 from ecrmirror.outcome import Outcome, Result
@@ -89,6 +89,20 @@ def ensure_exists(run: Run, spec_path: Path, target: Target, name: str) -> bool:
     if created:
         run.inventory.created(target.registry, name)
     return created
+
+
+def tag_may_move(run: Run, target: Target, repository: str) -> Callable[[str], bool]:
+    """Whether ECR would let a PUT replace a tag of `repository`, so that the tag is asked for
+    again right before its PUT: the repository's tag mutability and exclusions, as this run created
+    it (no request) or as ECR describes it (asked once for the run's repositories)."""
+    if run.inventory.created_here(target.registry, repository):
+        mutability: str | None = target.repository.image_tag_mutability or DEFAULT_TAG_MUTABILITY
+        exclusions: tuple[str, ...] = target.repository.mutability_exclusions or ()
+    else:
+        state = run.inventory.repository(target.registry, repository)
+        mutability = None if state is None else state.image_tag_mutability
+        exclusions = () if state is None else state.mutability_exclusions
+    return lambda tag: ecr_rules.tag_is_mutable(mutability, exclusions, tag)
 
 
 def _require_upstream(run: Run, spec_path: Path, charts: Iterable[ChartEntry]) -> None:

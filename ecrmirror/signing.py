@@ -27,7 +27,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,11 +238,18 @@ def _layers(manifest: bytes) -> list[dict[str, Any]]:
 
 # -- signing -----------------------------------------------------------------------------------------
 def sign(
-    run: Run, signing: Signing, registry: Registry, repository: str, image: RemoteImage, mirrored: Mirrored
+    run: Run,
+    signing: Signing,
+    registry: Registry,
+    repository: str,
+    image: RemoteImage,
+    mirrored: Mirrored,
+    may_move: Callable[[str], bool] = lambda tag: True,
 ) -> list[str]:
     """Push what `image` lacks of its signature and attestation; what was added, described.
 
-    A tag that holds something else is never overwritten: TagConflict says so."""
+    A tag that holds something else is never overwritten: TagConflict says so. Where ECR would
+    let a tag move (`may_move`), it is asked for again right before its PUT."""
     key = signer(run, signing, registry)
     signature_tag, attestation_tag = tags(image)
     held = attached(run, registry, repository, image)
@@ -253,7 +260,9 @@ def sign(
         body = payload(registry, repository, image.manifest_digest)
         signature = base64.b64encode(key.sign(body)).decode()
         layer = {"annotations": {SIGNATURE_ANNOTATION: signature}}
-        pushed[signature_tag] = _push(client, repository, signature_tag, body, SIMPLE_SIGNING, layer)
+        pushed[signature_tag] = _push(
+            client, repository, signature_tag, body, SIMPLE_SIGNING, layer, may_move(signature_tag)
+        )
         added.append(f"signature {signature_tag}")
     if attestation_tag not in held:
         statement = json.dumps(provenance_statement(registry, repository, image, mirrored, key)).encode()
@@ -265,7 +274,9 @@ def sign(
         }
         body = json.dumps(envelope).encode()
         annotations = {"annotations": {"predicateType": PREDICATE_TYPE}}
-        pushed[attestation_tag] = _push(client, repository, attestation_tag, body, DSSE_ENVELOPE, annotations)
+        pushed[attestation_tag] = _push(
+            client, repository, attestation_tag, body, DSSE_ENVELOPE, annotations, may_move(attestation_tag)
+        )
         added.append(f"attestation {attestation_tag}")
     memo_key = ("attached", registry.host, repository)
     with run.locks(memo_key):
@@ -274,7 +285,13 @@ def sign(
 
 
 def _push(
-    client: Any, repository: str, tag: str, layer_body: bytes, media_type: str, extra: dict[str, Any]
+    client: Any,
+    repository: str,
+    tag: str,
+    layer_body: bytes,
+    media_type: str,
+    extra: dict[str, Any],
+    mutable: bool,
 ) -> tuple[str, bytes]:
     """An OCI image manifest of one layer, as cosign writes its signature and attestation images."""
     layer = Descriptor(media_type, sha256_digest(layer_body), len(layer_body))
@@ -302,7 +319,7 @@ def _push(
     }
     body = json.dumps(manifest).encode()
     try:
-        client.put_manifest(repository, tag, body, OCI_MANIFEST)
+        client.put_manifest(repository, tag, body, OCI_MANIFEST, mutable=mutable)
     except TagConflict:
         raise TagConflict(
             f"{repository}:{tag} holds another signature image, which ecrmirror never overwrites "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, ecr_rules, ocicopy, replication, repositories, selection, signing
+from ecrmirror import backfill, constraints, ocicopy, replication, repositories, selection, signing
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError
@@ -25,7 +25,6 @@ from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
 from ecrmirror.spec import ChartEntry, Target, VersionEntry
-from ecrmirror.spec.model import DEFAULT_TAG_MUTABILITY
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ def _sync(run: Run, planned: PlannedVersion) -> Result:
             backfill.ensure_replica_repositories(run, planned.spec_path, target, planned.repository)
             # ECR replicates only what is pushed after the rule exists.
             replication.ensure_rule(run, target, planned.spec_repositories or (planned.repository,))
-        return _tag_may_move(run, target, planned.repository)(planned.tag)
+        return repositories.tag_may_move(run, target, planned.repository)(planned.tag)
 
     with run.scratch() as tmp:
         try:
@@ -199,8 +198,9 @@ def _sign(
     assert planned.target.sign is not None
     archive = image.chart_digest or (None if release.oci else release.digest)
     mirrored = signing.Mirrored(release, archive, verified)
+    may_move = repositories.tag_may_move(run, planned.target, planned.repository)
     added = signing.sign(
-        run, planned.target.sign, planned.target.registry, planned.repository, image, mirrored
+        run, planned.target.sign, planned.target.registry, planned.repository, image, mirrored, may_move
     )
     if not added:
         return result
@@ -373,20 +373,6 @@ def _copy_oci(
     return manifest.digest, uploaded, verified
 
 
-def _tag_may_move(run: Run, target: Target, repository: str) -> Callable[[str], bool]:
-    """Whether ECR would let a PUT replace a tag of `repository`, so that the tag is asked for
-    again right before its PUT: the repository's tag mutability and exclusions, as this run created
-    it (no request) or as ECR describes it (asked once for the run's repositories)."""
-    if run.inventory.created_here(target.registry, repository):
-        mutability: str | None = target.repository.image_tag_mutability or DEFAULT_TAG_MUTABILITY
-        exclusions: tuple[str, ...] = target.repository.mutability_exclusions or ()
-    else:
-        state = run.inventory.repository(target.registry, repository)
-        mutability = None if state is None else state.image_tag_mutability
-        exclusions = () if state is None else state.mutability_exclusions
-    return lambda tag: ecr_rules.tag_is_mutable(mutability, exclusions, tag)
-
-
 def _referrers(
     run: Run, planned: PlannedVersion, release: ChartRelease, result: Result, sync: bool
 ) -> Result:
@@ -409,7 +395,7 @@ def _referrers(
         )
     copied = ocicopy.Copied()
     if sync and attached.missing:
-        may_move = _tag_may_move(run, planned.target, planned.repository)
+        may_move = repositories.tag_may_move(run, planned.target, planned.repository)
         with run.scratch() as tmp:
             copied = ocicopy.copy_referrers(
                 run, registry, planned.repository, source, release, attached.missing, Path(tmp), may_move
