@@ -15,7 +15,7 @@ from ecrmirror.errors import SpecError
 from ecrmirror.spec import load_spec
 
 GOOD_TARGET = f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
-CHART = "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
+CHART = "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n"
 
 
 def spec_error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> SpecError:
@@ -36,25 +36,25 @@ SPEC_CASES = {
     ),
     "typo in a target key": (
         f"target:\n  registry: {REGISTRY}\n  prefx: helm\n"
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         3,
         "unknown key 'prefx' in target",
         "did you mean 'prefix'?",
     ),
     "unset variable": (
-        "target:\n  registry: ${ECR}\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "target:\n  registry: ${ECR}\ncharts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         2,
         "environment variable ECR is not set",
         "export ECR=..., or give a default: ${ECR:-value}",
     ),
     "versions is a mapping": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: {1.0.0: yes}\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: {1.0.0: yes}\n",
         7,
         "versions must be a non-empty list of versions, or a constraint string",
         'versions: ["1.2.3", "1.2.4"]',
     ),
     "not an ECR registry": (
-        "target:\n  registry: ghcr.io/me\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "target:\n  registry: ghcr.io/me\ncharts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         2,
         "is not an ECR registry host",
         "<account>.dkr.ecr.<region>.amazonaws.com",
@@ -66,21 +66,21 @@ SPEC_CASES = {
         "",
     ),
     "target missing": (
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         1,
         "the spec has no 'target'",
         "add `target:`",
     ),
     "duplicate version": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0.0', '1.0.0']\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1.0.0', '1.0.0']\n",
         7,
-        "version 1.0.0 of a is listed twice",
+        "version 1.0.0 of ab is listed twice",
         "remove the duplicate",
     ),
     "version that cannot be a tag": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0 final']\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1.0 final']\n",
         7,
-        "version '1.0 final' of a cannot be an OCI tag",
+        "version '1.0 final' of ab cannot be an OCI tag",
         "at most 128 characters",
     ),
     "uppercase chart name": (
@@ -89,26 +89,39 @@ SPEC_CASES = {
         "chart name 'MyChart' is not a chart name",
         "lowercase",
     ),
+    "a chart name ECR cannot hold as a repository": (
+        f"target:\n  registry: {REGISTRY}\n  prefix: {'p' * 251}\n"
+        "charts:\n  - name: chart\n    repo: ./c\n    versions: ['1']\n",
+        5,
+        "it is 257 characters long, and ECR takes 2 to 256",
+        "use another chart name or a shorter prefix",
+    ),
+    "a one-letter chart name without a prefix": (
+        f"target:\n  registry: {REGISTRY}\ncharts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        4,
+        "chart name 'a' cannot be an ECR repository name as 'a': it is 1 characters long",
+        "use another chart name",
+    ),
     "boolean that is not": (
         f"target:\n  registry: {REGISTRY}\n  create_repositories: sometimes\n"
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         3,
         "create_repositories must be true or false, not 'sometimes'",
         "",
     ),
     "bad tag mutability": (
         f"target:\n  registry: {REGISTRY}\n  repository:\n    image_tag_mutability: LOCKED\n"
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n",
+        "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n",
         4,
         "image_tag_mutability must be one of IMMUTABLE, MUTABLE, IMMUTABLE_WITH_EXCLUSION, "
         "MUTABLE_WITH_EXCLUSION, not 'LOCKED'",
         "",
     ),
     "chart listed twice": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
-        "  - name: a\n    repo: ./c\n    versions: ['2']\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n"
+        "  - name: ab\n    repo: ./c\n    versions: ['2']\n",
         8,
-        "chart 'a' from ./c is listed twice (first at",
+        "chart 'ab' from ./c is listed twice (first at",
         "merge the two entries",
     ),
     "invalid YAML": (GOOD_TARGET + "charts:\n  - name: [a\n", 6, "invalid YAML", "fix the YAML syntax"),
@@ -120,25 +133,25 @@ SPEC_CASES = {
     ),
     # -- version constraints
     "a constraint that does not parse": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '>= seven'\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: '>= seven'\n",
         7,
         "versions '>= seven' is not a version constraint",
         '">=7.1.0 <8.0.0", "~7.9", "^7", "7.x"',
     ),
     "latest with a list of versions": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: ['1.0.0']\n    latest: 2\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1.0.0']\n    latest: 2\n",
         8,
         "latest applies to a version constraint, but versions is a list",
         "write versions as a constraint string",
     ),
     "latest is not a positive number": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '^1'\n    latest: 0\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: '^1'\n    latest: 0\n",
         8,
         "latest must be a whole number above 0",
         "latest: 3",
     ),
     "exclude is not a list": (
-        GOOD_TARGET + "charts:\n  - name: a\n    repo: ./c\n    versions: '^1'\n    exclude: 1.2.0\n",
+        GOOD_TARGET + "charts:\n  - name: ab\n    repo: ./c\n    versions: '^1'\n    exclude: 1.2.0\n",
         8,
         "exclude must be a list of versions",
         'exclude: ["7.3.1"]',
@@ -368,14 +381,14 @@ def test_variables_expand_with_defaults_and_dollar_escapes(tmp_path: Path) -> No
     path = tmp_path / "spec.yaml"
     path.write_text(
         "target:\n  registry: oci://${ECR:-" + REGISTRY + "}/\n  prefix: ${PREFIX}\n"
-        "charts:\n  - name: a\n    repo: ./c$$d\n    versions: ['1.10']\n"
+        "charts:\n  - name: ab\n    repo: ./c$$d\n    versions: ['1.10']\n"
     )
 
     spec = load_spec(path, environ={"PREFIX": "mirror/helm"})
 
     assert spec.target.registry.host == REGISTRY
     assert (spec.target.registry.account, spec.target.registry.region) == ("123456789012", "eu-west-1")
-    assert spec.target.repository_for("a") == "mirror/helm/a"
+    assert spec.target.repository_for("ab") == "mirror/helm/ab"
     assert spec.charts[0].repo == "./c$d"
     assert spec.charts[0].versions[0].version == "1.10"  # not the float 1.1
 
@@ -384,10 +397,10 @@ def test_registry_path_becomes_the_prefix_as_with_helm_push(tmp_path: Path) -> N
     path = tmp_path / "spec.yaml"
     path.write_text(
         f"target:\n  registry: oci://{REGISTRY}/helm/\n"
-        "charts:\n  - name: a\n    repo: ./c\n    versions: ['1']\n"
+        "charts:\n  - name: ab\n    repo: ./c\n    versions: ['1']\n"
     )
 
-    assert load_spec(path, environ={}).target.repository_for("a") == "helm/a"
+    assert load_spec(path, environ={}).target.repository_for("ab") == "helm/ab"
 
 
 def test_a_spec_error_is_a_collection_error_without_traceback(write_spec, run) -> None:

@@ -10,11 +10,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import yaml
 
-from ecrmirror import redact
+from ecrmirror import ecr_rules, redact
 from ecrmirror.constraints import ConstraintError, parse_constraint, shown, version_problem
 from ecrmirror.spec.model import Access, ChartEntry, Credentials, Target, VersionEntry, VersionRange
 from ecrmirror.spec.reader import Reader
-from ecrmirror.spec.target import REPOSITORY_NAME, read_verification
+from ecrmirror.spec.target import read_verification
 
 CHART_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _ACCESS_KEYS = ("auth", "ca_file", "insecure_skip_tls_verify", "pass_credentials", "plain_http")
@@ -37,7 +37,7 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
         ),
     )
     name = reader.string(fields["name"], "name")
-    if not CHART_NAME.match(name):
+    if not CHART_NAME.fullmatch(name):  # fullmatch: `$` would let a trailing newline through
         raise reader.fail(
             fields["name"],
             f"chart name {name!r} is not a chart name",
@@ -45,11 +45,12 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
             "helm cannot push anything else to an OCI registry",
         )
     repository = target.repository_for(name)
-    if not REPOSITORY_NAME.match(repository):
+    problem = ecr_rules.repository_name_problem(repository)
+    if problem is not None:
         raise reader.fail(
             fields["name"],
-            f"chart name {name!r} cannot be an ECR repository name",
-            "OCI repository names are lowercase; helm cannot push this chart either",
+            f"chart name {shown(name)} cannot be an ECR repository name as {shown(repository)}: {problem}",
+            "ECR refuses such a repository; use another chart name or a shorter prefix",
         )
     repo = reader.string(fields["repo"], "repo").strip()
     if not repo:
