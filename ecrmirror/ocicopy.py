@@ -94,7 +94,7 @@ def missing_referrers(
 ) -> Attached:
     """What the source attaches to the release that ECR does not hold, and the cosign tags ECR
     holds with other content (a BatchGetImage by tag for cosign's, by digest for the others)."""
-    found = source.referrers(release)
+    found = source.referrers(release, run.alongside)
     if not found:
         return Attached()
     ecr = run.ecr(registry)

@@ -12,7 +12,7 @@ import pytest
 
 from ecrmirror import policy
 from ecrmirror.sources import IndexCache
-from ecrmirror.transport import RetryPolicy
+from ecrmirror.transport import READ_DEADLINE, RetryPolicy
 
 # Threads per process, from benchmarks/concurrency.py (the README's "Jobs" quotes it): on 2 cores
 # 8 jobs sync 200 versions through 20 ms of latency within 1.25x of the CPU floor, so more would
@@ -123,7 +123,21 @@ def add_options(parser: pytest.Parser) -> None:
         help="At most N requests in flight to one upstream host, however many jobs "
         f"(default: ini ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS})",
     )
+    group.addoption(
+        "--ecrmirror-upstream-read-deadline",
+        default=None,
+        metavar="SECONDS",
+        help="Stop a step reading an upstream's answers (index, archive, manifest, blob, tag list, "
+        "token) after SECONDS, however slowly they come "
+        f"(default: ini ecrmirror_upstream_read_deadline, else {int(READ_DEADLINE)})",
+    )
     parser.addini("ecrmirror_jobs", default=str(DEFAULT_JOBS), help="Threads for the items' network work")
+    parser.addini(
+        "ecrmirror_upstream_read_deadline",
+        default="",
+        help=f"Seconds a step may spend reading an upstream's answers, however slowly they come "
+        f"(default {int(READ_DEADLINE)})",
+    )
     parser.addini(
         "ecrmirror_upstream_connections",
         default=str(DEFAULT_UPSTREAM_CONNECTIONS),
@@ -309,6 +323,24 @@ def jobs(config: pytest.Config) -> int:
 
 def upstream_connections(config: pytest.Config) -> int:
     return _whole(config, "ecrmirror_upstream_connections", "ecrmirror_upstream_connections", 1)
+
+
+def read_deadline(config: pytest.Config) -> float | None:
+    """--ecrmirror-upstream-read-deadline, else the ini key, else None (transport's default)."""
+    given = config.getoption("ecrmirror_upstream_read_deadline", None)
+    value = str(given if given is not None else config.getini("ecrmirror_upstream_read_deadline")).strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise pytest.UsageError(
+            f"--ecrmirror-upstream-read-deadline (ini ecrmirror_upstream_read_deadline) must be a number "
+            f"of seconds above 0, not {value!r}"
+        )
+    return seconds
 
 
 def pull_reserve(config: pytest.Config) -> int:

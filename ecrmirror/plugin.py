@@ -91,6 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
         connections=max(10, 2 * jobs),  # a job's own requests, and those it sends alongside
         upstream_connections=options.upstream_connections(config),
         pull_reserve=options.pull_reserve(config),
+        read_deadline=options.read_deadline(config),
     )
     config.stash[RUN_KEY] = Runner(sync=sync, options=run_options)
     if jobs > 1 and not config.getoption("ecrmirror_policy"):

@@ -67,6 +67,8 @@ class Options:
     upstream_connections: int = 6
     # Pulls a registry's RateLimit-Remaining (Docker Hub's) must leave before ecrmirror stops pulling.
     pull_reserve: int = 10
+    # Seconds a step may spend reading an upstream's answers; None: transport.READ_DEADLINE.
+    read_deadline: float | None = None
 
 
 class Run:
@@ -80,7 +82,12 @@ class Run:
         self.interrupted = threading.Event()
         self._side = side_threads(2 * max(1, options.jobs))  # a job sends two at most
         self.lock_dir = options.lock_dir or self.workdir
-        self.http = Http(options.retry, options.upstream_connections, options.pull_reserve)
+        self.http = Http(
+            options.retry,
+            options.upstream_connections,
+            options.pull_reserve,
+            read_deadline=options.read_deadline,
+        )
         self.sources = Sources(self.http, options.index_cache, options.max_chart_size)
         self.boto_session = boto3.session.Session(
             aws_access_key_id=options.endpoints.aws_access_key_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -14,14 +14,20 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import DecodeError, MaxRetryError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.retry import Retry
 
 from ecrmirror import __version__
 from ecrmirror.errors import RetriesExhausted, UpstreamError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from requests.sessions import _Settings
+    from typing_extensions import Self
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"ecrmirror/{__version__}"
@@ -29,6 +35,19 @@ USER_AGENT = f"ecrmirror/{__version__}"
 TIMEOUT = (10.0, 120.0)
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
+# What one step may spend reading an upstream's answers (an index, an archive and its .prov, a
+# manifest, a blob, a tag list and its pages, a token), however the server paces its bytes:
+# requests' read timeout (TIMEOUT) applies to each socket read, so a server sending a byte every
+# few seconds never reaches it. 300 s is RetryPolicy's deadline for a step, and reads a 100 MiB
+# chart (helm's limit) at 350 KB/s. A server that falls silent instead ends one read timeout
+# later: no step reads for longer than READ_DEADLINE + TIMEOUT[1] seconds.
+READ_DEADLINE = 300.0
+_CHUNK = 1 << 20
+# An answer whose body nobody wants (a HEAD's, a redirect's, a 401's) is read to its end when its
+# Content-Length says it is this short, so that its connection serves the next request, as
+# requests does for redirects; a longer or unsized one costs the connection instead.
+_DISCARD = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # Statuses worth another try: timeouts, throttling, and server errors.
@@ -62,6 +81,25 @@ class _CappedRetry(Retry):
     def get_retry_after(self, response: Any) -> float | None:
         wait = super().get_retry_after(response)
         return None if wait is None else min(wait, self.RETRY_AFTER_CAP)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None:
+            # urllib3 reads the body of an answer it retries to its end, to reuse the connection
+            # (drain_conn), and offers no limit: a server answering 503 with an endless body would
+            # hold the step for ever. The connection is closed instead (and returned to the pool,
+            # which connects it again), and the body never read.
+            response.close()
+            response.release_conn()
+        return retry
 
 
 @dataclass(frozen=True)
@@ -209,17 +247,46 @@ def describe_error(exc: requests.RequestException) -> str:
     return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of `url`, the port filled in for http(s); None when it has no valid port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def may_carry_credentials(url: str, plain_http: str | None) -> bool:
+    """Whether a request to `url` may carry credentials: over https, or to the very scheme, host
+    and port the user configured as plain http (`plain_http`: an http:// repository URL, a
+    plain_http registry): the user chose that one, not a redirect or a URL an upstream lists."""
+    where = origin(url)
+    if where is None:
+        return False
+    if where[0] == "https":
+        return True
+    return where[0] == "http" and plain_http is not None and where == origin(plain_http)
+
+
 class Http:
     """The run's HTTP for upstreams: one session (idempotent retries in urllib3), redirects
-    followed by `get`, and `retrying` for steps that read a body or span several requests.
-    At most `per_host` requests are in flight to one upstream host: to be a polite mirror."""
+    followed by `get`, bodies read by `chunks` and `read` (bounded in size and time), and
+    `retrying` for steps that read a body or span several requests. At most `per_host` requests
+    are in flight to one upstream host: to be a polite mirror."""
 
     def __init__(
-        self, policy: RetryPolicy = DEFAULT_POLICY, per_host: int = 4, pull_reserve: int = 10
+        self,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        per_host: int = 4,
+        pull_reserve: int = 10,
+        read_deadline: float | None = None,
     ) -> None:
         self.policy = policy
         self.per_host = per_host
         self.pull_reserve = pull_reserve  # see sources/oci.py: a registry's pull limit
+        # Seconds a step may spend reading answers (see READ_DEADLINE, read when the run starts).
+        self.read_deadline = READ_DEADLINE if read_deadline is None else read_deadline
         self.session = new_session(policy, per_host, per_host_limit=True)
 
     def get(
@@ -229,34 +296,138 @@ class Http:
         credentials_for: Callable[[str], dict[str, str]],
         verify: bool | str = True,
         accept: str | None = None,
-        stream: bool = False,
         headers: dict[str, str] | None = None,
         method: str = "GET",
+        plain_http: str | None = None,
     ) -> requests.Response:
         """GET (or HEAD) `url`, following redirects here rather than in requests, so that each
         hop's credentials come from `credentials_for(that URL)`: a redirect to another host
-        (object storage, a CDN) gets none unless the caller says so."""
+        (object storage, a CDN) gets none unless the caller says so. Whatever the caller says, a
+        hop over plain http gets none unless it is `plain_http`, the scheme and host the user
+        configured as plain http (see may_carry_credentials): a redirect from https to http, on
+        the same host too, sends none.
+
+        The answer is streamed: its body is read with `chunks` or `read`, or the response closed.
+        """
         extra = headers or {}
         for _ in range(MAX_REDIRECTS + 1):
             headers = {**extra, **({"Accept": accept} if accept else {})}
-            headers.update(credentials_for(url))
+            if may_carry_credentials(url, plain_http):
+                headers.update(credentials_for(url))
             response = self.session.request(
                 method,
                 url,
                 headers=headers,
-                stream=stream,
+                stream=True,
                 timeout=TIMEOUT,
                 verify=verify,
                 allow_redirects=False,
             )
             if response.status_code not in _REDIRECTS:
                 return response
-            url = urljoin(url, response.headers.get("Location", ""))
-            response.close()
+            self.discard(response)
+            location = urljoin(url, response.headers.get("Location", ""))
+            if urlsplit(location).scheme.lower() not in _DEFAULT_PORTS:
+                raise UpstreamError(f"{url} redirects to {location[:100]}; only http(s) is followed")
+            url = location
         raise UpstreamError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+    def discard(self, response: requests.Response) -> None:
+        """Done with `response` without wanting its body: read to its end if it is short (see
+        _DISCARD), so that the connection is kept, and closed."""
+        left = getattr(response.raw, "length_remaining", None)
+        try:
+            if isinstance(left, int) and left <= _DISCARD:
+                for _ in self.chunks(response, str(response.url), limit=_DISCARD):
+                    pass
+        except (UpstreamError, requests.RequestException):
+            pass  # then the connection is closed with the response
+        finally:
+            response.close()
+
+    def deadline(self) -> float:
+        """When a step starting now must be done reading (time.monotonic()), for `chunks`."""
+        return time.monotonic() + self.read_deadline
+
+    def chunks(
+        self,
+        response: requests.Response,
+        url: str,
+        *,
+        limit: int | None = None,
+        deadline: float | None = None,
+        too_large: str | None = None,
+    ) -> Iterator[bytes]:
+        """The body of a response from `get`, in pieces as they arrive: the one way ecrmirror
+        reads an upstream's answer. Past `limit` bytes it stops with UpstreamError (`too_large`,
+        or a message naming `url`); so it does at `deadline` (a step's `deadline()`, by default
+        one from now), however slowly the bytes come. Errors of the connection are requests' own,
+        as iter_content raises them, so that `retrying` retries them."""
+        ends = self.deadline() if deadline is None else deadline
+        size = 0
+        while True:
+            if time.monotonic() >= ends:
+                raise UpstreamError(
+                    f"{url} was still arriving when the {self.read_deadline:g} s ecrmirror gives a step "
+                    f"to read an upstream's answers ran out ({size} bytes read); it stopped reading. The "
+                    "server is overloaded or sends slowly on purpose: try again later (ini "
+                    "ecrmirror_upstream_read_deadline gives a slow but honest server more time)"
+                )
+            chunk = _read_some(response)
+            if not chunk:
+                return
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise UpstreamError(
+                    too_large or f"{url} is larger than {limit} bytes; ecrmirror stopped reading it"
+                )
+            yield chunk
+
+    def read(
+        self,
+        response: requests.Response,
+        url: str,
+        *,
+        limit: int,
+        deadline: float | None = None,
+        too_large: str | None = None,
+    ) -> bytes:
+        """The whole body of a response from `get`, bounded as `chunks` bounds it."""
+        return b"".join(self.chunks(response, url, limit=limit, deadline=deadline, too_large=too_large))
 
     def retrying(self, step: Callable[[], T], *, what: str) -> T:
         return retrying(step, what=what, policy=self.policy)
+
+
+def _read_some(response: requests.Response) -> bytes:
+    """What has arrived of the body, at most _CHUNK bytes, from one read of the socket: urllib3's
+    read(n), under requests' iter_content, waits until n bytes have come, which a trickling server
+    stretches without end, so that no deadline could be checked between pieces. urllib3's read1
+    returns what one read gives; its errors become requests' own, as iter_content does it."""
+    try:
+        return response.raw.read1(_CHUNK, decode_content=True) or b""
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from None
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
+
+
+def hop_note(response: requests.Response, url: str, plain_http: str | None = None) -> str:
+    """For a message about `response` to a request for `url`: "redirected to URL" when it came
+    from elsewhere, and that it carried no credentials when it came over plain http that
+    `plain_http` does not name (Http.get withholds them there), which explains a 401; "" when
+    there is nothing to say. The URL is shown without its query (a presigned URL's signature)."""
+    final = response.url or url
+    parts = urlsplit(final)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:200]
+    notes = [f"redirected to {shown}"] if final != url else []
+    if not may_carry_credentials(final, plain_http) and (notes or response.status_code in (401, 403)):
+        notes.append("over plain http: ecrmirror sent no credentials there")
+    return ", ".join(notes)
 
 
 def attempts_note(response: requests.Response) -> str:

@@ -3,7 +3,9 @@
 The token registry stands in for Docker Hub's scheme, which docker-registry only offers with a
 JWT-signing token server: a 401 with `Bearer realm=...`, a token service, and blob GETs that
 redirect to another host (as registries redirect to object storage). It records every request's
-Authorization header, so tests can see where credentials went.
+Authorization header, so tests can see where credentials went. A test makes it hostile by
+answering some paths itself (`answers`), by moving its token service (`realm`), or by serving it
+over TLS, and plain http on the same port (`tls`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,9 +76,18 @@ class DockerRegistry:
         self._process.wait(timeout=10)
 
 
+Answer = Callable[["QuietHandler"], None]  # a test's own answer to one path
+
+
 @dataclass
 class TokenRegistry:
-    """A read-only registry with Docker Hub's token flow; blobs redirect to a storage host."""
+    """A read-only registry with Docker Hub's token flow; blobs redirect to a storage host.
+
+    `answers` maps a path (without its query) to a test's own answer, given once the request
+    is authorized (the token service's `/token` before); the storage host answers `/token` as
+    the registry does, for a `realm` on another host. With `tls`, the registry speaks TLS, and
+    plain http on the same port: what arrives over plain http is also kept in `insecure`.
+    """
 
     username: str = ""
     password: str = ""
@@ -85,13 +98,18 @@ class TokenRegistry:
     # (HEADs are not counted); None: no limit, no header
     pulls_left: int | None = None
     methods: list[tuple[str, str]] = field(default_factory=list)  # (method, path) at the registry
+    answers: dict[str, Answer] = field(default_factory=dict)
+    realm: str | None = None  # where the challenge sends clients for a token; None: the registry's /token
+    tls: ssl.SSLContext | None = None
+    insecure: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization) over plain http
 
     def start(self) -> TokenRegistry:
-        self._registry = self._serve(self._registry_handler())
-        self._storage = self._serve(self._storage_handler())
+        self._registry = serve(self._registry_handler(), self.tls)
+        self._storage = serve(self._storage_handler())
         # Another host for the same machine: "localhost" is not "127.0.0.1" to an HTTP client.
         self.host = f"127.0.0.1:{self._registry.server_port}"
         self.storage_host = f"localhost:{self._storage.server_port}"
+        self.scheme = "https" if self.tls else "http"
         return self
 
     def stop(self) -> None:
@@ -111,12 +129,6 @@ class TokenRegistry:
     def authorizations(self, host: str) -> list[str]:
         return [auth for seen_host, _, auth in self.seen if seen_host == host and auth]
 
-    @staticmethod
-    def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
-
     def _registry_handler(self) -> type[BaseHTTPRequestHandler]:
         registry = self
 
@@ -129,14 +141,19 @@ class TokenRegistry:
                 auth = self.headers.get("Authorization", "")
                 registry.seen.append((registry.host, self.path, auth))
                 registry.methods.append((self.command, self.path))
+                if registry.tls is not None and not self.over_tls:
+                    registry.insecure.append((self.path, auth))
                 if path == "/token":
+                    if path in registry.answers:
+                        return registry.answers[path](self)
                     return self._token(auth)
                 if auth != "Bearer granted":
                     scope = "repository:" + path.split("/v2/", 1)[-1].rsplit("/", 2)[0] + ":pull"
-                    challenge = (
-                        f'Bearer realm="http://{registry.host}/token",service="test-registry",scope="{scope}"'
-                    )
+                    realm = registry.realm or f"{registry.scheme}://{registry.host}/token"
+                    challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
                     return self._send(401, b"{}", {"WWW-Authenticate": challenge})
+                if path in registry.answers:
+                    return registry.answers[path](self)
                 name, kind, reference = _split(path)
                 if kind == "manifests" and (name, reference) in registry.manifests:
                     body = registry.manifests[(name, reference)]
@@ -161,14 +178,7 @@ class TokenRegistry:
                 return self._send(404, b"{}", {})
 
             def _token(self, auth: str) -> None:
-                if registry.username:
-                    expected = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
-                    if auth != f"Basic {expected}":
-                        return self._send(401, b"{}", {})
-                query = parse_qs(urlsplit(self.path).query)
-                if not query.get("scope"):
-                    return self._send(400, b"{}", {})
-                return self._send(200, json.dumps({"token": "granted"}).encode(), {})
+                answer_token(self, registry, auth)
 
         return Handler
 
@@ -177,13 +187,79 @@ class TokenRegistry:
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
-                registry.seen.append(
-                    (registry.storage_host, self.path, self.headers.get("Authorization", ""))
-                )
+                auth = self.headers.get("Authorization", "")
+                registry.seen.append((registry.storage_host, self.path, auth))
+                path = urlsplit(self.path).path
+                if path == "/token":  # a token service on another host than the registry's
+                    if path in registry.answers:
+                        return registry.answers[path](self)
+                    return answer_token(self, registry, auth)
                 body = registry.blobs.get(self.path.lstrip("/"))
                 self._send(200 if body is not None else 404, body or b"", {})
 
         return Handler
+
+
+def answer_token(handler: QuietHandler, registry: TokenRegistry, auth: str) -> None:
+    """The token service: a token for anyone, or for the registry's username and password."""
+    if registry.username:
+        expected = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+        if auth != f"Basic {expected}":
+            return handler._send(401, b"{}", {})
+    query = parse_qs(urlsplit(handler.path).query)
+    if not query.get("scope"):
+        return handler._send(400, b"{}", {})
+    return handler._send(200, json.dumps({"token": "granted"}).encode(), {})
+
+
+class _TlsOrPlainServer(ThreadingHTTPServer):
+    """Speaks TLS to a client that starts with a TLS handshake, and plain http to any other, on
+    one port: so that https://HOST:PORT and http://HOST:PORT are the same host to a client."""
+
+    tls: ssl.SSLContext
+
+    def get_request(self) -> tuple[Any, Any]:
+        connection, address = self.socket.accept()
+        connection.settimeout(10)
+        try:
+            first = connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            first = b""
+        if first == b"\x16":  # a TLS record of the handshake: ClientHello
+            connection = self.tls.wrap_socket(connection, server_side=True)
+        connection.settimeout(None)
+        return connection, address
+
+
+def serve(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """`handler` on 127.0.0.1, on a port of its own, in a thread; with `tls`, over TLS and plain
+    http both (see _TlsOrPlainServer)."""
+    server: ThreadingHTTPServer
+    if tls is None:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    else:
+        server = _TlsOrPlainServer(("127.0.0.1", 0), handler)
+        server.tls = tls
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def trickle(handler: QuietHandler, every: float = 0.2, total: int = 300, status: int = 200) -> None:
+    """Answer with a body that never says its length and comes one byte every `every` seconds,
+    `total` of them (a minute, by default): each socket read gets a byte long before any read
+    timeout, so only a deadline on the whole body ends it sooner."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    try:
+        for _ in range(total):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(every)
+    except OSError:
+        pass  # the client stopped reading: what a bounded reader does
+    handler.close_connection = True
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -191,6 +267,10 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    @property
+    def over_tls(self) -> bool:
+        return isinstance(self.connection, ssl.SSLSocket)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -46,7 +46,7 @@ class Sources:
         if re.match(r"^https?://", location):
             source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
         elif location.startswith("oci://"):
-            source = OciRepository(location, self._http, access)
+            source = OciRepository(location, self._http, access, self.max_chart_size)
         elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
             raise UpstreamError(
                 f"{location}: unsupported repository scheme; use an http(s):// Helm repository, "

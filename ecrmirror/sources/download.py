@@ -22,17 +22,6 @@ _CHUNK = 1 << 20
 MAX_PROVENANCE_SIZE = 1 << 20
 
 
-def read_capped(response: requests.Response, limit: int, url: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise UpstreamError(f"{url} is larger than {limit} bytes; ecrmirror stopped reading it")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def no_credentials(url: str) -> dict[str, str]:
     return {}
 
@@ -44,32 +33,37 @@ def download_archive(
     credentials_for: Callable[[str], dict[str, str]] = no_credentials,
     verify: bool | str = True,
     max_bytes: int = MAX_CHART_SIZE,
+    plain_http: str | None = None,
 ) -> Path:
-    """Stream the archive to disk and verify it; a body cut short is downloaded again.
+    """Stream the archive to disk and verify it; a body cut short is downloaded again, within
+    the step's time (transport.READ_DEADLINE). `plain_http`: see transport.Http.get.
 
     An archive is never bigger than the chart it decompresses to, so the chart limit caps it too.
     """
     target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
+    deadline = http.deadline()
+    too_large = (
+        f"{release.url} is larger than {max_bytes} bytes, more than a chart may be "
+        f"(helm's limit is {MAX_CHART_SIZE} decompressed; ini ecrmirror_max_chart_size "
+        "raises ecrmirror's); nothing was pushed"
+    )
 
     def attempt() -> Path:
         with (
             open(target, "wb") as out,
-            http.get(release.url, credentials_for=credentials_for, verify=verify, stream=True) as resp,
+            http.get(
+                release.url, credentials_for=credentials_for, verify=verify, plain_http=plain_http
+            ) as resp,
         ):
             if resp.status_code != 200:
+                note = transport.hop_note(resp, release.url, plain_http)
                 raise UpstreamError(
-                    f"cannot download {release.url}: HTTP {resp.status_code} {resp.reason}"
-                    + transport.attempts_note(resp)
+                    f"cannot download {release.url}{f' ({note})' if note else ''}: "
+                    f"HTTP {resp.status_code} {resp.reason}{transport.attempts_note(resp)}"
                 )
-            size = 0
-            for chunk in resp.iter_content(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UpstreamError(
-                        f"{release.url} is larger than {max_bytes} bytes, more than a chart may be "
-                        f"(helm's limit is {MAX_CHART_SIZE} decompressed; ini ecrmirror_max_chart_size "
-                        "raises ecrmirror's); nothing was pushed"
-                    )
+            for chunk in http.chunks(
+                resp, release.url, limit=max_bytes, deadline=deadline, too_large=too_large
+            ):
                 out.write(chunk)
         return target
 
@@ -91,18 +85,23 @@ def download_provenance(
     workdir: Path,
     credentials_for: Callable[[str], dict[str, str]],
     verify: bool | str,
+    plain_http: str | None = None,
 ) -> Path | None:
     url = _with_suffix(release.url, ".prov")
     try:
-        with http.get(url, credentials_for=credentials_for, verify=verify, stream=True) as resp:
+        with http.get(url, credentials_for=credentials_for, verify=verify, plain_http=plain_http) as resp:
             if resp.status_code in (403, 404):  # object stores answer 403 for a missing key
                 return None
             if resp.status_code != 200:
-                raise UpstreamError(f"cannot download {url}: HTTP {resp.status_code} {resp.reason}")
+                note = transport.hop_note(resp, url, plain_http)
+                raise UpstreamError(
+                    f"cannot download {url}{f' ({note})' if note else ''}: "
+                    f"HTTP {resp.status_code} {resp.reason}"
+                )
             target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
             # An upstream that never ends its answer must not fill the disk: a .prov is a signed
             # Chart.yaml and a digest, a few KiB (helm package --sign writes about 1).
-            target.write_bytes(read_capped(resp, MAX_PROVENANCE_SIZE, url))
+            target.write_bytes(http.read(resp, url, limit=MAX_PROVENANCE_SIZE))
             return target
     except requests.RequestException as exc:
         raise UpstreamError(f"cannot download {url}: {describe_error(exc)}") from None

@@ -16,7 +16,7 @@ from ecrmirror import transport
 from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.errors import UpstreamError
 from ecrmirror.share import once_per_run, write_atomically
-from ecrmirror.sources.download import download_archive, download_provenance, read_capped
+from ecrmirror.sources.download import download_archive, download_provenance
 from ecrmirror.sources.index import Index, IndexCache, load_index_document, release_from_index
 from ecrmirror.sources.release import NO_ACCESS, ChartRelease
 from ecrmirror.spec import Access
@@ -43,6 +43,8 @@ class HttpRepository:
         self._cache = cache or IndexCache()
         self._access = access
         self._host = urlsplit(url).netloc
+        # An http:// repository URL: the user chose plain http for its host (transport.Http.get).
+        self._plain_http = url if urlsplit(url).scheme == "http" else None
         self._index: Index | None = None
         self._failure: UpstreamError | None = None
         self._index_lock = threading.Lock()  # jobs (threads) wait for the one download
@@ -104,8 +106,10 @@ class HttpRepository:
             return kept
         keep.mkdir(parents=True, exist_ok=True)
         write_atomically(data, json.dumps(document, default=str).encode())
+        parts = urlsplit(self.index_url)
         saved = {
-            "url": self.index_url,
+            # For whoever reads the cache: without user information or query, which may be credentials.
+            "url": urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="")),
             "etag": response.headers.get("ETag"),
             "last_modified": response.headers.get("Last-Modified"),
         }
@@ -127,18 +131,20 @@ class HttpRepository:
         """GET the index (conditionally, with `headers`): the response, and the parsed document
         unless the answer was 304 Not Modified."""
         url = self.index_url
+        deadline = self._http.deadline()
 
         def attempt() -> tuple[requests.Response, bytes]:
             response = self._http.get(
                 url,
                 credentials_for=self.credentials_for,
                 verify=self._access.verify,
-                stream=True,
                 headers=headers,
+                plain_http=self._plain_http,
             )
             with response:
                 # Read inside the attempt (a cut-short body is retried), and never without bound.
-                body = read_capped(response, MAX_INDEX_BYTES, url) if response.status_code == 200 else b""
+                ok = response.status_code == 200
+                body = self._http.read(response, url, limit=MAX_INDEX_BYTES, deadline=deadline) if ok else b""
             return response, body
 
         try:
@@ -153,9 +159,11 @@ class HttpRepository:
         if response.status_code == 304 and headers:
             return response, None
         if response.status_code != 200:
+            note = transport.hop_note(response, url, self._plain_http)
             raise UpstreamError(
-                f"cannot download {url}: HTTP {response.status_code} "
-                f"{response.reason}{transport.attempts_note(response)}. Check the repo URL in the spec."
+                f"cannot download {url}{f' ({note})' if note else ''}: HTTP "
+                f"{response.status_code} {response.reason}{transport.attempts_note(response)}. Check the "
+                "repo URL in the spec."
             )
         return response, load_index_document(url, body)
 
@@ -191,9 +199,17 @@ class HttpRepository:
 
     def fetch(self, release: ChartRelease, workdir: Path) -> Path:
         return download_archive(
-            self._http, release, workdir, self.credentials_for, self._access.verify, self._max_chart_size
+            self._http,
+            release,
+            workdir,
+            self.credentials_for,
+            self._access.verify,
+            self._max_chart_size,
+            plain_http=self._plain_http,
         )
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
         """`<archive URL>.prov`, as helm looks for it; None when the upstream publishes none."""
-        return download_provenance(self._http, release, workdir, self.credentials_for, self._access.verify)
+        return download_provenance(
+            self._http, release, workdir, self.credentials_for, self._access.verify, self._plain_http
+        )

@@ -16,25 +16,33 @@ import json
 import re
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from ecrmirror import transport
-from ecrmirror.chart import CHART_LAYER_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, tag_for
+from ecrmirror.chart import (
+    CHART_LAYER_MEDIA_TYPE,
+    MAX_CHART_SIZE,
+    MAX_FILE_SIZE,
+    PROVENANCE_MEDIA_TYPE,
+    tag_for,
+)
 from ecrmirror.errors import DigestMismatch, UpstreamError, VersionNotFound
 from ecrmirror.once import KeyedLocks, once
+from ecrmirror.sources.download import MAX_PROVENANCE_SIZE
 from ecrmirror.sources.release import ChartRelease, nearest_versions
 from ecrmirror.spec import Access, Credentials
-from ecrmirror.transport import TIMEOUT, describe_error
+from ecrmirror.transport import describe_error, may_carry_credentials, origin
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-_CHUNK = 1 << 20
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
@@ -42,6 +50,39 @@ _NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 COSIGN_SUFFIXES = ("sig", "att", "sbom")  # cosign's tag scheme: sha256-<hex>.<suffix>
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",)
+
+# What a registry sends is read up to these limits, which no answer can raise.
+# A manifest or an image index: ECR takes none bigger (PutImage's imageManifest is at most
+# 4,194,304 characters), so a bigger one could not be mirrored. A page of a listing (tags,
+# referrers) is capped the same: a full page of 1,000 tags of 128 characters is 140 KB.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Layers in one image manifest. ECR refuses more with "Limit on number of layers per image
+# exceeded"; AWS no longer documents the number (its service limits said 127, Docker's limit,
+# until 2016), and 500 is what ECR was measured to take (nuonco/nuon#2348, 2026). A chart has
+# one or two layers; a cosign attestation has one per attestation.
+MAX_LAYERS = 500
+# A listing's pages (Link: rel="next"): ecrmirror asks for 1,000 tags a page; a registry that
+# gives 100 reaches MAX_TAGS within this many.
+MAX_PAGES = 1_000
+# Tags of one repository: ten times ECR's default quota of images per repository (10,000), and
+# at most 13 MB held, at 128 characters a tag.
+MAX_TAGS = 100_000
+# What refers to one chart: each is an image of its own in the mirror's repository, and ECR's
+# default quota is 10,000 images per repository.
+MAX_REFERRERS = 10_000
+# A token service's answer: JSON with a token (a JWT of a few KiB).
+MAX_TOKEN_ANSWER = 1024 * 1024
+# A blob read into memory (a chart's config is its Chart.yaml as JSON, a .prov a signed
+# Chart.yaml): at most helm's limit for one file of a chart.
+MAX_SMALL_BLOB = MAX_FILE_SIZE
+_JSON_KINDS = {
+    list: "a JSON list",
+    str: "a JSON string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +130,8 @@ class OciClient:
         # for a registry known to want them (ECR), which saves a 401 round trip per repository.
         self._basic_first = basic_first
         self.base = f"{'http' if plain_http else 'https'}://{host}"
+        # The user chose plain http for this registry: credentials may go there (transport.Http.get).
+        self._plain_http = self.base if plain_http else None
         self._http = http
         self._credentials = credentials
         self._verify = verify
@@ -101,20 +144,25 @@ class OciClient:
 
     # -- reading -------------------------------------------------------------------------------------
     def tags(self, repository: str) -> list[str]:
-        url = f"{self.base}/v2/{repository}/tags/list?n=1000"
+        what = f"the tag list of {self.host}/{repository}"
         found: list[str] = []
-        while url:
-            response = self._get(url, repository)
+        for url, response, document in self._pages(
+            f"{self.base}/v2/{repository}/tags/list?n=1000", repository, what
+        ):
             if response.status_code == 404:
                 raise VersionNotFound(f"{self.host}/{repository} does not exist (HTTP 404 on its tag list)")
-            self._expect_ok(response, f"the tag list of {self.host}/{repository}")
-            try:
-                tags = response.json().get("tags") or []
-            except (ValueError, AttributeError):
-                raise UpstreamError(f"the tag list of {self.host}/{repository} is not JSON") from None
-            found.extend(str(tag) for tag in tags)
-            link = _NEXT.search(response.headers.get("Link", ""))
-            url = urljoin(url, link[1]) if link else ""
+            self._expect_ok(response, what, url)
+            tags = document.get("tags") or []  # a repository without tags may say null
+            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+                raise UpstreamError(
+                    f"{what} ({url}) is not a registry's tag list: its `tags` is not a list of strings"
+                )
+            found.extend(tags)
+            if len(found) > MAX_TAGS:
+                raise UpstreamError(
+                    f"{what} lists more than {MAX_TAGS} tags (read up to {url}); ecrmirror stopped "
+                    "reading it. Mirror from a repository that holds the chart's versions only"
+                )
         return found
 
     def referrers(self, repository: str, digest: str) -> list[str] | None:
@@ -122,39 +170,53 @@ class OciClient:
         when the registry does not have it (then the referrers tag schema is the way)."""
         if self._referrers_api is False:
             return None
-        accept = INDEX_TYPES[0]
-        response = self._get(f"{self.base}/v2/{repository}/referrers/{digest}", repository, accept=accept)
-        if response.status_code != 200:
-            response.close()
-            if response.status_code in (404, 405, 400):
-                self._referrers_api = False  # one probe per registry
-                return None
-            self._expect_ok(response, f"the referrers of {self.host}/{repository}@{digest}")
-        self._referrers_api = True
-        return _listed(response, f"the referrers of {self.host}/{repository}@{digest}")
+        what = f"the referrers of {self.host}/{repository}@{digest}"
+        found: list[str] = []
+        first = f"{self.base}/v2/{repository}/referrers/{digest}"
+        for url, response, document in self._pages(first, repository, what, accept=INDEX_TYPES[0]):
+            if response.status_code != 200:
+                if url == first and response.status_code in (404, 405, 400):
+                    self._referrers_api = False  # one probe per registry
+                    return None
+                self._expect_ok(response, what, url)
+            self._referrers_api = True
+            found.extend(_listed(document, what, url))
+            _bounded_referrers(len(found), f"{self.host}/{repository}@{digest}")
+        return found
 
     def index_digests(self, repository: str, tag: str) -> list[str]:
         """The manifests an index lists (the referrers tag schema's `sha256-<hex>` tag)."""
-        response = self._get(
-            f"{self.base}/v2/{repository}/manifests/{tag}", repository, accept=INDEX_TYPES[0]
-        )
+        what = f"{self.host}/{repository}:{tag}"
+        url = f"{self.base}/v2/{repository}/manifests/{tag}"
+        response, body = self._read(url, repository, what=what, accept=INDEX_TYPES[0])
         if response.status_code == 404:
             return []
-        self._expect_ok(response, f"{self.host}/{repository}:{tag}")
-        return _listed(response, f"{self.host}/{repository}:{tag}")
+        self._expect_ok(response, what, url)
+        found = _listed(_json_object(body, what, url), what, url)
+        _bounded_referrers(len(found), f"{self.host}/{repository}@{tag.replace('-', ':', 1)}")
+        return found
 
     def manifest(self, repository: str, reference: str) -> Manifest:
         """A single image manifest (a chart's, or a signature's or SBOM's), checked against its
         digest: the one asked for, and the one the registry says."""
         accept = ", ".join(MANIFEST_TYPES)
         self._take_pull(repository, reference)
-        response = self._get(f"{self.base}/v2/{repository}/manifests/{reference}", repository, accept=accept)
+        where = f"{self.host}/{repository}:{reference}"
+        url = f"{self.base}/v2/{repository}/manifests/{reference}"
+        response, body = self._read(
+            url,
+            repository,
+            what=f"the manifest of {where}",
+            accept=accept,
+            too_large=(
+                f"the manifest of {where} is larger than {MAX_MANIFEST_BYTES} bytes, more than ECR takes "
+                "for a manifest (4 MiB), so it cannot be mirrored; ecrmirror stopped reading it"
+            ),
+        )
         if response.status_code == 404:
             raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
-        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}")
-        body = response.content
+        self._expect_ok(response, f"the manifest of {where}", url)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        where = f"{self.host}/{repository}:{reference}"
         echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != digest:
             raise DigestMismatch(f"{where}: the registry says {echoed}, but the manifest it sent is {digest}")
@@ -162,6 +224,12 @@ class OciClient:
             raise DigestMismatch(f"{where}: the registry sent a manifest of digest {digest}")
         try:
             document = json.loads(body)
+            layers = document.get("layers") or [] if isinstance(document, dict) else []
+            if isinstance(layers, list) and len(layers) > MAX_LAYERS:
+                raise UpstreamError(
+                    f"{where}: the manifest lists {len(layers)} layers, and ECR takes at most {MAX_LAYERS} "
+                    "in an image, so it cannot be mirrored; nothing of it was downloaded"
+                )
             descriptors = [document["config"], *document.get("layers", [])]
             for descriptor in descriptors:
                 # The digest names a temporary file and a URL: it must be a digest and nothing else.
@@ -169,7 +237,7 @@ class OciClient:
                     raise ValueError(f"a descriptor without a sha256 digest: {str(descriptor)[:100]}")
                 if not isinstance(descriptor.get("size"), int) or descriptor["size"] < 0:
                     raise ValueError(f"a descriptor without a size: {str(descriptor)[:100]}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise UpstreamError(f"{where}: the manifest is not a valid OCI image manifest ({exc})") from None
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in MANIFEST_TYPES:
@@ -187,11 +255,12 @@ class OciClient:
         accept = ", ".join(MANIFEST_TYPES)
         url = f"{self.base}/v2/{repository}/manifests/{reference}"
         response = self._get(url, repository, accept=accept, method="HEAD")
+        self._http.discard(response)  # an answer to a HEAD has no body
         if response.status_code == 404:
             raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
         if response.status_code in (405, 501):  # a registry that does not answer HEAD
             return None
-        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}")
+        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}", url)
         digest = response.headers.get("Docker-Content-Digest", "")
         return digest if _DIGEST.match(digest) else None
 
@@ -220,33 +289,48 @@ class OciClient:
                 with self._pull_lock:
                     self.pulls_left = int(left)
 
-    def small_blob(self, repository: str, digest: str) -> bytes:
-        """A small blob (a config) in memory, verified against its digest."""
-        response = self._get(f"{self.base}/v2/{repository}/blobs/{digest}", repository)
-        self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
-        if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+    def small_blob(self, repository: str, digest: str, size: int | None = None) -> bytes:
+        """A small blob (a config, a .prov) in memory, verified against its digest: at most the
+        `size` its manifest declares, and never more than MAX_SMALL_BLOB."""
+        what = f"blob {digest} of {self.host}/{repository}"
+        if size is not None and size > MAX_SMALL_BLOB:
+            raise UpstreamError(
+                f"{what} is {size} bytes by its manifest; as a chart's config or .prov it can be at most "
+                f"{MAX_SMALL_BLOB} (helm's limit for a file of a chart), so it was not downloaded"
+            )
+        limit = MAX_SMALL_BLOB if size is None else size
+        url = f"{self.base}/v2/{repository}/blobs/{digest}"
+        response, body = self._read(
+            url,
+            repository,
+            what=what,
+            limit=limit,
+            too_large=f"{what} is longer than {limit} bytes; ecrmirror stopped reading it",
+        )
+        self._expect_ok(response, what, url)
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise DigestMismatch(f"blob {digest} from {self.host}/{repository} does not match its digest")
-        return response.content
+        return body
 
     def blob(self, repository: str, digest: str, target: Path, size: int) -> Path:
         """Stream one blob to `target`, verified against its digest; a blob longer than the
         `size` its manifest declares is cut off there, so an endless one cannot fill the disk."""
 
+        url = f"{self.base}/v2/{repository}/blobs/{digest}"
+        deadline = self._http.deadline()  # for the step, however many attempts it takes
+        too_long = (
+            f"blob {digest} from {self.host}/{repository} is longer than the {size} "
+            "bytes its manifest declares; ecrmirror stopped reading it and pushed nothing"
+        )
+
         def attempt() -> Any:
             sha = hashlib.sha256()
-            received = 0
-            with self._get(
-                f"{self.base}/v2/{repository}/blobs/{digest}", repository, stream=True
-            ) as response:
-                self._expect_ok(response, f"blob {digest} of {self.host}/{repository}")
+            with self._get(url, repository) as response:
+                self._expect_ok(response, f"blob {digest} of {self.host}/{repository}", url)
                 with open(target, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        received += len(chunk)
-                        if received > size:
-                            raise UpstreamError(
-                                f"blob {digest} from {self.host}/{repository} is longer than the {size} "
-                                "bytes its manifest declares; ecrmirror stopped reading it and pushed nothing"
-                            )
+                    for chunk in self._http.chunks(
+                        response, url, limit=size, deadline=deadline, too_large=too_long
+                    ):
                         sha.update(chunk)
                         out.write(chunk)
             return sha
@@ -255,6 +339,11 @@ class OciClient:
             sha = self._http.retrying(
                 attempt, what=f"download of blob {digest} from {self.host}/{repository}"
             )
+        except requests.RequestException as exc:
+            target.unlink(missing_ok=True)
+            raise UpstreamError(
+                f"cannot download blob {digest} from {self.host}/{repository}: {describe_error(exc)}"
+            ) from None
         except UpstreamError:
             target.unlink(missing_ok=True)
             raise
@@ -267,35 +356,93 @@ class OciClient:
         return target
 
     # -- requests, auth and redirects ------------------------------------------------------------------
+    def _read(
+        self,
+        url: str,
+        repository: str,
+        *,
+        what: str,
+        accept: str | None = None,
+        limit: int = MAX_MANIFEST_BYTES,
+        deadline: float | None = None,
+        too_large: str | None = None,
+    ) -> tuple[requests.Response, bytes]:
+        """GET `url` and, when it answers 200, its body: at most `limit` bytes, by `deadline` (see
+        transport.Http.chunks). The response comes back closed, its status and headers to read."""
+        response = self._get(url, repository, accept=accept)
+        if response.status_code != 200:
+            self._http.discard(response)
+            return response, b""
+        with response:
+            try:
+                body = self._http.read(response, url, limit=limit, deadline=deadline, too_large=too_large)
+            except requests.RequestException as exc:
+                raise UpstreamError(f"cannot read {what} ({url}): {describe_error(exc)}") from None
+        return response, body
+
+    def _pages(
+        self, url: str, repository: str, what: str, *, accept: str | None = None
+    ) -> Iterator[tuple[str, requests.Response, dict[str, Any]]]:
+        """A listing's pages (URL, the closed response, its JSON object when it answered 200): the
+        first at `url`, each next where the last one's Link header points (rel="next"). Bounded:
+        at most MAX_PAGES pages of MAX_MANIFEST_BYTES each, all read within one step's time, on
+        the registry itself only, and never a page twice (a loop)."""
+        deadline = self._http.deadline()
+        followed: set[str] = set()
+        while True:
+            followed.add(url)
+            response, body = self._read(url, repository, what=what, accept=accept, deadline=deadline)
+            yield url, response, _json_object(body, what, url) if response.status_code == 200 else {}
+            link = _NEXT.search(response.headers.get("Link", ""))
+            if link is None:
+                return
+            following = urljoin(url, link[1])
+            shown = following[:200]
+            if origin(following) != origin(self.base):
+                raise UpstreamError(
+                    f"{what}: its page {url} links to the next on another host ({shown}); ecrmirror "
+                    f"follows a listing's pages on {self.host} only"
+                )
+            if following in followed:
+                raise UpstreamError(
+                    f"{what}: its page {url} links back to {shown}, a page already read; ecrmirror "
+                    "stopped following the pages. The registry's pagination is broken: tell its operators"
+                )
+            if len(followed) >= MAX_PAGES:
+                raise UpstreamError(
+                    f"{what} goes on for more than {MAX_PAGES} pages (the last read: {url}); ecrmirror "
+                    "stopped following them"
+                )
+            url = following
+
     def _get(
         self,
         url: str,
         repository: str,
         *,
         accept: str | None = None,
-        stream: bool = False,
         method: str = "GET",
     ) -> requests.Response:
+        """A request for `url`, with the authorization for `repository`'s pull scope (answering
+        the registry's challenge first); the answer is streamed: read it (`_read`) or close it."""
         scope = f"repository:{repository}:pull"
         credentials = self._credentials
         if self._basic_first and credentials is not None and scope not in self._authorization:
             pair = f"{credentials.username}:{credentials.password}".encode()
             self._authorization[scope] = "Basic " + base64.b64encode(pair).decode()
         sent = self._authorization.get(scope)
-        response = self._follow(url, scope, accept, stream, method)
+        response = self._follow(url, scope, accept, method)
         if response.status_code == 401:
+            self._http.discard(response)  # the challenge is in its headers
             with self._scope_locks(scope):
                 # Another job may have answered this scope's challenge while this one waited.
                 answered = self._authorization.get(scope) != sent or self._answer(response, scope)
             if answered:
-                response.close()
-                response = self._follow(url, scope, accept, stream, method)
+                response = self._follow(url, scope, accept, method)
         self._count_pulls(response)
         return response
 
-    def _follow(
-        self, url: str, scope: str, accept: str | None, stream: bool, method: str = "GET"
-    ) -> requests.Response:
+    def _follow(self, url: str, scope: str, accept: str | None, method: str = "GET") -> requests.Response:
         def credentials_for(hop: str) -> dict[str, str]:
             if urlsplit(hop).netloc == self.host and scope in self._authorization:
                 return {"Authorization": self._authorization[scope]}
@@ -307,8 +454,8 @@ class OciClient:
                 credentials_for=credentials_for,
                 verify=self._verify,
                 accept=accept,
-                stream=stream,
                 method=method,
+                plain_http=self._plain_http,
             )
         except requests.RequestException as exc:
             raise UpstreamError(f"cannot reach {self.host}: {describe_error(exc)}") from None
@@ -338,48 +485,92 @@ class OciClient:
         return True
 
     def _token(self, realm: str, service: str | None, scope: str) -> str:
-        """A token from the registry's token service, anonymous or with the spec's credentials."""
-        query = {"scope": scope, **({"service": service} if service else {})}
-        auth = None
-        credentials = self._credentials
-        if credentials is not None and credentials.username:
-            auth = (credentials.username, credentials.password)
-        try:
-            response = self._http.session.get(
-                realm, params=query, auth=auth, timeout=TIMEOUT, verify=self._verify
-            )
-        except requests.RequestException as exc:
-            raise UpstreamError(
-                f"cannot reach the token service of {self.host}: {describe_error(exc)}"
-            ) from None
-        if response.status_code != 200:
-            raise UpstreamError(
-                f"the token service of {self.host} refused a {scope} token (HTTP {response.status_code}); "
-                "check the chart entry's auth"
-            )
-        answer = response.json()
-        token = answer.get("token") or answer.get("access_token")
-        if not token:
-            raise UpstreamError(f"the token service of {self.host} answered without a token")
-        return str(token)
+        """A token from the registry's token service, anonymous or with the spec's credentials.
 
-    def _expect_ok(self, response: requests.Response, what: str) -> None:
+        The credentials go to the realm over https only, or to the registry itself when the spec
+        says plain_http (transport.may_carry_credentials): a realm on plain http elsewhere is
+        refused before anything is sent. What the service answers is read up to MAX_TOKEN_ANSWER
+        bytes; no message repeats the credentials or the request's query."""
+        shown = _shown(realm)
+        where = origin(realm)
+        if where is None or where[0] not in ("http", "https") or not where[1]:
+            raise UpstreamError(
+                f"{self.host} asks for a token from {shown!r}, which is not an http(s) URL; check the "
+                "registry's token settings (the realm of its WWW-Authenticate challenge)"
+            )
+        credentials = self._credentials
+        authorization: dict[str, str] = {}
+        if credentials is not None and credentials.username:
+            if not may_carry_credentials(realm, self._plain_http):
+                elsewhere = " on another host" if where[1:] != (origin(self.base) or where)[1:] else ""
+                raise UpstreamError(
+                    f"{self.host} asks for the chart entry's credentials at {shown}, over plain http"
+                    f"{elsewhere}: ecrmirror sends credentials over https only (or to a registry the "
+                    "spec marks plain_http: true), so it sent nothing. The registry's token service "
+                    "(the realm of its challenge) must be on https"
+                )
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            authorization = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+        def credentials_for(hop: str) -> dict[str, str]:
+            return authorization if origin(hop) == where else {}  # a redirect elsewhere gets none
+
+        service_of = f"the token service of {self.host} ({shown})"
+        query = {"scope": scope, **({"service": service} if service else {})}
+        try:
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(realm, query)
+            with self._http.get(
+                str(prepared.url),
+                credentials_for=credentials_for,
+                verify=self._verify,
+                plain_http=self._plain_http,
+            ) as response:
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        f"the token service of {self.host} refused a {scope} token (HTTP "
+                        f"{response.status_code}); check the chart entry's auth"
+                    )
+                body = self._http.read(
+                    response,
+                    shown,
+                    limit=MAX_TOKEN_ANSWER,
+                    too_large=f"{service_of} answered more than {MAX_TOKEN_ANSWER} bytes; a token "
+                    "answer is a few KiB, so ecrmirror stopped reading it",
+                )
+        except requests.RequestException as exc:
+            raise UpstreamError(f"cannot reach {service_of}: {describe_error(exc)}") from None
+        answer = _json_object(body, f"the answer of {service_of}", shown, show_url=False)
+        token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise UpstreamError(f"{service_of} answered without a token")
+        return token
+
+    def _expect_ok(self, response: requests.Response, what: str, url: str | None = None) -> None:
+        """Nothing when `response` (to a request for `url`) is a 200; else what it means, plainly."""
         if response.status_code == 200:
             return
+        note = transport.hop_note(response, url or response.url, self._plain_http)
         if response.status_code in (401, 403):
             raise UpstreamError(
-                f"{self.host} refused {what} (HTTP {response.status_code}); {self.refused_hint}"
+                f"{self.host} refused {what} (HTTP {response.status_code}{f'; {note}' if note else ''}); "
+                f"{self.refused_hint}"
             )
-        raise UpstreamError(f"cannot read {what}: HTTP {response.status_code} {response.reason}")
+        raise UpstreamError(
+            f"cannot read {what}{f' ({note})' if note else ''}: HTTP {response.status_code} {response.reason}"
+        )
 
 
 class OciRepository:
     """`oci://HOST/PATH` as a chart source: chart <name> is the repository PATH/<name>, and a
     version is the tag helm gives it. Its manifest and blobs are copied unchanged."""
 
-    def __init__(self, url: str, http: transport.Http, access: Access) -> None:
+    def __init__(
+        self, url: str, http: transport.Http, access: Access, max_chart_size: int = MAX_CHART_SIZE
+    ) -> None:
         parts = urlsplit(url)
         self.location = url
+        self._max_chart_size = max_chart_size
         self._path = parts.path.strip("/")
         self._client = OciClient(
             parts.netloc,
@@ -446,10 +637,10 @@ class OciRepository:
         """Chart.yaml's fields: helm's config blob holds them as JSON."""
         release = self.release(name, version)
         config = self.manifest(release).blobs()[0]
-        body = self._client.small_blob(self.repository(name), str(config["digest"]))
+        body = self._client.small_blob(self.repository(name), str(config["digest"]), int(config["size"]))
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamError(f"the config of {release.url} is not JSON, so not a Helm chart's") from None
         return document if isinstance(document, dict) else {}
 
@@ -469,22 +660,38 @@ class OciRepository:
         """The chart archive (its chart layer), verified by digest."""
         for descriptor in self.manifest(release).blobs():
             if descriptor.get("mediaType") == CHART_LAYER_MEDIA_TYPE:
+                size = int(descriptor["size"])
+                if size > self._max_chart_size:
+                    raise UpstreamError(
+                        f"{release.url}: blob {descriptor['digest']} is {size} bytes, more than a chart may "
+                        f"be ({self._max_chart_size}; ini ecrmirror_max_chart_size); nothing was pushed"
+                    )
                 target = Path(tempfile.mkstemp(dir=workdir, suffix=".tgz")[1])
-                return self.blob(release, str(descriptor["digest"]), target, int(descriptor["size"]))
+                return self.blob(release, str(descriptor["digest"]), target, size)
         raise UpstreamError(f"{release.url} has no Helm chart layer ({CHART_LAYER_MEDIA_TYPE})")
 
     def provenance(self, release: ChartRelease, workdir: Path) -> Path | None:
         """The provenance layer, downloaded (the copy carries it with the rest); None without one."""
         for descriptor in self.manifest(release).blobs():
             if descriptor.get("mediaType") == PROVENANCE_MEDIA_TYPE:
+                size = int(descriptor["size"])
+                if size > MAX_PROVENANCE_SIZE:
+                    raise UpstreamError(
+                        f"{release.url}: its provenance layer is {size} bytes; a .prov is at most "
+                        f"{MAX_PROVENANCE_SIZE}, so it was not downloaded; nothing was pushed"
+                    )
                 target = Path(tempfile.mkstemp(dir=workdir, suffix=".prov")[1])
-                return self.blob(release, str(descriptor["digest"]), target, int(descriptor["size"]))
+                return self.blob(release, str(descriptor["digest"]), target, size)
         return None
 
-    def referrers(self, release: ChartRelease) -> list[Referrer]:
+    def referrers(
+        self, release: ChartRelease, alongside: Callable[..., futures.Future[Any]] | None = None
+    ) -> list[Referrer]:
         """What refers to the release's manifest, to be copied with it: its OCI 1.1 referrers (the
         referrers API, else the referrers tag schema) and cosign's `sha256-<hex>.sig/.att/.sbom`.
-        The repository's tag list (read once) says which of those tags exist."""
+        The repository's tag list (read once) says which of those tags exist. One manifest GET
+        each, at most MAX_REFERRERS; with `alongside` (run.alongside), two of them go on other
+        threads while this one does a third."""
         repository = self.repository(release.name)
         hexdigest = release.digest.partition(":")[2]
         tags = set(self._tag_list(release.name))
@@ -492,24 +699,83 @@ class OciRepository:
         if digests is None:
             schema_tag = f"sha256-{hexdigest}"
             digests = self._client.index_digests(repository, schema_tag) if schema_tag in tags else []
-        found = [Referrer(self._client.manifest(repository, digest), None) for digest in digests]
+        wanted: list[tuple[str, str | None]] = [(digest, None) for digest in dict.fromkeys(digests)]
         for suffix in COSIGN_SUFFIXES:
             tag = f"sha256-{hexdigest}.{suffix}"
-            if tag not in tags:
-                continue
-            manifest = self._client.manifest(repository, tag)
-            if all(manifest.digest != r.manifest.digest for r in found):
-                found.append(Referrer(manifest, tag))
+            if tag in tags:
+                wanted.append((tag, tag))
+        _bounded_referrers(len(wanted), f"{release.url} ({self._client.host}/{repository})")
+        manifests = _each(
+            lambda reference: self._client.manifest(repository, reference),
+            [reference for reference, _ in wanted],
+            alongside,
+        )
+        found: list[Referrer] = []
+        seen: set[str] = set()  # a cosign tag may name a manifest the referrers API listed too
+        for (_, cosign_tag), manifest in zip(wanted, manifests, strict=True):
+            if manifest.digest not in seen:
+                seen.add(manifest.digest)
+                found.append(Referrer(manifest, cosign_tag))
         return found
 
     def _tag_list(self, name: str) -> list[str]:
         return once(self._tags, self._tag_locks, name, lambda: self._client.tags(self.repository(name)))
 
 
-def _listed(response: requests.Response, what: str) -> list[str]:
+def _listed(document: dict[str, Any], what: str, url: str) -> list[str]:
     """The manifest digests an image index lists."""
-    try:
-        listed = response.json().get("manifests") or []
-    except (ValueError, AttributeError):
-        raise UpstreamError(f"{what} is not a JSON image index") from None
+    listed = document.get("manifests") or []
+    if not isinstance(listed, list):
+        raise UpstreamError(f"{what} ({url}) is not an image index: its `manifests` is not a list")
     return [str(m["digest"]) for m in listed if isinstance(m, dict) and _DIGEST.match(str(m.get("digest")))]
+
+
+def _bounded_referrers(count: int, what: str) -> None:
+    if count > MAX_REFERRERS:
+        raise UpstreamError(
+            f"more than {MAX_REFERRERS} manifests refer to {what}: more than an ECR repository holds "
+            "by default (10,000 images); ecrmirror copies none of them. Set copy_referrers: false on "
+            "the chart entry to mirror the chart alone"
+        )
+
+
+def _json_object(body: bytes, what: str, url: str, *, show_url: bool = True) -> dict[str, Any]:
+    """`body` as the JSON object a registry answers; anything else (HTML, a JSON list or string,
+    bytes) is an UpstreamError naming `what` and `url`, never a JSON parser's exception."""
+    where = f" ({url})" if show_url else ""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        start = body[:15].decode("ascii", "replace").strip()
+        looks = " (it looks like HTML: a login or error page?)" if start.lower().startswith("<") else ""
+        raise UpstreamError(f"{what}{where} is not JSON{looks}") from None
+    if not isinstance(document, dict):
+        kind = _JSON_KINDS.get(type(document), "null")
+        raise UpstreamError(f"{what}{where} is {kind}, not the JSON object a registry answers")
+    return document
+
+
+def _shown(url: str) -> str:
+    """`url` for a message: without user information, query or fragment (they may carry secrets)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:200]
+
+
+def _each(
+    work: Callable[[str], T], calls: list[str], alongside: Callable[..., futures.Future[Any]] | None
+) -> list[T]:
+    """`work(call)` for each of `calls`, in order. With `alongside` (run.alongside), three at a
+    time: two on other threads (a job's share of the run's side threads) while this one does the
+    third; the first failure is raised once those running have ended, so nothing is left running."""
+    if alongside is None:
+        return [work(call) for call in calls]
+    results: list[T] = []
+    for start in range(0, len(calls), 3):
+        batch = calls[start : start + 3]
+        others = [alongside(work, call) for call in batch[:-1]]
+        try:
+            last = work(batch[-1])
+        finally:
+            futures.wait(others)
+        results += [future.result() for future in others] + [last]
+    return results
