@@ -84,3 +84,121 @@ def test_no_credential_appears_anywhere_a_run_writes(
 
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- every spelling of a credential in a repo URL ------------------------------------------------------
+TOKEN = "CANARYtokenSPELLING0123456789"
+URL_SPELLINGS = {
+    # the repo URL as a user writes it, and the Authorization the server wants (None: any)
+    "empty user, token as password": ("http://:{token}@{host}/", _basic("", TOKEN)),
+    "a user alone (the token)": ("http://{token}@{host}/", _basic(TOKEN, "")),
+    "a token in the query string": ("http://{host}/?token={token}", None),
+    "a token as another query parameter": ("http://{host}/?ref=main&x={token}", None),
+}
+# A library failing inside a request (not one of ours): pytest shows the traceback, with every
+# frame's locals under -l, and the request's URL and headers are among them.
+LIBRARY_FAULT = """
+import requests
+
+send = requests.Session.send
+
+def failing(self, request, **kwargs):
+    if "/crash" in request.url:
+        raise RuntimeError("a bug in a library")
+    return send(self, request, **kwargs)
+
+def pytest_configure(config):
+    requests.Session.send = failing
+
+def pytest_unconfigure(config):
+    requests.Session.send = send
+"""
+
+
+@pytest.mark.parametrize("spelling", URL_SPELLINGS)
+def test_a_credential_in_any_url_spelling_never_appears_in_what_a_run_writes(
+    spelling: str, tmp_path: Path, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    # given a repository needing the token, a chart version it lacks, and one whose download crashes
+    template, required = URL_SPELLINGS[spelling]
+    host = Host(tmp_path / "upstream", required=required).start()
+    host.directory.mkdir()
+    crash = host.directory / "crash"
+    crash.mkdir()
+    write_index(
+        host.directory,
+        [package_chart(host.directory, "app", "1.0.0"), package_chart(host.directory, "ranged", "1.0.0")],
+    )
+    write_index(crash, [package_chart(crash, "other", "1.0.0")])
+    netloc = host.url.split("://")[1].rstrip("/")
+    repo = template.format(token=TOKEN, host=netloc)
+    crash_repo = template.replace("{host}/", "{host}/crash/").format(token=TOKEN, host=netloc)
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: '{repo}'\n    versions: ['1.0.0', '9.9.9']\n"
+        f"  - name: other\n    repo: '{crash_repo}'\n    versions: ['1.0.0']\n"
+        "  - name: ranged\n"
+        f"    repo: '{repo}'\n    versions: '>=1'\n"
+    )
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\ncharts:\n  - name: ranged\n    repo: '{repo}'\n    versions: '>=5'\n",
+        name="unmatched",
+    )
+    pytester.makeconftest(LIBRARY_FAULT)
+
+    try:
+        collected = run("--sync", "--collect-only", "mirror.yaml", "unmatched.yaml")
+        result = run(
+            "--sync",
+            "-v",
+            "-rA",
+            "-l",
+            "--tb=long",
+            "--log-level=DEBUG",
+            "--log-file=run.log",
+            "--log-file-level=DEBUG",
+            "--junitxml=report.xml",
+            "--ecrmirror-plan=plan.md",
+            "--ecrmirror-cache-dir=cache",
+            "mirror.yaml",
+        )
+    finally:
+        host.stop()
+
+    # then the version is mirrored with the token, the others fail, and the token is nowhere
+    if required is not None:
+        assert required in host.authorizations()
+    assert "a bug in a library" in result.stdout.str()
+    assert "repo = " in result.stdout.str() or "url = " in result.stdout.str(), "-l shows locals"
+    written = {
+        "stdout": result.stdout.str(),
+        "stderr": result.stderr.str(),
+        "--collect-only": collected.stdout.str() + collected.stderr.str(),
+        "log file": (pytester.path / "run.log").read_text(),
+        "JUnit file": (pytester.path / "report.xml").read_text(),
+        "plan": (pytester.path / "plan.md").read_text(),
+        "cache": "".join(p.read_text() for p in (pytester.path / "cache").rglob("*") if p.is_file()),
+    }
+    forms = {TOKEN, base64.b64encode(f":{TOKEN}".encode()).decode(), base64.b64encode(f"{TOKEN}:".encode())}
+    leaks = [where for where, text in written.items() for form in forms if str(form) in text]
+    assert leaks == []
+    assert "9.9.9 is not in" in written["stdout"]
+
+
+def test_a_password_that_breaks_url_parsing_is_a_spec_error_that_does_not_show_it(
+    emulator: Emulator, write_spec, run
+) -> None:
+    secret = "CANARY/broken#pass?word"
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n"
+        f"charts:\n  - name: app\n    repo: 'https://bot:{secret}@charts.example/'\n    versions: ['1.0.0']\n"
+    )
+
+    result = run("--sync", "-l", "--tb=long", "mirror.yaml")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*mirror.yaml:5: repo has an @ after its host: a password with / ? # or @ in it breaks the URL*"]
+    )
+    assert "CANARY" not in result.stdout.str() + result.stderr.str()
+    assert emulator.requests == []
