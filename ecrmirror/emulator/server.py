@@ -6,11 +6,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -93,6 +96,10 @@ class EmulatorApp:
         path = request.path
         if path.startswith("/_emulator/"):
             return self._introspect(request)(environ, start_response)
+        try:
+            request = _with_body_read(environ, request)
+        except ClientDisconnected:  # the client went away mid-body: nobody reads the answer
+            return Response(status=400)(environ, start_response)
         with self.state.lock:
             if path == "/v2/" or path.startswith("/v2/"):
                 response = self.registry.answer(request)
@@ -270,3 +277,20 @@ class Emulator:
 
     def reset(self) -> None:
         self.app.reset()
+
+
+def _with_body_read(environ: dict[str, Any], request: Request) -> Request:
+    """The request, its body read before the state's lock is taken: a client that stops sending
+    mid-body (killed, or behind a proxy that went away) must hold up its own request only, not
+    every other request the lock serializes. Big bodies (blob uploads) are spooled to disk."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return request
+    body = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - the body, for as long as the request
+    shutil.copyfileobj(request.stream, body, 1 << 20)
+    size = body.tell()
+    body.seek(0)
+    environ["wsgi.input"] = body
+    environ["CONTENT_LENGTH"] = str(size)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)  # what was chunked is read whole
+    environ["wsgi.input_terminated"] = False
+    return Request(environ)
