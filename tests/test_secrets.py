@@ -141,7 +141,8 @@ def test_a_credential_in_any_url_spelling_never_appears_in_what_a_run_writes(
         f"    repo: '{repo}'\n    versions: '>=1'\n"
     )
     write_spec(
-        f"target:\n  registry: {REGISTRY}\ncharts:\n  - name: ranged\n    repo: '{repo}'\n    versions: '>=5'\n",
+        f"target:\n  registry: {REGISTRY}\n"
+        f"charts:\n  - name: ranged\n    repo: '{repo}'\n    versions: '>=5'\n",
         name="unmatched",
     )
     pytester.makeconftest(LIBRARY_FAULT)
