@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.auth
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
@@ -128,6 +129,13 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
+class _NoNetrc(requests.auth.AuthBase):
+    """A session's own auth that adds nothing: its presence keeps requests from reading netrc."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 class _Session(requests.Session):
     """requests.Session, reading the environment's proxy and CA-bundle settings once per host.
 
@@ -138,6 +146,10 @@ class _Session(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
+        # Never ~/.netrc: requests (trusting the environment, for proxies and CA bundles) would
+        # add its credentials to any request without its own, a plain-http hop an upstream
+        # redirected to included. Credentials come from the spec alone, as helm's do.
+        self.auth = _NoNetrc()
         self._from_environment: dict[tuple[str, str], dict[str, str]] = {}
         self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 

@@ -406,3 +406,28 @@ def test_a_listing_that_is_not_one_fails_plainly(
     # then the version fails plainly, and nothing was pushed
     plainly_refused(result, emulator, case(name))
     no_secret_in(result)
+
+
+def test_netrc_credentials_are_never_sent(
+    emulator: Emulator, write_spec, run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a ~/.netrc (as requests would read it) with a password for the repository's host
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login bot password NETRC-CANARY-pa55\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    repo = Host(tmp_path / "repo")
+    repo.directory.mkdir()
+    publish(repo.directory, "app-1.0.0.tgz")
+    repo.start()
+    try:
+        write_spec(TARGET + f"charts:\n  - name: app\n    repo: {repo.url}\n    versions: ['1.0.0']\n")
+
+        result = run("--sync", "mirror.yaml")
+    finally:
+        repo.stop()
+
+    # then credentials come from the spec alone, as helm's do: none were sent
+    result.assert_outcomes(passed=2)
+    assert repo.seen
+    assert repo.authorizations() == []
