@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from ecrmirror.errors import Unverified
+from ecrmirror.helmyaml import YamlRefused, load_helm_yaml
 
 GPGV_TIMEOUT = 60  # seconds: gpgv reads one small file
 
@@ -102,9 +103,9 @@ def _files(statement: str) -> dict[str, str]:
     _, separator, rest = statement.replace("\r\n", "\n").partition("\n...\n")
     if not separator:
         return {}
-    try:
-        document = yaml.safe_load(rest)
-    except yaml.YAMLError:
+    try:  # as helm reads YAML: an alias bomb or deep nesting is refused, not expanded or recursed into
+        document = load_helm_yaml(rest.encode())
+    except (yaml.YAMLError, YamlRefused):
         return {}
     files = document.get("files") if isinstance(document, dict) else None
     if not isinstance(files, dict):

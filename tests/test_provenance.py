@@ -4,6 +4,7 @@ pushed, and the audit re-checks what ECR holds. Real helm signs the charts and i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from tools import require_tool
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
+from ecrmirror.errors import Unverified
+from ecrmirror.provenance import verify
 
 HOW = "run .ci/run, which installs helm and GnuPG (gpg, gpgv)"
 SIGNER, STRANGER, EXPIRED = "Mirror Signer", "Stranger", "Expired Signer"
@@ -268,3 +271,20 @@ def test_the_audit_policy_of_a_verifying_spec_suffices_and_each_read_it_adds_is_
     else:
         assert audited.ret == pytest.ExitCode.TESTS_FAILED
         assert removed in audited.stdout.str()
+
+
+def test_a_signed_statement_with_an_alias_bomb_is_refused_not_expanded(keys: Keys, tmp_path: Path) -> None:
+    # given a statement signed by a trusted key whose files: part is a billion laughs
+    bomb = "".join(
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+        for p, k in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    statement = tmp_path / "statement"
+    statement.write_text(
+        f"apiVersion: v2\nname: app\nversion: 1.0.0\n\n...\n{bomb}files:\n  app-1.0.0.tgz: x\n"
+    )
+    gpg(keys.home, "--local-user", SIGNER, "--clearsign", "--output", str(tmp_path / "prov"), str(statement))
+
+    # when it is verified, then it is refused at once as listing nothing (helm refuses such YAML too)
+    with pytest.raises(Unverified, match=re.escape("the signed .prov lists no sha256 for app-1.0.0.tgz")):
+        verify((tmp_path / "prov").read_bytes(), ("app-1.0.0.tgz",), "sha256:00", str(keys.trusted), "app")
