@@ -11,6 +11,8 @@ from httphosts import Host
 
 from conftest import REGISTRY
 from ecrmirror.emulator import Emulator
+from ecrmirror.redact import redact
+from ecrmirror.spec import load_spec
 
 CANARIES = {
     "aws secret key": "CANARYsecretKEY0123456789abcdefghijklmnop",
@@ -203,3 +205,18 @@ def test_a_password_that_breaks_url_parsing_is_a_spec_error_that_does_not_show_i
     )
     assert "CANARY" not in result.stdout.str() + result.stderr.str()
     assert emulator.requests == []
+
+
+def test_a_query_value_that_is_no_credential_is_not_hidden(tmp_path: Path) -> None:
+    # given a repo URL whose query holds a ref and a token
+    spec = tmp_path / "mirror.yaml"
+    spec.write_text(
+        f"target:\n  registry: {REGISTRY}\ncharts:\n  - name: app\n"
+        "    repo: 'https://charts.example/?ref=stable-main&access_token=tok3n-CANARY'\n"
+        "    versions: ['1.0.0']\n"
+    )
+
+    load_spec(spec)
+
+    # then the token is hidden wherever it is written, and the ref, an everyday word, is not
+    assert redact("ref=stable-main token tok3n-CANARY") == "ref=stable-main token ***"

@@ -17,6 +17,7 @@ from ecrmirror.spec.reader import Reader
 from ecrmirror.spec.target import read_verification
 
 CHART_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_CREDENTIAL_KEY = re.compile(r"(?i)token|key|sig|pass|secret|auth|credential|session")
 _ACCESS_KEYS = ("auth", "ca_file", "insecure_skip_tls_verify", "pass_credentials", "plain_http")
 
 
@@ -147,8 +148,11 @@ def _credentials_in_url(
     can show them. A query string may carry a token too: its values are remembered as secrets
     (redact.py), and it stays, since helm sends it with every request to the repository."""
     parts = urlsplit(repo)
-    for _, value in parse_qsl(parts.query, keep_blank_values=False):
-        redact.remember(value)
+    for key, value in parse_qsl(parts.query, keep_blank_values=False):
+        # Not every query value is a secret, and `?ref=main` must not hide every "main" a run
+        # writes: a value named like a credential, or long enough to be a token, is.
+        if _CREDENTIAL_KEY.search(key) or len(value) >= 16:
+            redact.remember(value)
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if not at:
         if parts.scheme and re.search(r"@[A-Za-z0-9.-]+(:[0-9]+)?(/|$)", repo.partition("://")[2]):
