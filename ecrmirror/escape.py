@@ -35,9 +35,9 @@ def for_terminal(text: str) -> str:
 
 
 def for_markdown(text: str) -> str:
-    """`text` as Markdown that renders it literally: no link, image, HTML, emphasis or table cell
-    that the text did not have as plain characters. One line: newlines become spaces."""
+    """`text` as Markdown that renders it as written: no link, autolink, image, HTML, code span,
+    `*` emphasis or table cell comes of it. One line: newlines become spaces."""
     text = for_terminal(text).replace("\r", " ").replace("\n", " ")
     text = _MARKDOWN.sub(r"\\\1", text)
-    # A zero-width joiner would be invisible again; `&#58;` renders ':' and breaks the pattern.
+    # `&#58;` renders as ':' but is not the text the autolink extension looks for.
     return _AUTOLINK.sub(lambda m: f"{m[1]}&#58;{m[3]}" if m[1] else f"{m[4]}&#46;", text)
