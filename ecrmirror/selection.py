@@ -15,9 +15,15 @@ from ecrmirror.spec import ChartEntry
 
 
 def select(run: Run, spec_path: Path, chart: ChartEntry) -> list[str]:
-    """The versions a chart entry stands for: its list, or what its constraint selects upstream."""
+    """The versions a chart entry stands for: its list, or what its constraint selects upstream.
+    Worked out once per run: every version item of a constraint asks (for its note)."""
     if chart.range is None:
         return [v.version for v in chart.versions]
+    return list(run.remember(("selected", spec_path, chart), lambda: tuple(_chosen(run, spec_path, chart))))
+
+
+def _chosen(run: Run, spec_path: Path, chart: ChartEntry) -> list[str]:
+    assert chart.range is not None
     found = run.source(spec_path, chart).versions(chart.name)
     chosen = constraints.select(
         found,

@@ -129,3 +129,16 @@ def write_archive(
     path.write_bytes(archive_bytes(members, **options))
     name, _, version = filename.removesuffix(".tgz").rpartition("-")
     return ChartFile(path, name, version)
+
+
+def serve_archive(directory: Path, archive: bytes) -> None:
+    """`archive` as app 1.0.0 of the repository in `directory`, whatever it holds: its index
+    lists its true digest, so only what is inside it can be refused."""
+    (directory / "app-1.0.0.tgz").write_bytes(archive)
+    entry = {
+        "name": "app",
+        "version": "1.0.0",
+        "digest": hashlib.sha256(archive).hexdigest(),
+        "urls": ["app-1.0.0.tgz"],
+    }
+    (directory / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}}))

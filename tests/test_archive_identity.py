@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from chartfactory import archive_bytes, package_chart, write_archive
-from tools import registry_password, tool
+from chartfactory import archive_bytes, package_chart, serve_archive, write_archive
+from tools import helm_push, tool
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.chart import build_artifact, read_chart_metadata
@@ -148,7 +148,7 @@ def test_helm_itself_loads_something_else_or_refuses(case: str, helm: list[str],
 def test_an_archive_helm_would_load_otherwise_is_refused_and_nothing_is_pushed(
     case: str, chart_server: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
-    serve(chart_server, archive_bytes(CASES[case].members, modes=CASES[case].modes))
+    serve_archive(chart_server.directory, archive_bytes(CASES[case].members, modes=CASES[case].modes))
     write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
 
     result = run("--sync", "mirror.yaml")
@@ -289,20 +289,9 @@ def test_helm_push_and_ecrmirror_agree_on_a_v1_chart_with_requirements(
     boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url).create_repository(
         repositoryName="helm/legacy"
     )
-    host = emulator.url.removeprefix("http://")
 
     # when helm pushes it
-    pushed = tool(
-        *helm,
-        "push",
-        str(chart.path),
-        f"oci://{host}/helm",
-        "--plain-http",
-        "--username",
-        "AWS",
-        "--password",
-        registry_password(emulator),
-    )
+    pushed = helm_push(helm, chart.path, emulator)
     assert pushed.returncode == 0, pushed.stderr
 
     # then ecrmirror's artifact is helm's, byte for byte: the config holds requirements.yaml's
@@ -322,16 +311,3 @@ def non_empty(value: Any) -> Any:
     if isinstance(value, list):
         return [non_empty(v) for v in value]
     return value
-
-
-def serve(chart_server: ChartServer, archive: bytes) -> None:
-    (chart_server.directory / "app-1.0.0.tgz").write_bytes(archive)
-    entry = {
-        "name": "app",
-        "version": "1.0.0",
-        "digest": hashlib.sha256(archive).hexdigest(),
-        "urls": ["app-1.0.0.tgz"],
-    }
-    (chart_server.directory / "index.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}})
-    )

@@ -12,7 +12,7 @@ import boto3
 import pytest
 import requests
 from chartfactory import package_chart
-from tools import registry_password, require_tool, tool
+from tools import helm_push, registry_password, require_tool, tool
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.chart import (
@@ -142,20 +142,9 @@ def test_helm_push_and_ecrmirror_store_byte_identical_manifests(
     os.utime(chart.path, (moment, moment))
     ecr = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
     ecr.create_repository(repositoryName="helm/demo")
-    host = emulator.url.removeprefix("http://")
 
     # when helm itself pushes it
-    pushed = tool(
-        *helm,
-        "push",
-        str(chart.path),
-        f"oci://{host}/helm",
-        "--plain-http",
-        "--username",
-        "AWS",
-        "--password",
-        registry_password(emulator),
-    )
+    pushed = helm_push(helm, chart.path, emulator)
     assert pushed.returncode == 0, pushed.stderr
 
     # then ecrmirror's artifact for the same archive is the same manifest, byte for byte

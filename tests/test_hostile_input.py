@@ -5,7 +5,6 @@ The table in the docs and the case ids here are the same list: a test checks tha
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import random
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chartfactory import package_chart
+from chartfactory import package_chart, serve_archive
 from ociregistry import QuietHandler
 
 from conftest import REGISTRY, ChartServer
@@ -378,25 +377,12 @@ ARCHIVE_CASES: dict[str, tuple[Callable[[], bytes], str]] = {
 }
 
 
-def serve_archive(chart_server: ChartServer, archive: bytes) -> None:
-    (chart_server.directory / "app-1.0.0.tgz").write_bytes(archive)
-    entry = {
-        "name": "app",
-        "version": "1.0.0",
-        "digest": hashlib.sha256(archive).hexdigest(),
-        "urls": ["app-1.0.0.tgz"],
-    }
-    (chart_server.directory / "index.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v1", "entries": {"app": [entry]}})
-    )
-
-
 @pytest.mark.parametrize("case", ARCHIVE_CASES)
 def test_a_hostile_archive_is_refused_and_nothing_is_pushed(
     case: str, chart_server: ChartServer, emulator: Emulator, write_spec, run
 ) -> None:
     make, message = ARCHIVE_CASES[case]
-    serve_archive(chart_server, make())
+    serve_archive(chart_server.directory, make())
     write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
 
     result = run("--sync", "mirror.yaml")
@@ -412,7 +398,7 @@ def test_the_chart_size_limit_can_be_set_for_charts_bigger_than_helms_default(
     # 3 x 400 KiB: bigger than a limit of 1 MiB decompressed, and (random bytes do not compress)
     # as an archive too.
     files = [(f"app/data{n}", None, bytes(random.Random(n).randbytes(400 * 1024))) for n in range(3)]
-    serve_archive(chart_server, tar_gz([("app/Chart.yaml", None, CHART_YAML), *files]))
+    serve_archive(chart_server.directory, tar_gz([("app/Chart.yaml", None, CHART_YAML), *files]))
     write_spec(TARGET + f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n")
 
     refused = run("--sync", "mirror.yaml", "-o", "ecrmirror_max_chart_size=1MiB")
@@ -422,7 +408,7 @@ def test_the_chart_size_limit_can_be_set_for_charts_bigger_than_helms_default(
     assert [r for r in emulator.writes() if r.kind == "registry"] == []
 
     compressible = [(f"app/zeros{n}", None, bytes(400 * 1024)) for n in range(3)]
-    serve_archive(chart_server, tar_gz([("app/Chart.yaml", None, CHART_YAML), *compressible]))
+    serve_archive(chart_server.directory, tar_gz([("app/Chart.yaml", None, CHART_YAML), *compressible]))
     refused = run("--sync", "mirror.yaml", "--ecrmirror-max-chart-size=1048576")
     refused.stdout.fnmatch_lines(["*decompresses to more than 1048576 bytes, the limit for a chart*"])
     assert [r for r in emulator.writes() if r.kind == "registry"] == []

@@ -22,7 +22,7 @@ import pytest
 import requests
 from chartfactory import package_chart
 from ociregistry import TokenRegistry
-from tools import registry_password
+from tools import registry_password, says_in_order
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, build_artifact
@@ -49,11 +49,7 @@ HOSTILE_CASES: dict[str, str] = {
 
 def says(output: str, case: str) -> None:
     """`output` says what HOSTILE_CASES gives for `case`, where … stands for anything."""
-    position = 0
-    for part in HOSTILE_CASES[case].split("…"):
-        found = output.find(part, position)
-        assert found >= 0, f"{part!r} not found after position {position} in:\n{output}"
-        position = found + len(part)
+    says_in_order(output, HOSTILE_CASES[case])
 
 
 # -- the emulator as another writer would reach it: the registry API, with a registry token ----------

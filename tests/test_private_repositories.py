@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import httphosts
 import pytest
 import yaml
 from chartfactory import ChartFile, package_chart, write_index
@@ -114,38 +113,7 @@ def test_wrong_credentials_are_a_plain_error_naming_the_url(
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     """A certificate for 127.0.0.1 signed by itself, and the server context that serves it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecrmirror test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "ca.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context, cert_file
+    return httphosts.self_signed(tmp_path / "tls")
 
 
 @pytest.fixture

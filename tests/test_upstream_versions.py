@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tools import says_in_order
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
@@ -141,11 +142,7 @@ HOSTILE_CASES: dict[str, str] = {
 
 def says(output: str, case: str) -> None:
     """`output` says what HOSTILE_CASES gives for `case`, where … stands for anything."""
-    position = 0
-    for part in HOSTILE_CASES[case].split("…"):
-        found = output.find(part, position)
-        assert found >= 0, f"{part!r} not found after position {position} in:\n{output}"
-        position = found + len(part)
+    says_in_order(output, HOSTILE_CASES[case])
 
 
 def list_more(server: ChartServer, name: str, versions: list[str]) -> None:

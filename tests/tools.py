@@ -35,3 +35,28 @@ def registry_password(emulator: Emulator) -> str:
     client = boto3.client("ecr", region_name="eu-west-1", endpoint_url=emulator.url)
     token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     return base64.b64decode(token).decode().partition(":")[2]
+
+
+def helm_push(helm: list[str], archive: Path, emulator: Emulator) -> subprocess.CompletedProcess[str]:
+    """`helm push ARCHIVE oci://<emulator>/helm`, logged in as ECR's AWS user."""
+    host = emulator.url.removeprefix("http://")
+    return tool(
+        *helm,
+        "push",
+        str(archive),
+        f"oci://{host}/helm",
+        "--plain-http",
+        "--username",
+        "AWS",
+        "--password",
+        registry_password(emulator),
+    )
+
+
+def says_in_order(output: str, message: str) -> None:
+    """`output` holds `message`, where … stands for anything."""
+    position = 0
+    for part in message.split("…"):
+        found = output.find(part, position)
+        assert found >= 0, f"{part!r} not found after position {position} in:\n{output}"
+        position = found + len(part)
