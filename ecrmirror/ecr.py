@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 # Charts from OCI sources keep their manifest type; Docker's v2 type is what older tools push.
 ACCEPTED_MANIFESTS = [MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json"]
+# An image tag may name any of these: ECR converts none of them when asked by its own type.
+IMAGE_MANIFESTS = [
+    *ACCEPTED_MANIFESTS,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+]
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
 _DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
@@ -248,6 +254,36 @@ class Ecr:
                 tag, digest = image["imageId"].get("imageTag"), image["imageId"].get("imageDigest", "")
                 found[str(tag)] = (str(digest), str(image.get("imageManifest") or "").encode())
         return found
+
+    def image_manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, str]] | None:
+        """The tags among `tags` that `repository` holds, whatever they name (an image index too):
+        tag -> (digest, manifest text), in ceil(n/100) calls; None if there is no repository."""
+        wanted = sorted(set(tags))
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
+            response = self._call(
+                "batch_get_image",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                imageIds=[{"imageTag": tag} for tag in wanted[start : start + BATCH_GET_IMAGE_LIMIT]],
+                acceptedMediaTypes=IMAGE_MANIFESTS,
+            )
+            if response is None:
+                return None
+            for image in response.get("images", []):
+                tag, digest = image["imageId"].get("imageTag"), image["imageId"].get("imageDigest", "")
+                found[str(tag)] = (str(digest), str(image.get("imageManifest") or ""))
+        return found
+
+    def blob_mounting(self) -> bool:
+        """Whether the registry mounts a blob from one repository into another (its BLOB_MOUNTING
+        setting); False when the caller may not ask (ecr:GetAccountSetting), as if disabled."""
+        try:
+            answer = self._invoke("get_account_setting", name="BLOB_MOUNTING")
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            return False
+        return str(answer.get("value", "")).upper() == "ENABLED"
 
     def held_manifests(self, repository: str, digests: Iterable[str]) -> set[str]:
         """The manifests among `digests` that `repository` holds, in ceil(n/100) calls."""

@@ -31,6 +31,7 @@ class Inventory:
         self._expected_tags: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._expected_repositories: dict[str, set[str]] = defaultdict(set)
         self._images: dict[tuple[str, str], Images | None] = {}
+        self._manifests: dict[tuple[str, str], dict[str, tuple[str, str]] | None] = {}
         self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
         self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
         self._created: set[tuple[str, str]] = set()  # repositories this process created
@@ -71,6 +72,26 @@ class Inventory:
         self._images[key] = (
             None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
         )
+
+    def manifests(self, registry: Registry, repository: str, tag: str) -> dict[str, tuple[str, str]] | None:
+        """The run's tags that image repository `repository` holds, with what each names: tag ->
+        (digest, manifest text), asked together with `tag`; None if there is no repository."""
+        key = (registry.host, repository)
+        with self._locks(("manifests", key)):
+            if key not in self._manifests:
+                tags = self._expected_tags[key] | {tag}
+                question = f"manifests {registry.host}/{repository} {' '.join(sorted(tags))}"
+                answer = once_per_run(
+                    self._shared, question, lambda: self._ecr(registry).image_manifests(repository, tags)
+                )
+                self._manifests[key] = None if answer is None else {t: tuple(v) for t, v in answer.items()}
+            return self._manifests[key]
+
+    def add_manifest(self, registry: Registry, repository: str, tag: str, digest: str, text: str) -> None:
+        """This process copied an image as `tag`: items after it find it without asking."""
+        key = (registry.host, repository)
+        with self._locks(("manifests", key)):
+            self._manifests[key] = {**(self._manifests.get(key) or {}), tag: (digest, text)}
 
     def add_image(self, registry: Registry, repository: str, image: RemoteImage) -> None:
         """This process pushed `image`: items after it find it without asking."""

@@ -283,6 +283,32 @@ class RegistryClient:
             )
             raise self._error(done, repository, f"upload of {descriptor.digest}", permission)
 
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Ask the registry to mount blob `digest` of repository `source` into `repository`: no
+        bytes move. False when it did not (ECR mounts only with the registry's BLOB_MOUNTING
+        setting ENABLED): the upload session it opened instead is left to expire, and the
+        caller uploads."""
+        self._unless_interrupted(repository, digest)
+        container = self._container(repository, "latest")
+        url = oras.utils.append_url_params(
+            f"{self._oras.prefix}://{container.upload_blob_url()}", {"mount": digest, "from": source}
+        )
+        try:
+            response = retrying(
+                lambda: self._oras.do_request(url, "POST", headers={"Content-Length": "0"}),
+                what=f"mount of {digest} into {self.endpoint}/{repository}",
+                policy=self.policy,
+            )
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"mount of {digest} into {self.endpoint}/{repository} failed: {exc}"
+            ) from None
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202:
+            return False
+        raise self._error(response, repository, f"mount of {digest} from {source}", "ecr:InitiateLayerUpload")
+
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest of the manifest `reference` (a tag) names now, or None when it names none:
         one HEAD (ecr:BatchGetImage), a GET only if the registry does not say the digest."""

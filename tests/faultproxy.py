@@ -55,6 +55,7 @@ class FaultProxy:
     requests: int = 0
     bytes: int = 0  # request and response bodies passed through
     faults: Counter[str] = field(default_factory=Counter)
+    log: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request, in order
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,6 +135,7 @@ class FaultProxy:
     def _decide(self, method: str, path: str) -> str | None:
         with self._lock:
             self.requests += 1
+            self.log.append((method, path))
             key = (method, _UPLOAD_ID.sub("<upload>", path))  # upload ids are random; the rest is not
             self._seen[key] += 1
             roll = random.Random(f"{self.seed}:{method}:{path}:{self._seen[key]}")

@@ -50,6 +50,9 @@ _NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 COSIGN_SUFFIXES = ("sig", "att", "sbom")  # cosign's tag scheme: sha256-<hex>.<suffix>
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",)
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+# What an image tag may name: a multi-platform index (OCI's or Docker's list) or one manifest.
+IMAGE_TYPES = (INDEX_TYPES[0], DOCKER_LIST, *MANIFEST_TYPES)
 
 # What a registry sends is read up to these limits, which no answer can raise.
 # A manifest or an image index: ECR takes none bigger (PutImage's imageManifest is at most
@@ -94,6 +97,14 @@ class Manifest:
     def blobs(self) -> list[dict[str, Any]]:
         document = json.loads(self.body)
         return [document["config"], *document.get("layers", [])]
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in (INDEX_TYPES[0], DOCKER_LIST)
+
+    def children(self) -> list[dict[str, Any]]:
+        """The descriptors an index lists (each checked when the index was read)."""
+        return list(json.loads(self.body).get("manifests") or []) if self.is_index else []
 
     @property
     def artifact_type(self) -> str:
@@ -196,10 +207,12 @@ class OciClient:
         _bounded_referrers(len(found), f"{self.host}/{repository}@{tag.replace('-', ':', 1)}")
         return found
 
-    def manifest(self, repository: str, reference: str) -> Manifest:
+    def manifest(self, repository: str, reference: str, *, indexes: bool = False) -> Manifest:
         """A single image manifest (a chart's, or a signature's or SBOM's), checked against its
-        digest: the one asked for, and the one the registry says."""
-        accept = ", ".join(MANIFEST_TYPES)
+        digest: the one asked for, and the one the registry says. With `indexes`, an image index
+        (a multi-platform image) too."""
+        types = IMAGE_TYPES if indexes else MANIFEST_TYPES
+        accept = ", ".join(types)
         self._take_pull(repository, reference)
         where = f"{self.host}/{repository}:{reference}"
         url = f"{self.base}/v2/{repository}/manifests/{reference}"
@@ -224,6 +237,8 @@ class OciClient:
             raise DigestMismatch(f"{where}: the registry sent a manifest of digest {digest}")
         try:
             document = json.loads(body)
+            if indexes and isinstance(document, dict) and "manifests" in document:
+                return self._index(body, digest, document, response, where)
             layers = document.get("layers") or [] if isinstance(document, dict) else []
             if isinstance(layers, list) and len(layers) > MAX_LAYERS:
                 raise UpstreamError(
@@ -249,10 +264,32 @@ class OciClient:
             )
         return Manifest(body, media_type, digest)
 
-    def manifest_digest(self, repository: str, reference: str) -> str | None:
+    def _index(
+        self, body: bytes, digest: str, document: dict[str, Any], response: requests.Response, where: str
+    ) -> Manifest:
+        children = document["manifests"]
+        if not isinstance(children, list):
+            raise UpstreamError(f"{where}: the image index's `manifests` is not a list")
+        if len(children) > MAX_LAYERS:
+            raise UpstreamError(
+                f"{where}: the image index lists {len(children)} manifests; ecrmirror reads {MAX_LAYERS}"
+            )
+        for child in children:
+            if not isinstance(child, dict) or not _DIGEST.match(str(child.get("digest"))):
+                raise UpstreamError(f"{where}: the image index lists a manifest without a sha256 digest")
+            if not isinstance(child.get("size"), int) or child["size"] < 0:
+                raise UpstreamError(f"{where}: the image index lists a manifest without a size")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in (INDEX_TYPES[0], DOCKER_LIST):
+            media_type = str(document.get("mediaType") or INDEX_TYPES[0])
+        if media_type not in (INDEX_TYPES[0], DOCKER_LIST):
+            raise UpstreamError(f"{where} is a {media_type[:100]}, not an image index")
+        return Manifest(body, media_type, digest)
+
+    def manifest_digest(self, repository: str, reference: str, *, indexes: bool = False) -> str | None:
         """The digest of a manifest, from a HEAD: no pull (Docker Hub does not count HEADs against
         its pull limit). None when the registry does not say it (then a GET must)."""
-        accept = ", ".join(MANIFEST_TYPES)
+        accept = ", ".join(IMAGE_TYPES if indexes else MANIFEST_TYPES)
         url = f"{self.base}/v2/{repository}/manifests/{reference}"
         response = self._get(url, repository, accept=accept, method="HEAD")
         self._http.discard(response)  # an answer to a HEAD has no body
@@ -687,39 +724,70 @@ class OciRepository:
     def referrers(
         self, release: ChartRelease, alongside: Callable[..., futures.Future[Any]] | None = None
     ) -> list[Referrer]:
-        """What refers to the release's manifest, to be copied with it: its OCI 1.1 referrers (the
-        referrers API, else the referrers tag schema) and cosign's `sha256-<hex>.sig/.att/.sbom`.
-        The repository's tag list (read once) says which of those tags exist. One manifest GET
-        each, at most MAX_REFERRERS; with `alongside` (run.alongside), two of them go on other
-        threads while this one does a third."""
-        repository = self.repository(release.name)
-        hexdigest = release.digest.partition(":")[2]
+        """What refers to the release's manifest, to be copied with it (see `attached`)."""
         tags = set(self._tag_list(release.name))
-        digests = self._client.referrers(repository, release.digest)
-        if digests is None:
-            schema_tag = f"sha256-{hexdigest}"
-            digests = self._client.index_digests(repository, schema_tag) if schema_tag in tags else []
-        wanted: list[tuple[str, str | None]] = [(digest, None) for digest in dict.fromkeys(digests)]
-        for suffix in COSIGN_SUFFIXES:
-            tag = f"sha256-{hexdigest}.{suffix}"
-            if tag in tags:
-                wanted.append((tag, tag))
-        _bounded_referrers(len(wanted), f"{release.url} ({self._client.host}/{repository})")
-        manifests = _each(
-            lambda reference: self._client.manifest(repository, reference),
-            [reference for reference, _ in wanted],
-            alongside,
-        )
-        found: list[Referrer] = []
-        seen: set[str] = set()  # a cosign tag may name a manifest the referrers API listed too
-        for (_, cosign_tag), manifest in zip(wanted, manifests, strict=True):
-            if manifest.digest not in seen:
-                seen.add(manifest.digest)
-                found.append(Referrer(manifest, cosign_tag))
+        found = attached(self._client, self.repository(release.name), release.digest, tags, alongside)
+        _bounded_referrers(len(found), f"{release.url} ({self._client.host}/{self.repository(release.name)})")
         return found
 
     def _tag_list(self, name: str) -> list[str]:
         return once(self._tags, self._tag_locks, name, lambda: self._client.tags(self.repository(name)))
+
+
+def attached(
+    client: OciClient,
+    repository: str,
+    digest: str,
+    tags: set[str],
+    alongside: Callable[..., futures.Future[Any]] | None = None,
+) -> list[Referrer]:
+    """What refers to manifest `digest` of `repository` (see `attached_references`), pulled: one
+    manifest GET each; with `alongside` (run.alongside), two of them go on other threads while
+    this one does a third."""
+    wanted = attached_references(client, repository, digest, tags)
+    return pull_referrers(client, repository, wanted, alongside)
+
+
+def attached_references(
+    client: OciClient, repository: str, digest: str, tags: set[str]
+) -> list[tuple[str, str | None]]:
+    """(reference, cosign tag or None) of what refers to manifest `digest` of `repository`: its OCI
+    1.1 referrers (the referrers API, else the referrers tag schema) and cosign's
+    `sha256-<hex>.sig/.att/.sbom`, at most MAX_REFERRERS. `tags`, the repository's tag list
+    (read once), says which of those tags exist. Nothing is pulled."""
+    hexdigest = digest.partition(":")[2]
+    digests = client.referrers(repository, digest)
+    if digests is None:
+        schema_tag = f"sha256-{hexdigest}"
+        digests = client.index_digests(repository, schema_tag) if schema_tag in tags else []
+    wanted: list[tuple[str, str | None]] = [(each, None) for each in dict.fromkeys(digests)]
+    for suffix in COSIGN_SUFFIXES:
+        tag = f"sha256-{hexdigest}.{suffix}"
+        if tag in tags:
+            wanted.append((tag, tag))
+    _bounded_referrers(len(wanted), f"{client.host}/{repository}@{digest}")
+    return wanted
+
+
+def pull_referrers(
+    client: OciClient,
+    repository: str,
+    wanted: list[tuple[str, str | None]],
+    alongside: Callable[..., futures.Future[Any]] | None = None,
+) -> list[Referrer]:
+    """The manifests of `wanted` (from attached_references), each once."""
+    manifests = _each(
+        lambda reference: client.manifest(repository, reference),
+        [reference for reference, _ in wanted],
+        alongside,
+    )
+    found: list[Referrer] = []
+    seen: set[str] = set()  # a cosign tag may name a manifest the referrers API listed too
+    for (_, cosign_tag), manifest in zip(wanted, manifests, strict=True):
+        if manifest.digest not in seen:
+            seen.add(manifest.digest)
+            found.append(Referrer(manifest, cosign_tag))
+    return found
 
 
 def _listed(document: dict[str, Any], what: str, url: str) -> list[str]:
