@@ -48,6 +48,12 @@ class InvalidChart(EcrMirrorError):
     word = "INVALID CHART"
 
 
+class RenderFailed(EcrMirrorError):
+    """`helm template` failed on a chart version whose images the spec finds by rendering it."""
+
+    word = "RENDER FAILED"
+
+
 class Unverified(EcrMirrorError):
     """A chart's provenance does not verify (`verify:`): no .prov, a bad or unknown signature, or a
     signed digest that is not the archive's. Nothing is pushed."""

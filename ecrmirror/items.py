@@ -11,6 +11,8 @@ import pytest
 
 from ecrmirror import dependencies, replication, repositories, selection, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
+from ecrmirror.images import mirror as images
+from ecrmirror.images.mirror import NotFound, PlannedImage
 from ecrmirror.jobs import Jobs
 from ecrmirror.junit import (
     BYTES_PROPERTY,
@@ -23,6 +25,7 @@ from ecrmirror.junit import (
     RANGE_PROPERTY,
     SPEC_PROPERTY,
     TITLE_PROPERTY,
+    USED_BY_PROPERTY,
 )
 from ecrmirror.outcome import Result
 from ecrmirror.replicas import replica_target, writable_destinations
@@ -91,7 +94,13 @@ class SpecFile(pytest.File):
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
         charts = spec.charts + tuple(entry for entry, _ in pulled_in)
-        names = tuple(dict.fromkeys(spec.target.repository_for(chart.name) for chart in charts))
+        planned_images, not_found = self._images(spec)
+        names = tuple(
+            dict.fromkeys(
+                [spec.target.repository_for(chart.name) for chart in charts]
+                + [planned.repository for planned in planned_images]
+            )
+        )
         yield RepositoriesNode.from_parent(
             self, name="repository", spec=spec, repositories=names, charts=charts
         )
@@ -105,6 +114,19 @@ class SpecFile(pytest.File):
             yield ChartNode.from_parent(
                 self, name=entry.name, spec=spec, chart=entry, repositories=names, pulled_in_by=pulled_in_by
             )
+        if planned_images or not_found:
+            yield ImagesNode.from_parent(self, name="image", images=planned_images, not_found=not_found)
+
+    def _images(self, spec: Spec) -> tuple[list[PlannedImage], list[NotFound]]:
+        """The images the spec's charts run (entries with `images:`), found now so that each is an
+        item of its own, as --collect-only shows it."""
+        if not any(chart.images for chart in spec.charts) or self.config.getoption("ecrmirror_policy"):
+            return [], []
+        run = self.config.stash[RUN_KEY].run
+        try:
+            return images.plan(run, spec, lambda chart: _chart_versions(self.config, spec, chart))
+        except EcrMirrorError as exc:
+            raise self.CollectError(str(exc)) from None
 
     def _dependencies(self, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
         if not any(chart.with_dependencies for chart in spec.charts):
@@ -346,18 +368,22 @@ class ChartNode(pytest.Collector):
             )
 
     def _versions(self) -> tuple[VersionEntry, ...]:
-        """The listed versions, or those a constraint selects upstream, resolved now so that
-        --collect-only shows exactly what a run would touch."""
-        version_range = self.chart.range
-        if version_range is None:
-            return self.chart.versions
-        if self.config.getoption("ecrmirror_policy"):
-            return ()  # a policy does not depend on versions: no upstream request for it
         try:
-            chosen = selection.select(self.config.stash[RUN_KEY].run, self.spec.path, self.chart)
+            return _chart_versions(self.config, self.spec, self.chart)
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
-        return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
+
+
+def _chart_versions(config: pytest.Config, spec: Spec, chart: ChartEntry) -> tuple[VersionEntry, ...]:
+    """The listed versions, or those a constraint selects upstream, resolved now so that
+    --collect-only shows exactly what a run would touch."""
+    version_range = chart.range
+    if version_range is None:
+        return chart.versions
+    if config.getoption("ecrmirror_policy"):
+        return ()  # a policy does not depend on versions: no upstream request for it
+    chosen = selection.select(config.stash[RUN_KEY].run, spec.path, chart)
+    return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
 
 
 class ChartVersionItem(MirrorItem):
@@ -406,3 +432,92 @@ class ChartVersionItem(MirrorItem):
     def reportinfo(self) -> tuple[Any, int | None, str]:
         version = self.planned.version
         return self.path, version.line - 1, f"{self.planned.chart.name}@{version.version}"
+
+
+class ImagesNode(pytest.Collector):
+    """`<spec>::image`: the images the spec's chart versions run, one item each, and an item for
+    each version whose images could not be found (its render failed, say), so that it fails."""
+
+    def __init__(self, *, images: list[PlannedImage], not_found: list[NotFound], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.not_found = not_found
+
+    def collect(self) -> Iterator[MirrorItem]:
+        for failed in self.not_found:
+            yield ImagesNotFoundItem.from_parent(self, name=f"images of {failed.chart}", failed=failed)
+        for planned in self.images:
+            yield ImageItem.from_parent(self, name=str(planned.image), planned=planned)
+
+
+class ImageItem(MirrorItem):
+    """One image a chart runs: audited by default, copied byte for byte when missing under --sync."""
+
+    kind = "image"
+
+    def __init__(self, *, planned: PlannedImage, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.planned = planned
+        self.user_properties.extend(
+            [
+                (KIND_PROPERTY, self.kind),
+                ("registry", planned.target.registry.host),
+                ("repository", planned.repository),
+                ("upstream", str(planned.image)),
+                *((USED_BY_PROPERTY, user) for user in planned.users),
+            ]
+        )
+
+    def mirror(self, run: Run, sync: bool) -> Result:
+        return (images.sync if sync else images.check)(run, self.planned)
+
+    def record(self, result: Result) -> None:
+        self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        shown = super().repr_failure(excinfo, style)
+        if not isinstance(shown, str):
+            return shown
+        return f"{shown}\nrun by: {'; '.join(self.planned.users)}"
+
+    def title(self) -> str:
+        return str(self.planned.image)
+
+    def target(self) -> str:
+        return self.planned.reference
+
+    @property
+    def shard_key(self) -> str:
+        return f"{self.planned.target.registry.host}/{self.planned.repository}"
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        # Not the node id's tail: pytest would show each "." of it as "::".
+        return self.path, None, f"image {self.planned.image}"
+
+
+class ImagesNotFoundItem(MirrorItem):
+    """A chart version whose images could not be found: it fails with why (helm's own message for
+    a failed render), never a silent skip that would leave its images out of the mirror."""
+
+    kind = "image"
+
+    def __init__(self, *, failed: NotFound, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failed = failed
+        self.user_properties.append((KIND_PROPERTY, self.kind))
+
+    def mirror(self, run: Run, sync: bool) -> Result:
+        raise self.failed.error
+
+    def title(self) -> str:
+        return f"images of {self.failed.chart}"
+
+    def target(self) -> str:
+        return self.failed.where
+
+    @property
+    def shard_key(self) -> str:
+        return f"images of {self.failed.chart}"
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, _line(self.failed.where), self.title()

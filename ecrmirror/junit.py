@@ -22,6 +22,7 @@ ERROR_PROPERTY = "error"  # an item that raised: the error's word (NOT UPSTREAM,
 BYTES_PROPERTY = "bytes_uploaded"
 NOTE_PROPERTY = "note"
 RANGE_PROPERTY = "version_range"  # the constraint a version was selected by
+USED_BY_PROPERTY = "used_by"  # an image: a chart version that runs it, and how it was found
 PULLED_IN_BY_PROPERTY = "pulled_in_by"  # a dependency: the chart versions that declare it
 KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 TITLE_PROPERTY = "title"  # what the item is about, for a reader: the JUnit test case's name

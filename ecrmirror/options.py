@@ -131,6 +131,14 @@ def add_options(parser: pytest.Parser) -> None:
         "token) after SECONDS, however slowly they come "
         f"(default: ini ecrmirror_upstream_read_deadline, else {int(READ_DEADLINE)})",
     )
+    group.addoption(
+        "--ecrmirror-helm",
+        default=None,
+        metavar="PATH",
+        help="The helm binary that renders charts to find their images, for images.render "
+        "(default: ini ecrmirror_helm, else helm on PATH)",
+    )
+    parser.addini("ecrmirror_helm", default="", help="The helm binary that renders charts (images.render)")
     parser.addini("ecrmirror_jobs", default=str(DEFAULT_JOBS), help="Threads for the items' network work")
     parser.addini(
         "ecrmirror_upstream_read_deadline",
@@ -341,6 +349,12 @@ def read_deadline(config: pytest.Config) -> float | None:
             f"of seconds above 0, not {value!r}"
         )
     return seconds
+
+
+def helm(config: pytest.Config) -> str | None:
+    """--ecrmirror-helm, else ini ecrmirror_helm, else None (helm from PATH)."""
+    given = config.getoption("ecrmirror_helm", None) or str(config.getini("ecrmirror_helm")).strip()
+    return given or None
 
 
 def pull_reserve(config: pytest.Config) -> int:

@@ -24,7 +24,17 @@ from ecrmirror.emulator.fixtures import (
     ecr_emulator_server,  # noqa: F401 - a fixture, for pytest to find
 )
 from ecrmirror.errors import CredentialsError
-from ecrmirror.items import RUN_KEY, ChartVersionItem, ReplicationItem, RepositoryItem, Runner, SpecFile
+from ecrmirror.images import mirror as images
+from ecrmirror.items import (
+    RUN_KEY,
+    ChartVersionItem,
+    ImageItem,
+    ImagesNotFoundItem,
+    ReplicationItem,
+    RepositoryItem,
+    Runner,
+    SpecFile,
+)
 from ecrmirror.plan import Heading
 from ecrmirror.run import Endpoints, Options
 from ecrmirror.spec import looks_like_spec
@@ -92,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
         upstream_connections=options.upstream_connections(config),
         pull_reserve=options.pull_reserve(config),
         read_deadline=options.read_deadline(config),
+        helm=options.helm(config),
     )
     config.stash[RUN_KEY] = Runner(sync=sync, options=run_options)
     if jobs > 1 and not config.getoption("ecrmirror_policy"):
@@ -214,7 +225,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _shard_key(item: pytest.Item) -> str | None:
-    if isinstance(item, ChartVersionItem | RepositoryItem | ReplicationItem):
+    if isinstance(item, ChartVersionItem | RepositoryItem | ReplicationItem | ImageItem | ImagesNotFoundItem):
         return item.shard_key
     return None
 
@@ -233,6 +244,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _declare_kms_keys(config.stash[_STATE]["emulator_url"], session.items)
     run = config.stash[RUN_KEY].run
     versions.announce(run, (item.planned for item in planned))
+    images.announce(run, (item.planned for item in session.items if isinstance(item, ImageItem)))
     for item in repository_items:
         repositories.announce(run, item.repository_target, [item.repository])
     # Spec errors first: they stop the run anyway, and say more than missing credentials.

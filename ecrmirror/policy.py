@@ -82,6 +82,20 @@ def _spec_repositories(spec: Spec) -> list[str]:
     return [spec.target.repository_for(chart.name) for chart in spec.charts]
 
 
+def _image_resources(target: Target) -> list[str]:
+    """Where a spec's images land, as ARNs, without finding them (that needs the charts): under the
+    prefix (repository_resources covers it), under each pull-through cache rule's prefix, or
+    without a prefix, under a first path part that is a registry host (it holds a "." or "-")."""
+    registry = target.registry
+    base = f"arn:{partition(registry)}:ecr:{registry.region}:{registry.account}:repository/"
+    rules = target.images.pull_through_cache
+    if rules is not None:
+        return sorted({f"{base}{prefix}/*" for _, prefix in rules})
+    if target.prefix:
+        return []
+    return [f"{base}*.*/*", f"{base}*-*/*"]
+
+
 def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
     """An IAM policy document allowing exactly what `mode` needs for `specs`, nothing registry-wide
     except what ECR only authorizes on `*` (GetAuthorizationToken, the replication configuration)."""
@@ -104,6 +118,11 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
             registry_wide.add("ecr:GetAuthorizationToken")
             for resource in repository_resources(target, repositories):
                 by_resource[resource].add("ecr:GetDownloadUrlForLayer")
+        if any(chart.images for chart in spec.charts):
+            for resource in _image_resources(target):
+                by_resource[resource] |= repository_actions(target, mode)
+            if mode == SYNC:
+                registry_wide.add("ecr:GetAccountSetting")  # BLOB_MOUNTING: mount shared layers
         if target.sign is not None:
             actions = {"kms:GetPublicKey", *(["kms:Sign"] if mode == SYNC else [])}
             signing_keys.append(_signing_statement(target, actions))

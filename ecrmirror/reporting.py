@@ -89,7 +89,7 @@ class Totals:
     """Counts outcomes from reports, so it also works on an xdist controller."""
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    bytes_uploaded: int = 0
+    bytes_uploaded: dict[str, int] = field(default_factory=dict)  # kind -> bytes
     notes: list[str] = field(default_factory=list)
     ranges: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, range) -> versions
     dependencies: list[str] = field(default_factory=list)
@@ -104,7 +104,7 @@ class Totals:
             word = outcome.value.lower() if outcome is not None and outcome.ok else "failed"
             counts = self.counts.setdefault(kind, {})
             counts[word] = counts.get(word, 0) + 1
-            self.bytes_uploaded += report_bytes(report)
+            self.bytes_uploaded[kind] = self.bytes_uploaded.get(kind, 0) + report_bytes(report)
             self.notes.extend(f"{report.nodeid}: {note}" for note in report_notes(report))
             pulled_in_by = report_pulled_in_by(report)
             if pulled_in_by is not None:
@@ -125,10 +125,10 @@ class Totals:
         ):
             if kind in self.counts:
                 terminalreporter.write_line(f"{count_line(self.counts[kind], label)}")
-        versions = self.counts.get("version")
-        if versions:
-            line = count_line(versions, "versions", ("pushed", "present"))
-            terminalreporter.write_line(f"{line}; {self.bytes_uploaded} bytes uploaded")
+        for kind, label in (("version", "versions"), ("image", "images")):
+            if self.counts.get(kind):
+                line = count_line(self.counts[kind], label, ("pushed", "present"))
+                terminalreporter.write_line(f"{line}; {self.bytes_uploaded.get(kind, 0)} bytes uploaded")
         for (spec, version_range), selected in self.ranges.items():
             terminalreporter.write_line(f"{spec}: {version_range} resolved to {', '.join(selected)}")
         for dependency in self.dependencies:

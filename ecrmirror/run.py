@@ -69,6 +69,8 @@ class Options:
     pull_reserve: int = 10
     # Seconds a step may spend reading an upstream's answers; None: transport.READ_DEADLINE.
     read_deadline: float | None = None
+    # The helm binary that renders charts to find their images (`images.render`); None: from PATH.
+    helm: str | None = None
 
 
 class Run:

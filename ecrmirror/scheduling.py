@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror.items import RUN_KEY, ChartVersionItem, MirrorItem, Runner
+from ecrmirror.items import RUN_KEY, ChartVersionItem, ImageItem, MirrorItem, Runner
 from ecrmirror.jobs import Jobs, NotFromJobs, Stopped
 
 
@@ -43,7 +43,7 @@ class JobsHooks:
             if not isinstance(item, MirrorItem):
                 continue
             spec = str(item.path)
-            if isinstance(item, ChartVersionItem):
+            if isinstance(item, ChartVersionItem | ImageItem):
                 self._waits_for[item.nodeid] = tuple(before[spec])
             else:
                 before[spec].append(item.nodeid)

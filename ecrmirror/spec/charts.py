@@ -12,6 +12,7 @@ import yaml
 
 from ecrmirror import ecr_rules, redact
 from ecrmirror.constraints import ConstraintError, parse_constraint, shown, version_problem
+from ecrmirror.spec.images import read_images
 from ecrmirror.spec.model import Access, ChartEntry, Credentials, Target, VersionEntry, VersionRange
 from ecrmirror.spec.reader import Reader
 from ecrmirror.spec.target import read_verification
@@ -35,6 +36,7 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
             "with_dependencies",
             "verify",
             "copy_referrers",
+            "images",
         ),
     )
     name = reader.string(fields["name"], "name")
@@ -67,6 +69,8 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
     )
     if in_url is not None:
         extras["access"] = replace(extras["access"], credentials=in_url)
+    if "images" in fields:
+        extras["images"] = read_images(reader, fields["images"], target)
     versions_node = fields["versions"]
     if isinstance(versions_node, yaml.ScalarNode) and versions_node.tag != "tag:yaml.org,2002:null":
         return ChartEntry(

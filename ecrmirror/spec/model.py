@@ -83,6 +83,16 @@ class Signing:
 
 
 @dataclass(frozen=True)
+class ImageNaming:
+    """`target.images`: where the images of the spec's charts land in ECR."""
+
+    # None: `<prefix>/<upstream host>/<path>`. Else `naming: pull-through-cache`: upstream host ->
+    # the ECR pull-through cache rule prefix whose repositories the mirror fills.
+    pull_through_cache: tuple[tuple[str, str], ...] | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     registry: Registry
     prefix: str
@@ -92,6 +102,7 @@ class Target:
     replication: Replication | None = None
     verify: Verification | None = None  # the default of every chart entry
     sign: Signing | None = None
+    images: ImageNaming = ImageNaming()
 
     def repository_for(self, chart_name: str) -> str:
         """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""
@@ -158,6 +169,35 @@ class Access:
 
 
 @dataclass(frozen=True)
+class Render:
+    """`images.render`: the chart rendered by `helm template`, as a release would be."""
+
+    values: tuple[str, ...] = ()  # absolute paths of values files, in order (-f)
+    set: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    kube_version: str | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class ExtraImage:
+    reference: str
+    where: str
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """A chart entry's `images:`: how its versions' images are found, and which are copied."""
+
+    annotations: bool = True  # the image annotations of the chart and its subcharts
+    render: Render | None = None
+    extra: tuple[ExtraImage, ...] = ()
+    exclude: tuple[str, ...] = ()  # fnmatch patterns of references or names
+    platforms: tuple[str, ...] | None = None  # None: every platform, the index unchanged
+    plain_http: tuple[str, ...] = ()  # registry hosts reached over plain http (docker's insecure-registries)
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class ChartEntry:
     name: str
     repo: str
@@ -169,6 +209,7 @@ class ChartEntry:
     with_dependencies: bool = False
     verify: Verification | None = None
     copy_referrers: bool = True  # oci:// sources: carry signatures, attestations, SBOMs
+    images: ImageSettings | None = None  # None: the chart alone, no image
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""

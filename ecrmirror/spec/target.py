@@ -9,10 +9,12 @@ from pathlib import Path
 import yaml
 
 from ecrmirror import ecr_rules
+from ecrmirror.spec.images import read_naming
 from ecrmirror.spec.model import (
     ENCRYPTION_TYPES,
     TAG_MUTABILITY,
     Destination,
+    ImageNaming,
     Registry,
     Replication,
     RepositorySettings,
@@ -39,7 +41,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         node,
         "target",
         ("registry",),
-        ("prefix", "create_repositories", "repository", "replication", "verify", "sign"),
+        ("prefix", "create_repositories", "repository", "replication", "verify", "sign", "images"),
     )
     registry_node = fields["registry"]
     raw = reader.string(registry_node, "target.registry").strip()
@@ -78,6 +80,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         replication = _replication(reader, fields["replication"], registry)
     verify = read_verification(reader, fields["verify"], "target.verify") if "verify" in fields else None
     sign = _signing(reader, fields["sign"]) if "sign" in fields else None
+    naming = read_naming(reader, fields["images"]) if "images" in fields else ImageNaming()
     return Target(
         registry=registry,
         prefix=prefix,
@@ -87,6 +90,7 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         replication=replication,
         verify=verify,
         sign=sign,
+        images=naming,
     )
 
 

@@ -1,0 +1,457 @@
+"""Image items: check that an image is in ECR as its upstream has it, or copy it there.
+
+ECR is asked first, in batches (the inventory's BatchGetImage per 100 tags); the upstream's tag is
+resolved with a HEAD (free on Docker Hub); an image ECR holds is never pulled again. A tag that
+holds anything else is never overwritten: DIFFERS when the upstream never had what ECR holds,
+DRIFTED when the upstream's tag has moved on from it since it was mirrored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecrmirror import repositories
+from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, VersionNotFound
+from ecrmirror.images.discovery import Discovered, Found, discover, helm_binary
+from ecrmirror.images.references import BadReference, ImageReference, mirrored_repository
+from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index
+from ecrmirror.outcome import Outcome, Result
+from ecrmirror.run import Run
+from ecrmirror.sources.oci import Manifest, OciClient, Referrer, attached_references, pull_referrers
+from ecrmirror.spec import ChartEntry, ImageSettings, Spec, Target, VersionEntry
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """One image of one spec: what an image item stands for."""
+
+    spec_path: Path
+    target: Target
+    image: ImageReference
+    repository: str  # in ECR
+    users: tuple[str, ...]  # the chart versions that run it, and how each was found to
+    platforms: tuple[str, ...] | None = None  # None: the index as it is
+    plain_http: bool = False  # the upstream registry is reached over plain http (the spec says so)
+    notes: tuple[str, ...] = ()  # said while finding it: discovery disagreeing, say
+
+    @property
+    def tag(self) -> str | None:
+        return self.image.tag
+
+    @property
+    def reference(self) -> str:
+        where = f"{self.target.registry.host}/{self.repository}"
+        return f"{where}:{self.tag}" if self.tag else f"{where}@{self.image.digest}"
+
+
+def announce(run: Run, planned: Iterable[PlannedImage]) -> None:
+    """The run's images, so that ECR is asked about each repository's tags once, in batches."""
+    for item in planned:
+        if item.tag:
+            run.inventory.expect_tags(item.target.registry, item.repository, [item.tag])
+        run.inventory.expect_repositories(item.target.registry, [item.repository])
+
+
+def check(run: Run, planned: PlannedImage) -> Result:
+    return _mirror(run, planned, sync=False)
+
+
+def sync(run: Run, planned: PlannedImage) -> Result:
+    return _mirror(run, planned, sync=True)
+
+
+def _upstream(run: Run, planned: PlannedImage) -> OciClient:
+    endpoint = planned.image.endpoint
+    return run.remember(
+        ("image upstream", endpoint, planned.plain_http),
+        lambda: OciClient(
+            endpoint,
+            run.http,
+            plain_http=planned.plain_http,
+            refused_hint="ecrmirror pulls images anonymously; mirror this one from a public registry",
+        ),
+    )
+
+
+def _wanted(run: Run, planned: PlannedImage) -> str:
+    """The digest the upstream's reference names now: pinned, or from a HEAD (no pull)."""
+    if planned.image.digest:
+        return planned.image.digest
+    upstream = _upstream(run, planned)
+    try:
+        digest = upstream.manifest_digest(planned.image.path, planned.image.reference, indexes=True)
+    except VersionNotFound:
+        raise VersionNotFound(
+            f"{planned.image} is not in its registry (no tag {planned.image.tag})"
+        ) from None
+    if digest is None:
+        digest = _pull(run, planned, planned.image.reference).digest
+    return digest
+
+
+def _pull(run: Run, planned: PlannedImage, reference: str) -> Manifest:
+    """A manifest of the image, pulled once per run however many items or steps ask."""
+    upstream = _upstream(run, planned)
+    key = ("image manifest", planned.image.endpoint, planned.image.path, reference)
+    return run.remember(key, lambda: upstream.manifest(planned.image.path, reference, indexes=True))
+
+
+def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
+    registry = planned.target.registry
+    wanted = _wanted(run, planned)
+    held_text: str | None = None
+    held_digest: str | None = None
+    if planned.tag:
+        held = run.inventory.manifests(registry, planned.repository, planned.tag)
+        repository_exists = held is not None
+        if held and planned.tag in held:
+            held_digest, held_text = held[planned.tag]
+    else:
+        held_digests = run.ecr(registry).held_manifests(planned.repository, [wanted])
+        repository_exists = True  # an absent repository holds nothing: the copy makes it
+        held_digest = wanted if wanted in held_digests else None
+    if held_digest is None:
+        if not sync:
+            where = "" if repository_exists else f" (repository {planned.repository} does not exist)"
+            return _result(
+                planned,
+                Outcome.MISSING,
+                f"{planned.reference} is not in ECR{where}; `pytest --sync` copies it",
+            )
+        return _copy(run, planned, wanted, repository_exists)
+    source = _source_digest(held_text) if planned.platforms else held_digest
+    if source != wanted:
+        return _moved_or_differs(run, planned, wanted, held_digest)
+    return _complete(
+        run,
+        planned,
+        held_digest,
+        held_text,
+        sync,
+        Outcome.PRESENT,
+        f"{planned.reference} holds {held_digest}",
+        Moved(),
+    )
+
+
+def _source_digest(text: str | None) -> str | None:
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return None
+    found = (document.get("annotations") or {}).get(SOURCE_ANNOTATION) if isinstance(document, dict) else None
+    return str(found) if found else None
+
+
+def _moved_or_differs(run: Run, planned: PlannedImage, wanted: str, held: str) -> Result:
+    """ECR's tag holds `held`, the upstream's names `wanted`: drift when the upstream still has
+    `held` (its tag moved on since the copy), else a difference nobody upstream made."""
+    upstream = _upstream(run, planned)
+    source = held if not planned.platforms else None
+    try:
+        had = (
+            source is not None
+            and upstream.manifest_digest(planned.image.path, source, indexes=True) is not None
+        )
+    except VersionNotFound:
+        had = False
+    if had and not planned.image.digest:
+        return _result(
+            planned,
+            Outcome.DRIFTED,
+            f"{planned.image} now names {wanted}, and {planned.reference} holds {held}, which the upstream "
+            "still has: its tag moved on since the copy. ecrmirror never moves a tag: mirror the new "
+            "image under a new tag, or delete ECR's tag to take the upstream's.",
+        )
+    return _result(
+        planned,
+        Outcome.DIFFERS,
+        f"{planned.reference} holds {held}, but {planned.image} is {wanted}"
+        + (" (with the spec's platforms)" if planned.platforms else "")
+        + ". ecrmirror never overwrites a tag: find out who pushed it, then decide by hand.",
+    )
+
+
+def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool) -> Result:
+    registry = planned.target.registry
+    top = _pull(run, planned, wanted)
+    changed = ""
+    if planned.platforms:
+        if planned.image.digest:
+            raise VersionNotFound(
+                f"{planned.image} is pinned by digest, and the spec keeps only "
+                f"{', '.join(planned.platforms)} of it: a new index would have another digest, so what the "
+                "chart pins would not be in ECR. Remove images.platforms for this chart, or exclude the image"
+            )
+        if top.is_index:
+            top = filtered_index(top, planned.platforms)
+            changed = (
+                f"; a new index of {', '.join(planned.platforms)} only (images.platforms): its digest is "
+                f"{top.digest}, not the upstream's {wanted}"
+            )
+    if not repository_exists:
+        repositories.ensure_exists(run, planned.spec_path, planned.target, planned.repository)
+    reference = planned.tag or top.digest
+    mutable = bool(planned.tag) and repositories.tag_may_move(run, planned.target, planned.repository)(
+        reference
+    )
+    with run.scratch() as tmp:
+        try:
+            moved = copy_image(
+                run,
+                registry,
+                _upstream(run, planned),
+                planned.image.path,
+                top,
+                planned.repository,
+                reference,
+                Path(tmp),
+                mutable=mutable,
+            )
+        except TagConflict:
+            fresh = run.ecr(registry).image_manifests(planned.repository, [reference]) or {}
+            if reference not in fresh:
+                raise
+            if fresh[reference][0] != top.digest:
+                return _moved_or_differs(run, planned, wanted, fresh[reference][0])
+            moved = Moved()  # someone copied the same image meanwhile
+    message = (
+        f"copied {planned.image} to {planned.reference} ({top.digest}, {moved.manifests} manifest(s), "
+        f"{moved.uploaded} bytes uploaded, {moved.mounted} blob(s) mounted){changed}"
+    )
+    return _complete(run, planned, top.digest, top.body.decode(), True, Outcome.PUSHED, message, moved)
+
+
+def _complete(
+    run: Run,
+    planned: PlannedImage,
+    digest: str,
+    text: str | None,
+    sync: bool,
+    outcome: Outcome,
+    message: str,
+    moved: Moved,
+) -> Result:
+    """The image ECR holds has every child its index lists, and what the upstream attaches to the
+    index and to each child (cosign's tags, OCI referrers): copied under sync, else INCOMPLETE."""
+    registry = planned.target.registry
+    ecr = run.ecr(registry)
+    children = _children(text)
+    absent_children = (
+        sorted(set(children) - ecr.held_manifests(planned.repository, children)) if children else []
+    )
+    subjects = [digest, *children] if not planned.platforms else [*children]
+    missing, differing = _referrers(run, planned, subjects)
+    if not sync and (absent_children or missing):
+        lacks = [f"child manifest {d}" for d in absent_children] + [_describe(r) for r in missing]
+        return _result(
+            planned,
+            Outcome.INCOMPLETE,
+            f"{planned.reference} is in ECR, but without {', '.join(lacks)}. `pytest --sync` copies "
+            "them, digests unchanged.",
+        )
+    upstream = _upstream(run, planned)
+    if sync and (absent_children or missing):
+        may_move = repositories.tag_may_move(run, planned.target, planned.repository)
+        with run.scratch() as tmp:
+            if absent_children:
+                top = Manifest(text.encode() if text else b"", _media_type(text), digest)
+                # The index again, with the same bytes: ECR has it already, so only its children move.
+                copy_children = copy_image(
+                    run,
+                    registry,
+                    upstream,
+                    planned.image.path,
+                    top,
+                    planned.repository,
+                    digest,
+                    Path(tmp),
+                    mutable=False,
+                )
+                moved.uploaded += copy_children.uploaded
+                moved.mounted += copy_children.mounted
+                message += f"; copied its {len(absent_children)} missing child manifest(s)"
+            copied = []
+            for referrer in missing:
+                reference = referrer.tag or referrer.manifest.digest
+                try:
+                    copy_image(
+                        run,
+                        registry,
+                        upstream,
+                        planned.image.path,
+                        referrer.manifest,
+                        planned.repository,
+                        reference,
+                        Path(tmp),
+                        mutable=referrer.tag is not None and may_move(referrer.tag),
+                    )
+                except TagConflict:
+                    differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
+                    continue
+                copied.append(_describe(referrer))
+            if copied:
+                message += f"; copied what refers to it: {', '.join(copied)}"
+    if differing:
+        return _result(
+            planned,
+            Outcome.DIFFERS,
+            f"{message}; but {'; '.join(differing)}. cosign re-pushes that tag when a signature is added "
+            "upstream, and ecrmirror never overwrites a tag: compare the two, then decide by hand.",
+            moved.uploaded,
+        )
+    return _result(planned, outcome, message, moved.uploaded)
+
+
+def _children(text: str | None) -> list[str]:
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return []
+    listed = document.get("manifests") if isinstance(document, dict) else None
+    return [str(m["digest"]) for m in listed or [] if isinstance(m, dict) and "digest" in m]
+
+
+def _media_type(text: str | None) -> str:
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return ""
+    return str(document.get("mediaType") or "application/vnd.oci.image.index.v1+json")
+
+
+def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[list[Referrer], list[str]]:
+    """What the upstream attaches to `subjects` that ECR lacks (pulled, to be copied), and the
+    cosign tags ECR holds with other content (described). ECR is asked first: what it holds
+    is compared by digest (a HEAD for a cosign tag), never pulled again."""
+    upstream = _upstream(run, planned)
+    path = planned.image.path
+    tags = run.remember(("image tags", planned.image.endpoint, path), lambda: set(upstream.tags(path)))
+    wanted = list(
+        dict.fromkeys(
+            each for subject in subjects for each in attached_references(upstream, path, subject, tags)
+        )
+    )
+    if not wanted:
+        return [], []
+    ecr = run.ecr(planned.target.registry)
+    untagged = [reference for reference, tag in wanted if tag is None]
+    held = ecr.held_manifests(planned.repository, untagged) if untagged else set()
+    tagged = [tag for _, tag in wanted if tag is not None]
+    in_ecr = (ecr.images(planned.repository, tagged) or {}) if tagged else {}
+    missing: list[tuple[str, str | None]] = []
+    differing = []
+    for reference, tag in wanted:
+        if tag is None:
+            if reference not in held:
+                missing.append((reference, tag))
+        elif tag not in in_ecr:
+            missing.append((reference, tag))
+        else:
+            now = (
+                upstream.manifest_digest(path, tag)
+                or pull_referrers(upstream, path, [(tag, tag)])[0].manifest.digest
+            )
+            if in_ecr[tag].manifest_digest != now:
+                differing.append(f"{tag} holds {in_ecr[tag].manifest_digest} in ECR and {now} upstream")
+    return pull_referrers(upstream, path, missing, run.alongside), differing
+
+
+def _describe(referrer: Referrer) -> str:
+    if referrer.tag is not None:
+        return f"{referrer.tag} ({referrer.manifest.digest})"
+    return f"{referrer.manifest.artifact_type or 'referrer'} {referrer.manifest.digest}"
+
+
+def _result(planned: PlannedImage, outcome: Outcome, message: str, uploaded: int = 0) -> Result:
+    return Result(outcome, message, None, uploaded, notes=planned.notes)
+
+
+# -- which images a spec mirrors ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NotFound:
+    """A chart version whose images could not be found (its render failed, say): an item of its own."""
+
+    chart: str  # "app 1.0.0"
+    where: str  # the spec line that asks for the version
+    error: EcrMirrorError
+
+
+def plan(
+    run: Run, spec: Spec, versions: Callable[[ChartEntry], Iterable[VersionEntry]]
+) -> tuple[list[PlannedImage], list[NotFound]]:
+    """The images of every chart version of `spec` whose entry has `images:`, one PlannedImage per
+    image (however many versions run it), and the versions whose images could not be found."""
+    found: dict[ImageReference, list[Found]] = {}
+    settings_of: dict[ImageReference, list[ImageSettings]] = {}
+    notes: dict[ImageReference, list[str]] = {}
+    failed: list[NotFound] = []
+    helm = helm_binary(run.options.helm)
+    for chart in spec.charts:
+        if chart.images is None:
+            continue
+        for version in versions(chart):
+            what = f"{chart.name} {version.version}"
+            try:
+                discovered = _discover(run, spec, chart, version.version, helm)
+            except EcrMirrorError as error:
+                failed.append(NotFound(what, version.where, error))
+                continue
+            for each in discovered.found:
+                found.setdefault(each.image, []).append(each)
+                settings_of.setdefault(each.image, []).append(chart.images)
+            for note in discovered.notes:
+                image_text = note.partition(":")[0]
+                for image in found:
+                    if str(image) == image_text:
+                        notes.setdefault(image, []).append(note)
+    rules = (
+        dict(spec.target.images.pull_through_cache)
+        if spec.target.images.pull_through_cache is not None
+        else None
+    )
+    planned = []
+    for image, sources in sorted(found.items()):
+        settings = settings_of[image]
+        try:
+            repository = mirrored_repository(image, spec.target.prefix, rules)
+        except BadReference as exc:
+            failed.append(
+                NotFound(sources[0].chart, spec.target.where, SpecError(spec.target.where, str(exc)))
+            )
+            continue
+        platforms: tuple[str, ...] | None = None
+        if all(s.platforms is not None for s in settings):
+            platforms = tuple(dict.fromkeys(p for s in settings for p in s.platforms or ()))
+        users = tuple(dict.fromkeys(f"{each.chart} ({each.how})" for each in sources))
+        planned.append(
+            PlannedImage(
+                spec.path,
+                spec.target,
+                image,
+                repository,
+                users,
+                platforms,
+                plain_http=any(image.host in s.plain_http for s in settings),
+                notes=tuple(dict.fromkeys(notes.get(image, []))),
+            )
+        )
+    return planned, failed
+
+
+def _discover(run: Run, spec: Spec, chart: ChartEntry, version: str, helm: str | None) -> Discovered:
+    """One chart version's images, once per run (the archive downloaded for it, then removed)."""
+    assert chart.images is not None
+    settings = chart.images
+
+    def find() -> Discovered:
+        source = run.source(spec.path, chart)
+        release = source.release(chart.name, version)
+        with run.scratch() as tmp:
+            archive = source.fetch(release, Path(tmp))
+            return discover(archive, f"{chart.name} {version}", settings, helm, release.url)
+
+    return run.remember(("images of", chart.source_location(spec.path), chart.name, version, settings), find)

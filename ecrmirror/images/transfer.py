@@ -1,0 +1,160 @@
+"""Copying an image into ECR byte for byte: each child manifest of an index first, then the index,
+every manifest with the upstream's exact bytes, so its digest (and every signature over it) holds.
+
+A blob is uploaded once per registry and run: a blob another image repository of the run already
+holds is mounted from it where the registry mounts (ECR's BLOB_MOUNTING setting), and two jobs
+that need one blob at once take turns, so the second mounts what the first uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecrmirror.chart import Descriptor
+from ecrmirror.errors import UpstreamError
+from ecrmirror.registry import RegistryClient
+from ecrmirror.run import Run
+from ecrmirror.sources.oci import Manifest, OciClient
+from ecrmirror.spec import Registry
+
+# ECR's largest layer (service quotas: 52,000 MiB); a manifest saying more cannot be mirrored.
+MAX_LAYER_SIZE = 52_000 * 1024 * 1024
+# Which of the run's image repositories holds each blob it uploaded: (registry host, digest) -> repository.
+_UPLOADED = "images: uploaded blobs"
+
+
+@dataclass
+class Moved:
+    """What a copy did: bytes uploaded, blobs mounted, manifests written (children, then the index)."""
+
+    uploaded: int = 0
+    mounted: int = 0
+    manifests: int = 0
+
+
+def copy_image(
+    run: Run,
+    registry: Registry,
+    upstream: OciClient,
+    upstream_repository: str,
+    top: Manifest,
+    repository: str,
+    reference: str,
+    tmp: Path,
+    *,
+    mutable: bool,
+    children: list[Manifest] | None = None,
+) -> Moved:
+    """Copy `top` (an index or one manifest) from `upstream_repository` into `repository` as
+    `reference`: the children ECR lacks first (`children`: pulled already), each with its blobs,
+    then `top` itself."""
+    client = run.registry_client(registry)
+    ecr = run.ecr(registry)
+    moved = Moved()
+    if top.is_index:
+        wanted = [str(child["digest"]) for child in top.children()]
+        held = ecr.held_manifests(repository, wanted)
+        pulled = {manifest.digest: manifest for manifest in children or ()}
+        for digest in dict.fromkeys(wanted):
+            if digest in held:
+                continue
+            child = pulled.get(digest) or upstream.manifest(upstream_repository, digest)
+            if child.is_index:
+                raise UpstreamError(
+                    f"{upstream.host}/{upstream_repository}@{top.digest} lists another index ({digest}) "
+                    "as a child; ecrmirror copies an index of image manifests"
+                )
+            copy_blobs(run, registry, client, upstream, upstream_repository, child, repository, tmp, moved)
+            client.put_manifest(repository, digest, child.body, child.media_type)
+            moved.manifests += 1
+    else:
+        copy_blobs(run, registry, client, upstream, upstream_repository, top, repository, tmp, moved)
+    client.put_manifest(repository, reference, top.body, top.media_type, mutable=mutable)
+    moved.manifests += 1
+    return moved
+
+
+def copy_blobs(
+    run: Run,
+    registry: Registry,
+    client: RegistryClient,
+    upstream: OciClient,
+    upstream_repository: str,
+    manifest: Manifest,
+    repository: str,
+    tmp: Path,
+    moved: Moved,
+) -> None:
+    """The blobs of one image manifest that `repository` lacks: mounted, or downloaded (verified
+    by digest) and uploaded."""
+    uploaded: dict[tuple[str, str], str] = run.remember(_UPLOADED, dict)
+    for blob in {str(each["digest"]): each for each in manifest.blobs()}.values():
+        descriptor = Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
+        if descriptor.size > MAX_LAYER_SIZE:
+            raise UpstreamError(
+                f"{upstream.host}/{upstream_repository}@{manifest.digest}: blob {descriptor.digest} is "
+                f"{descriptor.size} bytes, more than ECR takes in one layer ({MAX_LAYER_SIZE})"
+            )
+        key = (registry.host, descriptor.digest)
+        with run.locks(("blob", key)):  # one upload of a blob per registry, however many jobs need it
+            if client.has_blob(repository, descriptor.digest):
+                continue
+            holder = uploaded.get(key)
+            mountable = holder is not None and holder != repository and _mounts(run, registry)
+            if mountable and client.mount_blob(repository, descriptor.digest, str(holder)):
+                moved.mounted += 1
+                continue
+            path = tmp / descriptor.digest.replace(":", "-")
+            upstream.blob(upstream_repository, descriptor.digest, path, descriptor.size)
+            try:
+                client.upload_blob(repository, path, descriptor)
+            finally:
+                path.unlink(missing_ok=True)
+            uploaded[key] = repository
+            moved.uploaded += descriptor.size
+
+
+def _mounts(run: Run, registry: Registry) -> bool:
+    return run.remember(("blob mounting", registry.host), lambda: run.ecr(registry).blob_mounting())
+
+
+def platform_of(descriptor: dict[str, Any]) -> str:
+    platform = descriptor.get("platform") or {}
+    if not isinstance(platform, dict):
+        return "unknown/unknown"
+    text = f"{platform.get('os', 'unknown')}/{platform.get('architecture', 'unknown')}"
+    return f"{text}/{platform['variant']}" if platform.get("variant") else text
+
+
+# The annotation a filtered index keeps its upstream index's digest in, so that an audit can tell
+# that ECR's index is what the spec's platforms make of the upstream's, without pulling it.
+SOURCE_ANNOTATION = "io.ecrmirror.source-index"
+
+
+def filtered_index(index: Manifest, platforms: tuple[str, ...]) -> Manifest:
+    """A new index of `index`'s children for `platforms` (`linux/arm64` also takes `linux/arm64/v8`),
+    with the attestations that refer to them. Its digest is not the upstream's: said by the caller."""
+    document = json.loads(index.body)
+    kept = [
+        child
+        for child in document.get("manifests") or []
+        if any(platform_of(child) == p or platform_of(child).startswith(p + "/") for p in platforms)
+    ]
+    if not kept:
+        listed = ", ".join(sorted({platform_of(c) for c in document.get("manifests") or []}))
+        raise UpstreamError(
+            f"the index {index.digest} has none of the platforms {', '.join(platforms)} (it has {listed})"
+        )
+    digests = {str(child["digest"]) for child in kept}
+    for child in document.get("manifests") or []:
+        annotations = child.get("annotations") or {}
+        if annotations.get("vnd.docker.reference.digest") in digests and child not in kept:
+            kept.append(child)  # buildx's attestation of a kept image
+    document["manifests"] = kept
+    document["annotations"] = {**(document.get("annotations") or {}), SOURCE_ANNOTATION: index.digest}
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return Manifest(body, index.media_type, "sha256:" + hashlib.sha256(body).hexdigest())

@@ -1,0 +1,359 @@
+"""Images a chart runs, mirrored with it: found by annotation, render and the spec, copied byte for byte.
+
+The upstream is Debian's docker-registry, behind a recording proxy, holding hand-built OCI
+indexes (two platforms and a buildx attestation, cosign signatures on the index and on one
+child); skopeo is the oracle that ECR's copy is the upstream's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from chartfactory import ChartFile
+from faultproxy import FaultProxy
+from imagefactory import (
+    ImageRefs,
+    PushedImage,
+    move_tag,
+    push_multiarch_image,
+    push_single_image,
+    tar_gz_layer,
+    write_image_chart,
+)
+from ociregistry import DockerRegistry
+from tools import registry_password, require_tool, tool
+
+from conftest import ChartServer
+from ecrmirror.emulator import Emulator
+
+REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+SHARED = tar_gz_layer({"etc/os-release": b"ID=shared\n" * 1000})  # a base layer every image has
+
+
+@pytest.fixture(scope="module")
+def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
+    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def upstream(docker_registry: DockerRegistry) -> Iterator[FaultProxy]:
+    """The registry as ecrmirror reaches it: through a proxy that records every request."""
+    proxy = FaultProxy(target=f"http://{docker_registry.host}", rate=0.0, seed=0).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def skopeo() -> str:
+    return require_tool("skopeo", "apt-get install skopeo, as .ci/run does")
+
+
+@dataclass
+class World:
+    """One test's upstream images, its chart and its spec."""
+
+    registry: str  # where images are pushed
+    seen_as: str  # the host the chart names (the recording proxy)
+    space: str
+    refs: ImageRefs
+    extra: str
+    pushed: dict[str, PushedImage]
+
+    def path(self, reference: str) -> tuple[str, str]:
+        path, _, tag = reference.partition("/")[2].rpartition(":")
+        return path, tag
+
+    def mirrored(self, reference: str) -> str:
+        """The ECR repository the image lands in."""
+        return f"mirror/{self.seen_as.replace(':', '-')}/{self.path(reference)[0]}"
+
+
+@pytest.fixture
+def world(
+    docker_registry: DockerRegistry, upstream: FaultProxy, chart_server: ChartServer, tmp_path: Path
+) -> World:
+    seen_as = upstream.url.removeprefix("http://")
+    space = tmp_path.name.lower()
+    refs = ImageRefs(
+        annotated=f"{seen_as}/{space}/app:1.0",
+        subchart_annotated=f"{seen_as}/{space}/sub:2.0",
+        init_container=f"{seen_as}/{space}/migrate:3.0",
+        hook_job=f"{seen_as}/{space}/setup:4.0",
+        operator_cr=f"{seen_as}/{space}/postgres:5.0",
+    )
+    extra = f"{seen_as}/{space}/extra:6.0"
+    pushed = {}
+    for reference in (*refs.rendered, refs.subchart_annotated, extra):
+        path, _, tag = reference.partition("/")[2].rpartition(":")
+        pushed[reference] = push_multiarch_image(
+            docker_registry.host, path, tag, seed=reference, shared_layer=SHARED
+        )
+    publish_chart(chart_server, refs)
+    return World(docker_registry.host, seen_as, space, refs, extra, pushed)
+
+
+def publish_chart(chart_server: ChartServer, refs: ImageRefs, version: str = "1.0.0", **kwargs: bool) -> None:
+    path = write_image_chart(chart_server.directory, name="app", version=version, images=refs, **kwargs)
+    metadata = {"apiVersion": "v2", "name": "app", "version": version}
+    chart_server.charts.append(ChartFile(path, "app", version, metadata))
+    chart_server.publish()
+
+
+def spec(chart_server: ChartServer, world: World, *, images: str = "", versions: str = "['1.0.0']") -> str:
+    return (
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: {versions}\n"
+        f"    images:\n      plain_http: ['{world.seen_as}']\n      extra: ['{world.extra}']\n"
+        "      render: {kube_version: '1.31'}\n" + images
+    )
+
+
+def raw(skopeo: str, reference: str, emulator: Emulator | None = None) -> bytes:
+    options = ["--tls-verify=false"]
+    if emulator is not None:
+        options += ["--creds", f"AWS:{registry_password(emulator)}"]
+    inspected = tool(skopeo, "inspect", "--raw", *options, f"docker://{reference}")
+    assert inspected.returncode == 0, inspected.stderr
+    return inspected.stdout.encode()
+
+
+def ecr() -> object:
+    return boto3.client("ecr", region_name="eu-west-1")
+
+
+def manifest_gets(proxy: FaultProxy) -> list[str]:
+    return [path for method, path in proxy.log if method == "GET" and "/manifests/" in path]
+
+
+def test_images_found_by_annotation_render_and_extra_arrive_byte_identical_with_their_signatures(
+    world: World,
+    upstream: FaultProxy,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    helm: list[str],
+    skopeo: str,
+    write_spec,
+    run,
+) -> None:
+    # given a chart whose images are found by annotation (its own and a subchart's), by render
+    # only (an initContainer, a hook Job, an operator's custom resource) and by the spec's extra
+    write_spec(spec(chart_server, world))
+
+    # when the spec is synced
+    synced = run("--sync", "-v", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+
+    # then the chart and every image are in ECR: 7 repositories, the version, 6 images
+    synced.assert_outcomes(passed=7 + 1 + 6)
+    synced.stdout.fnmatch_lines(["*6 images: 6 pushed, 0 present, 0 failed*"])
+    ecr_host = emulator.url.removeprefix("http://")
+    for reference, image in world.pushed.items():
+        path, tag = world.path(reference)
+        mirrored = f"{ecr_host}/{world.mirrored(reference)}"
+        # byte for byte: the index, each child, each cosign signature
+        assert raw(skopeo, f"{mirrored}:{tag}", emulator) == image.index_body
+        for digest in image.children.values():
+            assert raw(skopeo, f"{mirrored}@{digest}", emulator) == raw(
+                skopeo, f"{world.registry}/{path}@{digest}"
+            )
+        assert image.cosign_tags
+        for cosign_tag in image.cosign_tags:
+            assert raw(skopeo, f"{mirrored}:{cosign_tag}", emulator) == raw(
+                skopeo, f"{world.registry}/{path}:{cosign_tag}"
+            )
+    # and the chart is as upstream made it: its archive digest is the index's
+    chart = ecr().batch_get_image(repositoryName="mirror/app", imageIds=[{"imageTag": "1.0.0"}])  # type: ignore[attr-defined]
+    layers = json.loads(chart["images"][0]["imageManifest"])["layers"]
+    assert layers[0]["digest"] == f"sha256:{chart_server.charts[0].digest}"
+
+    # and a re-run is all PRESENT, with no upstream manifest GET and no write to ECR
+    upstream.log.clear()
+    emulator.app.requests.clear()
+    audited = run("--check-only", "-v", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+    audited.assert_outcomes(passed=14)
+    audited.stdout.fnmatch_lines(["*6 images: 0 pushed, 6 present, 0 failed*"])
+    run("--sync", f"--ecrmirror-helm={helm[0]}", "mirror.yaml").assert_outcomes(passed=14)
+    assert manifest_gets(upstream) == []
+    assert emulator.writes() == []
+
+
+def test_a_render_that_fails_fails_the_versions_image_item_with_helms_message(
+    world: World, chart_server: ChartServer, emulator: Emulator, helm: list[str], write_spec, run
+) -> None:
+    # given a version whose chart needs a value the spec does not give
+    publish_chart(chart_server, world.refs, version="2.0.0", render_fails=True)
+    write_spec(spec(chart_server, world, versions="['2.0.0']"))
+
+    # when it is audited
+    audited = run("--check-only", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+
+    # then its image item fails with helm's own words, and the images found otherwise still run
+    audited.stdout.fnmatch_lines(
+        ["*RENDER FAILED images of app 2.0.0*", "*`helm template` failed*database.password is required*"]
+    )
+    assert audited.parseoutcomes()["failed"] >= 1
+
+
+def test_a_preseeded_tag_differs_a_deleted_child_is_incomplete_and_a_moved_tag_drifted(
+    world: World,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    helm: list[str],
+    write_spec,
+    run,
+    docker_registry: DockerRegistry,
+) -> None:
+    write_spec(spec(chart_server, world))
+    run("--sync", f"--ecrmirror-helm={helm[0]}", "mirror.yaml").assert_outcomes(passed=14)
+    client = ecr()
+
+    # given ECR's copy of one image lost a child manifest
+    app = world.refs.annotated
+    child = world.pushed[app].children["linux/arm64"]
+    client.batch_delete_image(repositoryName=world.mirrored(app), imageIds=[{"imageDigest": child}])  # type: ignore[attr-defined]
+    # and the upstream moved another image's tag since the copy
+    setup = world.refs.hook_job
+    path, tag = world.path(setup)
+    moved = move_tag(docker_registry.host, path, tag, seed="moved")
+    # and someone pushed another image under a third image's tag in ECR before the first copy
+    extra_repo = world.mirrored(world.extra)
+    client.batch_delete_image(repositoryName=extra_repo, imageIds=[{"imageTag": "6.0"}])  # type: ignore[attr-defined]
+    other_path = f"{world.space}/other"
+    push_single_image(docker_registry.host, other_path, "6.0", seed="other")
+    copied = tool(
+        require_tool("skopeo", "apt-get install skopeo"),
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"AWS:{registry_password(emulator)}",
+        f"docker://{docker_registry.host}/{other_path}:6.0",
+        f"docker://{emulator.url.removeprefix('http://')}/{extra_repo}:6.0",
+    )
+    assert copied.returncode == 0, copied.stderr
+
+    # when the spec is audited
+    audited = run("--check-only", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+
+    # then each says what it is, and nothing is changed by the audit
+    audited.stdout.fnmatch_lines_random(
+        [
+            f"INCOMPLETE {app}: *",
+            f"*is in ECR, but without child manifest {child}*",
+            f"DRIFTED {setup}: *",
+            f"*now names {moved}*which the upstream still has*",
+            f"DIFFERS {world.extra}: *",
+            "*ecrmirror never overwrites a tag*",
+        ]
+    )
+    # and a sync completes the incomplete one, and leaves the other two as they are
+    emulator.app.requests.clear()
+    synced = run("--sync", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+    synced.stdout.fnmatch_lines_random(["*DRIFTED*", "*DIFFERS*"])
+    assert synced.parseoutcomes()["failed"] == 2
+    held = client.batch_get_image(repositoryName=world.mirrored(app), imageIds=[{"imageDigest": child}])  # type: ignore[attr-defined]
+    assert held["images"]
+    setup_now = client.batch_get_image(repositoryName=world.mirrored(setup), imageIds=[{"imageTag": tag}])  # type: ignore[attr-defined]
+    assert setup_now["images"][0]["imageId"]["imageDigest"] == world.pushed[setup].index_digest
+
+
+def extra_only(chart_server: ChartServer, world: World, images: str = "", target: str = "") -> str:
+    return (
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n{target}"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n"
+        f"    images:\n      annotations: false\n      plain_http: ['{world.seen_as}']\n"
+        f"      extra: ['{world.extra}']\n{images}"
+    )
+
+
+def test_platforms_make_a_new_index_of_the_chosen_children_and_say_that_its_digest_changed(
+    world: World, upstream: FaultProxy, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given a spec that keeps linux/amd64 only
+    write_spec(extra_only(chart_server, world, "      platforms: [linux/amd64]\n"))
+
+    # when it is synced
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    # then ECR's index lists the amd64 image and the attestation that refers to it, and the item
+    # says that the digest is not the upstream's
+    synced.assert_outcomes(passed=4)
+    synced.stdout.fnmatch_lines(["*image*PUSHED*"])
+    held = ecr().batch_get_image(  # type: ignore[attr-defined]
+        repositoryName=world.mirrored(world.extra),
+        imageIds=[{"imageTag": "6.0"}],
+        acceptedMediaTypes=["application/vnd.oci.image.index.v1+json"],
+    )["images"][0]
+    children = json.loads(held["imageManifest"])["manifests"]
+    pushed = world.pushed[world.extra]
+    assert {child["digest"] for child in children} == {
+        pushed.children["linux/amd64"],
+        pushed.children["unknown/unknown"],
+    }
+    assert held["imageId"]["imageDigest"] != pushed.index_digest
+
+    # and a re-run finds it PRESENT without pulling the upstream's index again
+    upstream.log.clear()
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=4)
+    assert manifest_gets(upstream) == []
+
+
+def test_pull_through_cache_naming_puts_an_image_where_the_cache_would(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    write_spec(
+        extra_only(
+            chart_server,
+            world,
+            target="  images:\n    naming: pull-through-cache\n"
+            f"    pull_through_cache: {{'{world.seen_as}': cache}}\n",
+        )
+    )
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4)
+    held = ecr().describe_images(repositoryName=f"cache/{world.space}/extra")  # type: ignore[attr-defined]
+    assert any("6.0" in (image.get("imageTags") or []) for image in held["imageDetails"])
+
+
+@pytest.mark.parametrize(
+    ("images", "said"),
+    [
+        ("      extra: ['Docker.io/Library/Nginx']\n", "*mirror.yaml:8:*is not a repository path*"),
+        ("      extra: ['nginx@sha256:abc']\n", "*mirror.yaml:8:*is not a sha256 digest*"),
+        ("      extar: [nginx]\n", "*mirror.yaml:8: unknown key 'extar' in images*"),
+        ("      platforms: [amd64]\n", "*mirror.yaml:8: 'amd64' is not a platform*"),
+        ("      annotations: false\n", "*mirror.yaml:8: images finds no image*"),
+        ("      render: {kube_version: 1.3x}\n", "*kube_version '1.3x' is not a Kubernetes version*"),
+    ],
+)
+def test_a_bad_images_section_is_a_spec_error_naming_its_line(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run, images: str, said: str
+) -> None:
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    images:\n{images}"
+        "    versions: ['1.0.0']\n"
+    )
+    result = run("--check-only", "mirror.yaml")
+    result.stdout.fnmatch_lines([said])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_an_image_name_ecr_would_refuse_under_pull_through_naming_is_a_spec_error(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  images:\n    naming: pull-through-cache\n"
+        "    pull_through_cache: {docker.io: docker-hub}\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n"
+        "    images:\n      extra: [quay.io/org/tool:1.0]\n"
+    )
+    run("--check-only", "mirror.yaml").stdout.fnmatch_lines(
+        ["*mirror.yaml:11:*no pull-through cache rule for quay.io*", "*fix: add `quay.io: <rule prefix>`*"]
+    )
