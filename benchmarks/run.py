@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test suite's chart factory builds
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import concurrency  # noqa: E402
+import images  # noqa: E402
 from chartfactory import ChartFile, package_chart, write_index  # noqa: E402
 from common import REGISTRY, Figure, pytest_run, serve, spec_text  # noqa: E402
 
@@ -394,6 +395,8 @@ def main() -> int:
         helm, skopeo = _tool("helm"), _tool("skopeo")
         figures += concurrency.latency_figures(work, 200, helm)
         figures += concurrency.skopeo_figures(work, *((10, 20) if args.quick else (10, 40)), skopeo)
+        for count in (30,) if args.quick else (30, 200):
+            figures += images.image_figures(work, count, skopeo)
     width = max(len(f.name) for f in figures)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
     for f in figures:

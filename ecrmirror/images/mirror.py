@@ -278,7 +278,7 @@ def _complete(
             for referrer in missing:
                 reference = referrer.tag or referrer.manifest.digest
                 try:
-                    copy_image(
+                    carried = copy_image(
                         run,
                         registry,
                         upstream,
@@ -292,6 +292,8 @@ def _complete(
                 except TagConflict:
                     differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
                     continue
+                moved.uploaded += carried.uploaded
+                moved.mounted += carried.mounted
                 copied.append(_describe(referrer))
             if copied:
                 message += f"; copied what refers to it: {', '.join(copied)}"
