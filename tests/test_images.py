@@ -153,6 +153,13 @@ def test_images_found_by_annotation_render_and_extra_arrive_byte_identical_with_
     # then the chart and every image are in ECR: 7 repositories, the version, 6 images
     synced.assert_outcomes(passed=7 + 1 + 6)
     synced.stdout.fnmatch_lines(["*6 images: 6 pushed, 0 present, 0 failed*"])
+    # and where the annotations and the render disagree, the image says so
+    synced.stdout.fnmatch_lines_random(
+        [
+            f"note: *{world.refs.init_container}: found by the render of app 1.0.0, but not in*",
+            f"note: *{world.refs.subchart_annotated}: in the image annotations of app 1.0.0, but not*",
+        ]
+    )
     ecr_host = emulator.url.removeprefix("http://")
     for reference, image in world.pushed.items():
         path, tag = world.path(reference)

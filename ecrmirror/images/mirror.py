@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecrmirror import repositories
-from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, VersionNotFound
+from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.images.discovery import Discovered, Found, discover, helm_binary
 from ecrmirror.images.references import BadReference, ImageReference, mirrored_repository
 from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index
@@ -405,11 +405,15 @@ def plan(
             for each in discovered.found:
                 found.setdefault(each.image, []).append(each)
                 settings_of.setdefault(each.image, []).append(chart.images)
+            # A note names its image first ("<image>: ..."); one that names none (a reference that
+            # cannot be read) goes to every image of the version, or fails the version without any.
+            version_images = {each.image for each in discovered.found}
             for note in discovered.notes:
-                image_text = note.partition(":")[0]
-                for image in found:
-                    if str(image) == image_text:
-                        notes.setdefault(image, []).append(note)
+                about = [image for image in version_images if note.startswith(f"{image}: ")]
+                for image in about or version_images:
+                    notes.setdefault(image, []).append(note)
+                if not version_images:
+                    failed.append(NotFound(what, version.where, UpstreamError(note)))
     rules = (
         dict(spec.target.images.pull_through_cache)
         if spec.target.images.pull_through_cache is not None
