@@ -919,3 +919,29 @@ def test_24_the_tag_list_pages_at_100_and_takes_n_up_to_1000(emulator: Emulator)
     assert (too_many.status_code, oci_error(too_many)) == (400, "UNSUPPORTED")
     assert "'Member must have value less than or equal to 1000'" in too_many.json()["errors"][0]["message"]
     assert (none.json()["tags"], "Link" in none.headers) == ([], False)
+
+
+def test_25_an_image_an_index_lists_is_not_deleted(emulator: Emulator) -> None:
+    ecr = admin("ecr", emulator)
+    ecr.create_repository(repositoryName="multi")
+    registry = Registry(emulator)
+    child = registry.image("multi", "amd64").headers["Docker-Content-Digest"]
+    loose = registry.image("multi", "loose").headers["Docker-Content-Digest"]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 100}],
+    }
+    listed = registry.manifest("multi", "all", index, OCI_INDEX).headers["Docker-Content-Digest"]
+
+    answer = ecr.batch_delete_image(
+        repositoryName="multi", imageIds=[{"imageDigest": child}, {"imageDigest": loose}]
+    )
+    through_registry = registry.request("DELETE", f"/v2/multi/manifests/{child}")
+
+    assert [f["failureCode"] for f in answer["failures"]] == ["ImageReferencedByManifestList"]
+    assert listed in answer["failures"][0]["failureReason"]
+    assert [i["imageDigest"] for i in answer["imageIds"]] == [loose]
+    assert through_registry.status_code == 409
+    assert registry.request("GET", f"/v2/multi/manifests/{child}").status_code == 200
+    assert registry.request("GET", f"/v2/multi/manifests/{loose}").status_code == 404

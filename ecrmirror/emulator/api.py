@@ -72,6 +72,7 @@ class EcrApi:
             "DescribeImages": lambda w, b, c: images.describe_images(
                 w.repository(b.get("repositoryName", "")), b
             ),
+            "BatchDeleteImage": lambda w, b, c: images.batch_delete_image(w, b),
             "ListImages": lambda w, b, c: images.list_images(w.repository(b.get("repositoryName", "")), b),
             "CreateRepositoryCreationTemplate": self._create_template,
             "UpdateRepositoryCreationTemplate": lambda w, b, c: repositories.update_template(

@@ -171,6 +171,53 @@ def _check_references(
             )
 
 
+def referenced_by_index(repository: Any, image: Any) -> Any:
+    """The image index of `repository` that lists `image`, or None: ECR deletes no image an index
+    still refers to (BatchDeleteImage's failure code ImageReferencedByManifestList)."""
+    digest = image.get_image_digest()
+    for other in repository.images:
+        try:
+            document = json.loads(other.image_manifest)
+        except (ValueError, TypeError):
+            continue
+        listed = document.get("manifests") if isinstance(document, dict) else None
+        if any(isinstance(m, dict) and m.get("digest") == digest for m in listed or []):
+            return other
+    return None
+
+
+def batch_delete_image(where: Any, body: dict[str, Any]) -> dict[str, Any] | None:
+    """BatchDeleteImage, as moto does it, except for an image an index refers to: refused as ECR
+    refuses it, the others deleted (by moto, handed only those)."""
+    repository = where.repository(str(body.get("repositoryName", "")))
+    kept, refused = [], []
+    for image_id in body.get("imageIds") or []:
+        image = find(repository, str(image_id.get("imageDigest") or image_id.get("imageTag") or ""))
+        whole = image is not None and (image_id.get("imageDigest") or len(image.image_tags) <= 1)
+        if whole and referenced_by_index(repository, image) is not None:
+            refused.append(
+                {
+                    "imageId": image_id,
+                    "failureCode": "ImageReferencedByManifestList",
+                    "failureReason": "Requested image referenced by manifest list: "
+                    f"[{referenced_by_index(repository, image).get_image_digest()}]",
+                }
+            )
+        else:
+            kept.append(image_id)
+    if not refused:
+        return None  # moto deletes them all
+    answer: dict[str, Any] = {"imageIds": [], "failures": []}
+    if kept:
+        answer = where.backend().batch_delete_image(repository.name, where.account, kept)
+        answer["imageIds"] = [
+            {"imageDigest": i.image_digest, **({"imageTag": i.image_tag} if i.image_tag else {})}
+            for i in answer["imageIds"]
+        ]
+    answer["failures"] = list(answer.get("failures") or []) + refused
+    return answer
+
+
 def blobs_of(image: Any) -> set[str]:
     """The digests of the blobs an image manifest refers to (none for an index)."""
     document = json.loads(image.image_manifest)

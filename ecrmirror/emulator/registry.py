@@ -293,6 +293,11 @@ class OciRegistry:
             return oci_error(
                 404, "MANIFEST_UNKNOWN", f"Requested image not found: {repository.name}@{reference}"
             )
+        index = images.referenced_by_index(repository, image)
+        if index is not None:
+            return oci_error(
+                409, "DENIED", f"Requested image referenced by manifest list: [{index.get_image_digest()}]"
+            )
         repository.images.remove(image)
         return Response(status=202)
 
