@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ecrmirror.junit import (
     SPEC_PROPERTY,
     TITLE_PROPERTY,
     USED_BY_PROPERTY,
+    VALUES_PROPERTY,
 )
 from ecrmirror.outcome import Result
 from ecrmirror.replicas import replica_target, writable_destinations
@@ -465,6 +467,10 @@ class ImageItem(MirrorItem):
                 ("repository", planned.repository),
                 ("upstream", str(planned.image)),
                 *((USED_BY_PROPERTY, user) for user in planned.users),
+                *(
+                    (VALUES_PROPERTY, json.dumps({"chart": chart, "path": list(path), "bitnami": bitnami}))
+                    for chart, path, bitnami in planned.in_values
+                ),
             ]
         )
 
@@ -473,6 +479,7 @@ class ImageItem(MirrorItem):
 
     def record(self, result: Result) -> None:
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
+        self.user_properties.extend(result.details)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         shown = super().repr_failure(excinfo, style)

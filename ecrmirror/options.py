@@ -72,6 +72,14 @@ def add_options(parser: pytest.Parser) -> None:
         "created and changed, failures with their reason, and what a merge request adds or removes",
     )
     group.addoption(
+        "--ecrmirror-images",
+        metavar="PATH",
+        default=None,
+        help="Write a lock (JSON) of every image of the run to PATH: upstream reference, digest, each "
+        "platform's digest, ECR reference, the chart versions that run it; and beside it, per chart "
+        "version, a values override that points its images at ECR",
+    )
+    group.addoption(
         "--ecrmirror-plan-base",
         metavar="REV",
         default=None,

@@ -33,3 +33,4 @@ class Result:
     release: ChartRelease | None = None  # None for repository and replication results
     bytes_uploaded: int = 0
     notes: tuple[str, ...] = ()  # worth saying even when the outcome is fine
+    details: tuple[tuple[str, str], ...] = ()  # what a report records beyond these (an image's digests)

@@ -23,7 +23,7 @@ class Row:
     """One item's result, as the plan needs it."""
 
     spec: str
-    kind: str  # version, repository, replica, replication
+    kind: str  # version, repository, replica, replication, image
     title: str
     word: str  # the outcome word, or the error's
     ok: bool
@@ -74,7 +74,13 @@ def _summary(rows: list[Row], sync: bool) -> str:
     moved = sum(row.word == ("PUSHED" if sync else "MISSING") for row in charts)
     verb = "pushed" if sync else "to push"
     uploaded = sum(row.bytes_uploaded for row in charts)
-    text = f"{len(charts)} chart versions: {moved} {verb}, {failed} failed items"
+    text = f"{len(charts)} chart versions: {moved} {verb}"
+    images = [row for row in rows if row.kind == "image"]
+    if images:
+        copied = sum(row.word == ("PUSHED" if sync else "MISSING") for row in images)
+        text += f"; {len(images)} images: {copied} {'copied' if sync else 'to copy'}"
+        uploaded += sum(row.bytes_uploaded for row in images)
+    text += f", {failed} failed items"
     return text + (f"; {uploaded:,} bytes uploaded." if sync else ".")
 
 
@@ -120,7 +126,17 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
         if row.kind == "replication" and row.ok and row.word != "PRESENT":
             title = for_markdown(row.title.removeprefix("replication "))
             lines.append(f"- Replication rule {title}: {row.word.lower()}")
-    failures = [row for row in rows if not row.ok and row not in pushed]  # an audit's MISSING is listed above
+    images = [row for row in rows if row.kind == "image"]
+    copied = [row for row in images if row.word == ("PUSHED" if sync else "MISSING")]
+    if copied:
+        uploaded = sum(row.bytes_uploaded for row in copied)
+        label = f"Images copied ({uploaded:,} bytes)" if sync else "Images to copy"
+        lines.append(f"- {label}: {_names([row.title for row in copied])}")
+    held = [row for row in images if row.word == "PRESENT"]
+    if held:
+        lines.append(f"- Images already in ECR: {len(held)}")
+    listed = pushed + copied  # an audit's MISSING is listed above
+    failures = [row for row in rows if not row.ok and row not in listed]
     if failures:
         lines += ["", f"**{len(failures)} failed:**", ""]
         for row in failures:

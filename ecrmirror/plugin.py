@@ -85,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             reporting.PlanWriter(config, config.invocation_params.dir / plan_path, heading), "ecrmirror-plan"
         )
+    images_path = config.getoption("ecrmirror_images")
+    if images_path and worker is None:
+        config.pluginmanager.register(
+            reporting.ImageLock(config.invocation_params.dir / images_path), "ecrmirror-images"
+        )
     lock_dir = (worker or {}).get(_WORKER_LOCKS)
     if lock_dir is None:  # the main process (or the xdist controller) owns the run's lock directory
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")

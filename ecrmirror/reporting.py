@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecrmirror import changes, escape, junit, plan, redact
 from ecrmirror.errors import PlanError
+from ecrmirror.images.relocation import values_override
 from ecrmirror.items import RUN_KEY, ChartVersionItem
 from ecrmirror.junit import (
     BYTES_PROPERTY,
+    DIGEST_PROPERTY,
     ERROR_PROPERTY,
     KIND_PROPERTY,
     LINE_PROPERTY,
     NOTE_PROPERTY,
     OUTCOME_PROPERTY,
+    PLATFORM_PROPERTY,
     PULLED_IN_BY_PROPERTY,
     RANGE_PROPERTY,
     SPEC_PROPERTY,
     TITLE_PROPERTY,
+    USED_BY_PROPERTY,
+    VALUES_PROPERTY,
 )
 from ecrmirror.outcome import Outcome
+from ecrmirror.share import write_atomically
 from ecrmirror.sources.release import version_key
 
 _KIND_ORDER = {"repository": 0, "replica": 1, "replication": 2, "version": 3}
@@ -245,6 +253,67 @@ class PlanWriter:
                 error = str(exc)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(plan.render(self.heading, self.rows, found, error), encoding="utf-8")
+
+
+class ImageLock:
+    """--ecrmirror-images PATH: every image item's result, written as a lock (JSON) at the end, and
+    beside it a values override per chart version (relocation.py) that points its images at ECR."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.images: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report_kind(report) != "image" or report.when != "call":
+            return
+        properties = report.user_properties
+        upstream = _property(report, "upstream")
+        if upstream is None:
+            return  # an item for a version whose images could not be found
+        outcome = report_outcome(report)
+        registry, repository = _property(report, "registry"), _property(report, "repository")
+        digest = _property(report, DIGEST_PROPERTY)
+        self.images.append(
+            {
+                "upstream": upstream,
+                "outcome": outcome.value if outcome is not None else _property(report, ERROR_PROPERTY),
+                "in_ecr": outcome is not None and outcome.ok,
+                "ecr": f"{registry}/{repository}",
+                "digest": digest,
+                "platforms": dict(
+                    str(value).split(" ", 1) for name, value in properties if name == PLATFORM_PROPERTY
+                ),
+                "used_by": [str(value) for name, value in properties if name == USED_BY_PROPERTY],
+                "in_values": [
+                    json.loads(str(value)) for name, value in properties if name == VALUES_PROPERTY
+                ],
+            }
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        self.images.sort(key=lambda image: str(image["upstream"]))
+        overrides: dict[str, tuple[list[tuple[tuple[str, ...], str, str]], bool]] = {}
+        for image in self.images:
+            registry, _, repository = str(image["ecr"]).partition("/")
+            for held in image["in_values"]:
+                moved, bitnami = overrides.setdefault(str(held["chart"]), ([], False))
+                if image["in_ecr"]:  # an override may point only at what ECR holds
+                    moved.append((tuple(held["path"]), registry, repository))
+                overrides[str(held["chart"])] = (moved, bitnami or bool(held["bitnami"]))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        values: dict[str, str] = {}
+        for chart, (moved, bitnami) in sorted(overrides.items()):
+            if not moved:
+                continue
+            name = self.path.parent / f"{chart.replace(' ', '-')}.ecr-values.yaml"
+            text = yaml.safe_dump(values_override(moved, bitnami), sort_keys=True)
+            write_atomically(
+                name, f"# ecrmirror: {chart}'s images from ECR (helm -f {name.name})\n{text}".encode()
+            )
+            values[chart] = name.name
+        lock = {"images": self.images, "values": values}
+        write_atomically(self.path, (json.dumps(lock, indent=2) + "\n").encode())
 
 
 def _reason(report: pytest.TestReport, header: str) -> str:

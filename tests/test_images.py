@@ -14,12 +14,14 @@ from pathlib import Path
 
 import boto3
 import pytest
-from chartfactory import ChartFile
+from chartfactory import ChartFile, archive_bytes, write_archive
 from faultproxy import FaultProxy
 from imagefactory import (
+    OCI_INDEX,
     ImageRefs,
     PushedImage,
     move_tag,
+    push_manifest,
     push_multiarch_image,
     push_single_image,
     tar_gz_layer,
@@ -150,13 +152,16 @@ def test_images_found_by_annotation_render_and_extra_arrive_byte_identical_with_
     skopeo: str,
     write_spec,
     run,
+    pytester: pytest.Pytester,
 ) -> None:
     # given a chart whose images are found by annotation (its own and a subchart's), by render
     # only (an initContainer, a hook Job, an operator's custom resource) and by the spec's extra
     write_spec(spec(chart_server, world))
 
     # when the spec is synced
-    synced = run("--sync", "-v", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+    synced = run(
+        "--sync", "-v", f"--ecrmirror-helm={helm[0]}", "--ecrmirror-images=out/images.json", "mirror.yaml"
+    )
 
     # then the chart and every image are in ECR: 7 repositories, the version, 6 images
     synced.assert_outcomes(passed=7 + 1 + 6)
@@ -183,6 +188,24 @@ def test_images_found_by_annotation_render_and_extra_arrive_byte_identical_with_
             assert raw(skopeo, f"{mirrored}:{cosign_tag}", emulator) == raw(
                 skopeo, f"{world.registry}/{path}:{cosign_tag}"
             )
+    # and the lock names each image, its digests, where it is in ECR and who runs it
+    lock = json.loads((pytester.path / "out" / "images.json").read_text())
+    assert [image["upstream"] for image in lock["images"]] == sorted(world.pushed)
+    for image in lock["images"]:
+        pushed = world.pushed[image["upstream"]]
+        assert (image["digest"], image["platforms"]) == (
+            pushed.index_digest,
+            {p: d for p, d in pushed.children.items()},
+        )
+        assert image["ecr"] == f"{REGISTRY}/{world.mirrored(image['upstream'])}"
+        assert image["used_by"]
+    # and the values override moves the image the chart's values hold to ECR, for helm to render
+    override = pytester.path / "out" / lock["values"]["app 1.0.0"]
+    rendered = tool(*helm, "template", "app", str(chart_server.charts[0].path), "-f", str(override))
+    assert rendered.returncode == 0, rendered.stderr
+    assert f'image: "{REGISTRY}/{world.mirrored(world.refs.annotated)}:1.0"' in rendered.stdout
+    assert f'{world.refs.annotated}"' not in rendered.stdout
+
     # and the chart is as upstream made it: its archive digest is the index's
     chart = ecr().batch_get_image(repositoryName="mirror/app", imageIds=[{"imageTag": "1.0.0"}])  # type: ignore[attr-defined]
     layers = json.loads(chart["images"][0]["imageManifest"])["layers"]
@@ -385,3 +408,175 @@ def test_an_image_name_ecr_would_refuse_under_pull_through_naming_is_a_spec_erro
     run("--check-only", "mirror.yaml").stdout.fnmatch_lines(
         ["*mirror.yaml:11:*no pull-through cache rule for quay.io*", "*fix: add `quay.io: <rule prefix>`*"]
     )
+
+
+# -- hostile charts and registries: each a row of docs/hostile-input.md ---------------------------------
+HOSTILE_CASES: dict[str, str] = {
+    "images: a render that prints without end": (
+        "app 1.0.0: `helm template` printed more than 1048576 bytes; its images are unknown"
+    ),
+    "images: a render that never ends": (
+        "app 1.0.0: `helm template` ran longer than 2 s; its images are unknown"
+    ),
+    "images: subcharts packaged without end": "…subcharts nest more than 5 deep",
+    "images: an image annotation that is not a list": (
+        "app 1.0.0: its annotation artifacthub.io/images is not a YAML list of {name, image}; no image was "
+        "read from it"
+    ),
+    "images: an image reference that is not one": (
+        "app 1.0.0: annotation artifacthub.io/images lists an image ecrmirror cannot read, so it was not "
+        "mirrored: …is not a repository path…"
+    ),
+    "images: an image index that lists an index": (
+        "…lists another index (…) as a child; ecrmirror copies an index of image manifests"
+    ),
+}
+
+
+def hostile(name: str) -> str:
+    return "*" + HOSTILE_CASES[name].replace("…", "*") + "*"
+
+
+def hostile_chart(chart_server: ChartServer, members: dict[str, str | bytes], annotations: str = "") -> None:
+    chart_yaml = "apiVersion: v2\nname: app\nversion: 1.0.0\n" + annotations
+    files = [("app/Chart.yaml", chart_yaml), *((f"app/{name}", data) for name, data in members.items())]
+    written = write_archive(chart_server.directory, "app-1.0.0.tgz", files)
+    metadata = {"apiVersion": "v2", "name": "app", "version": "1.0.0"}
+    chart_server.charts.append(ChartFile(written.path, "app", "1.0.0", metadata))
+    chart_server.publish()
+
+
+def only_the_chart_repository() -> bool:
+    """Nothing but the chart's own repository was made: no image of a hostile chart was copied."""
+    names = [r["repositoryName"] for r in ecr().describe_repositories()["repositories"]]  # type: ignore[attr-defined]
+    return names == ["mirror/app"]
+
+
+def rendered_spec(chart_server: ChartServer, annotations: bool = False) -> str:
+    return (
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n  create_repositories: true\n"
+        f"charts:\n  - name: app\n    repo: {chart_server.url}\n    versions: ['1.0.0']\n"
+        f"    images:\n      annotations: {str(annotations).lower()}\n      render: {{}}\n"
+    )
+
+
+def test_a_render_that_prints_without_end_is_cut_off(
+    chart_server: ChartServer,
+    emulator: Emulator,
+    helm: list[str],
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ecrmirror.images.discovery.MAX_RENDER_OUTPUT", 1024 * 1024)
+    line = "# " + "x" * 98
+    hostile_chart(
+        chart_server, {"templates/big.yaml": "{{- range until 30000 }}\n" + line + "\n{{- end }}\n"}
+    )
+    write_spec(rendered_spec(chart_server))
+
+    result = run("--sync", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([hostile("images: a render that prints without end")])
+    assert "Traceback" not in result.stdout.str()
+    assert only_the_chart_repository()
+
+
+def test_a_render_that_never_ends_is_stopped(
+    chart_server: ChartServer,
+    emulator: Emulator,
+    helm: list[str],
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ecrmirror.images.discovery.RENDER_TIMEOUT", 2.0)
+    hostile_chart(chart_server, {"templates/slow.yaml": "{{- range until 2000000000 }}{{- end }}\n"})
+    write_spec(rendered_spec(chart_server))
+
+    result = run("--check-only", f"--ecrmirror-helm={helm[0]}", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([hostile("images: a render that never ends")])
+
+
+def test_subcharts_packaged_without_end_are_refused(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    nested = archive_bytes([("leaf/Chart.yaml", "apiVersion: v2\nname: leaf\nversion: 0.1.0\n")])
+    for depth in range(7):
+        nested = archive_bytes(
+            [
+                (f"s{depth}/Chart.yaml", f"apiVersion: v2\nname: s{depth}\nversion: 0.1.0\n"),
+                (f"s{depth}/charts/x.tgz", nested),
+            ]
+        )
+    hostile_chart(chart_server, {"charts/s.tgz": nested})
+    write_spec(rendered_spec(chart_server, annotations=True).replace("      render: {}\n", ""))
+
+    result = run("--check-only", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([hostile("images: subcharts packaged without end")])
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("name", "annotation"),
+    [
+        ("images: an image annotation that is not a list", "not: a list"),
+        ("images: an image reference that is not one", "- name: x\n  image: Docker.io/Library/Nginx"),
+    ],
+)
+def test_an_annotation_that_cannot_be_read_is_said_and_copies_nothing(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run, name: str, annotation: str
+) -> None:
+    text = "annotations:\n  artifacthub.io/images: |\n" + "".join(
+        f"    {line}\n" for line in annotation.splitlines()
+    )
+    hostile_chart(chart_server, {}, text)
+    write_spec(rendered_spec(chart_server, annotations=True).replace("      render: {}\n", ""))
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([hostile(name)])
+    assert "Traceback" not in result.stdout.str()
+    assert only_the_chart_repository()
+
+
+def test_an_image_index_that_lists_an_index_is_not_copied(
+    world: World,
+    docker_registry: DockerRegistry,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+) -> None:
+    inner = world.pushed[world.extra]
+    outer = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": inner.index_digest,
+                "size": len(inner.index_body),
+            }
+        ],
+    }
+    push_manifest(
+        docker_registry.host,
+        world.path(world.extra)[0],
+        "nested",
+        json.dumps(outer).encode(),
+        "application/vnd.oci.image.index.v1+json",
+    )
+    write_spec(
+        extra_only(chart_server, world).replace(
+            f"'{world.extra}'", f"'{world.extra.rpartition(':')[0]}:nested'"
+        )
+    )
+
+    result = run("--sync", "mirror.yaml")
+
+    result.stdout.fnmatch_lines([hostile("images: an image index that lists an index")])
+    held = ecr().describe_images(repositoryName=world.mirrored(world.extra))["imageDetails"]  # type: ignore[attr-defined]
+    assert not any("nested" in (image.get("imageTags") or []) for image in held)

@@ -28,6 +28,7 @@ from ecrmirror.chart import MAX_FILE_SIZE, read_chart_metadata
 from ecrmirror.errors import InvalidChart, RenderFailed
 from ecrmirror.helmyaml import YamlRefused, load_helm_yaml
 from ecrmirror.images.references import BadReference, ImageReference, parse
+from ecrmirror.images.relocation import ValuePath, value_images
 from ecrmirror.spec import ImageSettings, Render
 
 try:  # libyaml is much faster; the pure-Python loader gives the same values.
@@ -56,6 +57,8 @@ class Found:
 class Discovered:
     found: tuple[Found, ...]
     notes: tuple[str, ...] = ()
+    in_values: tuple[tuple[ValuePath, ImageReference], ...] = ()  # images values.yaml holds, by path
+    bitnami: bool = False  # a Bitnami chart: its override needs allowInsecureImages
 
 
 def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | None, origin: str) -> Discovered:
@@ -65,6 +68,11 @@ def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | Non
     annotated: set[ImageReference] = set()
     if settings.annotations:
         for how, text in annotated_images(archive, origin):
+            if text is None:
+                notes.append(
+                    f"{chart}: its {how} is not a YAML list of {{name, image}}; no image was read from it"
+                )
+                continue
             image = _reference(text, f"{chart}: {how} lists", notes)
             if image is not None:
                 found.append(Found(image, chart, how))
@@ -84,7 +92,8 @@ def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | Non
     for extra in settings.extra:
         found.append(Found(parse(extra.reference), chart, f"extra at {extra.where}"))
     kept = [each for each in found if not excluded(each.image, settings.exclude)]
-    return Discovered(tuple(kept), tuple(notes))
+    in_values, bitnami = value_images(archive, origin)
+    return Discovered(tuple(kept), tuple(notes), tuple(in_values), bitnami)
 
 
 def excluded(image: ImageReference, patterns: tuple[str, ...]) -> bool:
@@ -100,7 +109,7 @@ def _reference(text: str, what: str, notes: list[str]) -> ImageReference | None:
 
 
 # -- annotations --------------------------------------------------------------------------------------
-def annotated_images(archive: Path, origin: str, depth: int = 0) -> Iterator[tuple[str, str]]:
+def annotated_images(archive: Path, origin: str, depth: int = 0) -> Iterator[tuple[str, str | None]]:
     """(where, image text) for every image the annotations of the chart and its subcharts list.
 
     The archive is checked as helm's loader reads it (chart.read_chart_metadata) before anything
@@ -127,7 +136,9 @@ def annotated_images(archive: Path, origin: str, depth: int = 0) -> Iterator[tup
                 yield from _listed(found if isinstance(found, dict) else {}, f"subchart {sub}: ")
 
 
-def _listed(annotated: dict[str, Any], prefix: str) -> Iterator[tuple[str, str]]:
+def _listed(annotated: dict[str, Any], prefix: str) -> Iterator[tuple[str, str | None]]:
+    """(where, image text) of each image an annotation lists; (where, None) for an annotation that
+    is not a list of {name, image}, so that the version says its images could not be read."""
     for key in IMAGE_ANNOTATIONS:
         text = annotated.get(key)
         if not isinstance(text, str):
@@ -136,10 +147,13 @@ def _listed(annotated: dict[str, Any], prefix: str) -> Iterator[tuple[str, str]]
             entries = load_helm_yaml(text.encode())
         except (YamlRefused, yaml.YAMLError):
             entries = None
-        if not isinstance(entries, list):
+        if key == "images" and not isinstance(entries, list):
+            continue  # `images` is a common name: in a chart not Bitnami's it may mean something else
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            yield f"{prefix}annotation {key}", None  # said as a note: its images are unknown
             continue
         for entry in entries:
-            image = entry.get("image") if isinstance(entry, dict) else None
+            image = entry.get("image")
             if isinstance(image, str):
                 yield f"{prefix}annotation {key}", image.strip()
 

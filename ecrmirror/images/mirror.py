@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ecrmirror import repositories
 from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.images.discovery import Discovered, Found, discover, helm_binary
 from ecrmirror.images.references import BadReference, ImageReference, mirrored_repository
-from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index
+from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index, platform_of
+from ecrmirror.junit import DIGEST_PROPERTY, PLATFORM_PROPERTY
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.run import Run
 from ecrmirror.sources.oci import Manifest, OciClient, Referrer, attached_references, pull_referrers
@@ -36,6 +37,8 @@ class PlannedImage:
     platforms: tuple[str, ...] | None = None  # None: the index as it is
     plain_http: bool = False  # the upstream registry is reached over plain http (the spec says so)
     notes: tuple[str, ...] = ()  # said while finding it: discovery disagreeing, say
+    # Where chart versions' values hold it (a values override moves it to ECR): (chart, path, bitnami)
+    in_values: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
 
     @property
     def tag(self) -> str | None:
@@ -305,7 +308,22 @@ def _complete(
             "upstream, and ecrmirror never overwrites a tag: compare the two, then decide by hand.",
             moved.uploaded,
         )
-    return _result(planned, outcome, message, moved.uploaded)
+    return replace(_result(planned, outcome, message, moved.uploaded), details=_details(digest, text))
+
+
+def _details(digest: str, text: str | None) -> tuple[tuple[str, str], ...]:
+    """What ECR holds of the image, for the report and the lock: its digest, each platform's."""
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        document = {}
+    children = document.get("manifests") if isinstance(document, dict) else None
+    platforms = [
+        (PLATFORM_PROPERTY, f"{platform_of(child)} {child['digest']}")
+        for child in children or []
+        if isinstance(child, dict) and "digest" in child
+    ]
+    return ((DIGEST_PROPERTY, digest), *platforms)
 
 
 def _children(text: str | None) -> list[str]:
@@ -390,6 +408,7 @@ def plan(
     found: dict[ImageReference, list[Found]] = {}
     settings_of: dict[ImageReference, list[ImageSettings]] = {}
     notes: dict[ImageReference, list[str]] = {}
+    in_values: dict[ImageReference, list[tuple[str, tuple[str, ...], bool]]] = {}
     failed: list[NotFound] = []
     helm = helm_binary(run.options.helm)
     for chart in spec.charts:
@@ -408,6 +427,9 @@ def plan(
             # A note names its image first ("<image>: ..."); one that names none (a reference that
             # cannot be read) goes to every image of the version, or fails the version without any.
             version_images = {each.image for each in discovered.found}
+            for path, image in discovered.in_values:
+                if image in version_images:
+                    in_values.setdefault(image, []).append((what, path, discovered.bitnami))
             for note in discovered.notes:
                 about = [image for image in version_images if note.startswith(f"{image}: ")]
                 for image in about or version_images:
@@ -443,6 +465,7 @@ def plan(
                 platforms,
                 plain_http=any(image.host in s.plain_http for s in settings),
                 notes=tuple(dict.fromkeys(notes.get(image, []))),
+                in_values=tuple(dict.fromkeys(in_values.get(image, []))),
             )
         )
     return planned, failed

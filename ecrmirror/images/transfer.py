@@ -62,7 +62,7 @@ def copy_image(
         for digest in dict.fromkeys(wanted):
             if digest in held:
                 continue
-            child = pulled.get(digest) or upstream.manifest(upstream_repository, digest)
+            child = pulled.get(digest) or upstream.manifest(upstream_repository, digest, indexes=True)
             if child.is_index:
                 raise UpstreamError(
                     f"{upstream.host}/{upstream_repository}@{top.digest} lists another index ({digest}) "

@@ -214,7 +214,7 @@ class OciClient:
         types = IMAGE_TYPES if indexes else MANIFEST_TYPES
         accept = ", ".join(types)
         self._take_pull(repository, reference)
-        where = f"{self.host}/{repository}:{reference}"
+        where = _named(self.host, repository, reference)
         url = f"{self.base}/v2/{repository}/manifests/{reference}"
         response, body = self._read(
             url,
@@ -227,7 +227,7 @@ class OciClient:
             ),
         )
         if response.status_code == 404:
-            raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
+            raise VersionNotFound(f"{where} is not in the registry")
         self._expect_ok(response, f"the manifest of {where}", url)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         echoed = response.headers.get("Docker-Content-Digest")
@@ -259,8 +259,8 @@ class OciClient:
             media_type = str(document.get("mediaType") or "")
         if media_type not in MANIFEST_TYPES:
             raise UpstreamError(
-                f"{self.host}/{repository}:{reference} is a {media_type or 'manifest of unknown type'}, "
-                "not a single OCI image manifest as helm pushes charts"
+                f"{_named(self.host, repository, reference)} is a {media_type or 'manifest of unknown type'}"
+                ", not a single OCI image manifest as helm pushes charts"
             )
         return Manifest(body, media_type, digest)
 
@@ -294,10 +294,10 @@ class OciClient:
         response = self._get(url, repository, accept=accept, method="HEAD")
         self._http.discard(response)  # an answer to a HEAD has no body
         if response.status_code == 404:
-            raise VersionNotFound(f"{self.host}/{repository}:{reference} is not in the registry")
+            raise VersionNotFound(f"{_named(self.host, repository, reference)} is not in the registry")
         if response.status_code in (405, 501):  # a registry that does not answer HEAD
             return None
-        self._expect_ok(response, f"the manifest of {self.host}/{repository}:{reference}", url)
+        self._expect_ok(response, f"the manifest of {_named(self.host, repository, reference)}", url)
         digest = response.headers.get("Docker-Content-Digest", "")
         return digest if _DIGEST.match(digest) else None
 
@@ -788,6 +788,11 @@ def pull_referrers(
             seen.add(manifest.digest)
             found.append(Referrer(manifest, cosign_tag))
     return found
+
+
+def _named(host: str, repository: str, reference: str) -> str:
+    """host/repository:tag, or host/repository@digest, as a person writes a reference."""
+    return f"{host}/{repository}{'@' if _DIGEST.match(reference) else ':'}{reference}"
 
 
 def _listed(document: dict[str, Any], what: str, url: str) -> list[str]:
