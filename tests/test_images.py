@@ -21,6 +21,7 @@ from imagefactory import (
     ImageRefs,
     PushedImage,
     move_tag,
+    push_docker_list_image,
     push_manifest,
     push_multiarch_image,
     push_single_image,
@@ -580,3 +581,119 @@ def test_an_image_index_that_lists_an_index_is_not_copied(
     result.stdout.fnmatch_lines([hostile("images: an image index that lists an index")])
     held = ecr().describe_images(repositoryName=world.mirrored(world.extra))["imageDetails"]  # type: ignore[attr-defined]
     assert not any("nested" in (image.get("imageTags") or []) for image in held)
+
+
+def test_a_docker_list_a_pinned_digest_and_an_oci_referrer_arrive_as_upstream_has_them(
+    world: World,
+    docker_registry: DockerRegistry,
+    upstream: FaultProxy,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    skopeo: str,
+    write_spec,
+    run,
+) -> None:
+    # given a Docker manifest list, an index with an OCI 1.1 referrer of its arm64 image, and an
+    # image named by digest only
+    space = world.space
+    listed = push_docker_list_image(docker_registry.host, f"{space}/listed", "1.0", seed="listed")
+    referred = push_multiarch_image(docker_registry.host, f"{space}/referred", "1.0", seed="r", referrer=True)
+    pinned = world.pushed[world.extra]
+    images = [
+        f"{world.seen_as}/{space}/listed:1.0",
+        f"{world.seen_as}/{space}/referred:1.0",
+        f"{world.seen_as}/{space}/extra@{pinned.index_digest}",
+    ]
+    write_spec(
+        extra_only(chart_server, world).replace(f"extra: ['{world.extra}']", f"extra: {json.dumps(images)}")
+    )
+
+    # when they are synced
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    # then each is in ECR as upstream has it: the list's bytes, the referrer by its digest, the
+    # pinned index untagged under its digest
+    synced.assert_outcomes(passed=1 + 3 + 1 + 3)
+    host = emulator.url.removeprefix("http://")
+    mirrored = f"{host}/mirror/{world.seen_as.replace(':', '-')}/{space}"
+    assert raw(skopeo, f"{mirrored}/listed:1.0", emulator) == listed.index_body
+    assert referred.referrer is not None
+    held = ecr().batch_get_image(  # type: ignore[attr-defined]
+        repositoryName=f"mirror/{world.seen_as.replace(':', '-')}/{space}/referred",
+        imageIds=[{"imageDigest": referred.referrer}],
+    )
+    assert held["images"], "the OCI 1.1 referrer was not copied"
+    assert raw(skopeo, f"{mirrored}/extra@{pinned.index_digest}", emulator) == pinned.index_body
+
+    # and a re-run finds all three without pulling a manifest
+    upstream.log.clear()
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=8)
+    assert manifest_gets(upstream) == []
+
+
+def test_a_pinned_digest_cannot_be_narrowed_to_platforms(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    pinned = f"{world.extra.rpartition(':')[0]}@{world.pushed[world.extra].index_digest}"
+    write_spec(
+        extra_only(chart_server, world, "      platforms: [linux/arm64]\n").replace(world.extra, pinned)
+    )
+
+    synced = run("--sync", "mirror.yaml")
+
+    synced.stdout.fnmatch_lines(["*is pinned by digest, and the spec keeps only linux/arm64 of it*"])
+    assert synced.parseoutcomes()["failed"] == 1
+
+
+def test_a_layer_two_images_share_is_uploaded_once_and_mounted_into_the_other(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given a registry that mounts blobs across repositories, and two images with one base layer
+    ecr().put_account_setting(name="BLOB_MOUNTING", value="ENABLED")  # type: ignore[attr-defined]
+    images = [world.refs.annotated, world.refs.init_container]
+    write_spec(
+        extra_only(chart_server, world).replace(f"extra: ['{world.extra}']", f"extra: {json.dumps(images)}")
+    )
+
+    # when both are synced one at a time
+    synced = run("--sync", "-v", "--ecrmirror-jobs=1", "mirror.yaml")
+
+    # then the shared layer went up once: the second image mounted it
+    synced.assert_outcomes(passed=3 + 1 + 2)
+    requests = [
+        r
+        for r in emulator.app.requests
+        if r.kind == "registry" and "/blobs/uploads/" in r.path and not r.path.startswith("/v2/mirror/app/")
+    ]
+    mounts = [r for r in requests if r.method == "POST" and r.status == 201]  # an upload's POST is a 202
+    uploads = [r for r in requests if r.method == "PUT" and r.status == 201]
+    held = [
+        blobs
+        for (_, _, name), blobs in emulator.app.state.repo_blobs.items()
+        if name in {world.mirrored(reference) for reference in images}
+    ]
+    assert len(held) == 2
+    assert len(mounts) == 1
+    assert len(uploads) == len(held[0] | held[1])  # every blob once, the shared one mounted
+    assert len(held[0] & held[1]) == 1
+
+
+def test_image_items_are_named_by_their_reference_in_junit_and_collect_only(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    write_spec(extra_only(chart_server, world))
+
+    collected = run("--collect-only", "-q", "mirror.yaml")
+    collected.stdout.fnmatch_lines([f"mirror.yaml::image::{world.extra}"])
+
+    run("--check-only", "--junitxml=report.xml", "mirror.yaml")
+    import xml.etree.ElementTree as ET
+
+    cases = {case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")}
+    assert world.extra in cases
+    assert cases[world.extra].get("classname") == "mirror.yaml"
+    properties = {p.get("name"): p.get("value") for p in cases[world.extra].iter("property")}
+    assert properties["used_by"] == "app 1.0.0 (extra at mirror.yaml:12)"
+    failure = cases[world.extra].find("failure")
+    assert failure is not None
+    assert "MISSING" in (failure.get("message") or "")

@@ -21,7 +21,14 @@ from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filt
 from ecrmirror.junit import DIGEST_PROPERTY, PLATFORM_PROPERTY
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.run import Run
-from ecrmirror.sources.oci import Manifest, OciClient, Referrer, attached_references, pull_referrers
+from ecrmirror.sources.oci import (
+    COSIGN_SUFFIXES,
+    MAX_REFERRERS,
+    Manifest,
+    OciClient,
+    Referrer,
+    pull_referrers,
+)
 from ecrmirror.spec import ChartEntry, ImageSettings, Spec, Target, VersionEntry
 
 
@@ -346,17 +353,26 @@ def _media_type(text: str | None) -> str:
 def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[list[Referrer], list[str]]:
     """What the upstream attaches to `subjects` that ECR lacks (pulled, to be copied), and the
     cosign tags ECR holds with other content (described). ECR is asked first: what it holds
-    is compared by digest (a HEAD for a cosign tag), never pulled again."""
+    is compared by digest (a HEAD for a tag), never pulled again."""
     upstream = _upstream(run, planned)
     path = planned.image.path
     tags = run.remember(("image tags", planned.image.endpoint, path), lambda: set(upstream.tags(path)))
-    wanted = list(
-        dict.fromkeys(
-            each for subject in subjects for each in attached_references(upstream, path, subject, tags)
+    listed = {subject: upstream.referrers(path, subject) for subject in subjects}
+    # A registry without the referrers API lists them under the referrers tag schema's tag.
+    schema_tags = [f"sha256-{s.partition(':')[2]}" for s, found in listed.items() if found is None]
+    schemas = _schema_listings(run, planned, [tag for tag in schema_tags if tag in tags])
+    wanted: list[tuple[str, str | None]] = []
+    for subject, found in listed.items():
+        hexdigest = subject.partition(":")[2]
+        digests = found if found is not None else schemas.get(f"sha256-{hexdigest}", ([], None))[0]
+        wanted += [(digest, None) for digest in digests]
+        wanted += [(tag, tag) for tag in (f"sha256-{hexdigest}.{x}" for x in COSIGN_SUFFIXES) if tag in tags]
+    wanted = list(dict.fromkeys(wanted))
+    if len(wanted) > MAX_REFERRERS:
+        raise UpstreamError(
+            f"more than {MAX_REFERRERS} manifests refer to {planned.image}: more than an ECR repository "
+            "holds by default (10,000 images); ecrmirror copies none of them"
         )
-    )
-    if not wanted:
-        return [], []
     ecr = run.ecr(planned.target.registry)
     untagged = [reference for reference, tag in wanted if tag is None]
     held = ecr.held_manifests(planned.repository, untagged) if untagged else set()
@@ -377,7 +393,32 @@ def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[li
             )
             if in_ecr[tag].manifest_digest != now:
                 differing.append(f"{tag} holds {in_ecr[tag].manifest_digest} in ECR and {now} upstream")
-    return pull_referrers(upstream, path, missing, run.alongside), differing
+    pulled = pull_referrers(upstream, path, missing, run.alongside)
+    # The schema's own index last: its children (the referrers) are in ECR by then.
+    pulled += [Referrer(index, tag) for tag, (_, index) in schemas.items() if index is not None]
+    return pulled, differing
+
+
+def _schema_listings(
+    run: Run, planned: PlannedImage, schema_tags: list[str]
+) -> dict[str, tuple[list[str], Manifest | None]]:
+    """Each referrers tag schema tag's listed digests, and its index when ECR lacks it (to be
+    copied): ECR's copy is read when a HEAD says the upstream's is the same, else it is pulled."""
+    if not schema_tags:
+        return {}
+    upstream = _upstream(run, planned)
+    path = planned.image.path
+    held = run.ecr(planned.target.registry).image_manifests(planned.repository, schema_tags) or {}
+    found: dict[str, tuple[list[str], Manifest | None]] = {}
+    for tag in schema_tags:
+        now = upstream.manifest_digest(path, tag, indexes=True)
+        if now is not None and tag in held and held[tag][0] == now:
+            found[tag] = (_children(held[tag][1]), None)
+            continue
+        index = upstream.manifest(path, tag, indexes=True)
+        # ECR's tag holds an older listing: its new referrers still come, by digest; the tag stays.
+        found[tag] = (_children(index.body.decode()), None if tag in held else index)
+    return found
 
 
 def _describe(referrer: Referrer) -> str:
