@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from chartfactory import ChartFile, archive_bytes, write_archive
+from ecrclient import become_user, printed_policy
 from faultproxy import FaultProxy
 from imagefactory import (
     OCI_INDEX,
@@ -33,6 +34,7 @@ from tools import registry_password, require_tool, tool
 
 from conftest import ChartServer
 from ecrmirror.emulator import Emulator
+from ecrmirror.spec import parse_spec
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 SHARED = tar_gz_layer({"etc/os-release": b"ID=shared\n" * 1000})  # a base layer every image has
@@ -697,3 +699,86 @@ def test_image_items_are_named_by_their_reference_in_junit_and_collect_only(
     failure = cases[world.extra].find("failure")
     assert failure is not None
     assert "MISSING" in (failure.get("message") or "")
+
+
+@pytest.mark.parametrize("naming", ["by-host", "pull-through-cache"])
+def test_a_user_with_exactly_the_printed_policy_syncs_and_audits_images(
+    world: World,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    write_spec,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+    naming: str,
+) -> None:
+    # given a spec without a prefix, so image repositories are named by host (or by cache rule)
+    target = (
+        f"  images:\n    naming: pull-through-cache\n    pull_through_cache: {{'{world.seen_as}': cache}}\n"
+        if naming == "pull-through-cache"
+        else ""
+    )
+    write_spec(extra_only(chart_server, world, target=target).replace("  prefix: mirror\n", ""))
+    ecr().put_account_setting(name="BLOB_MOUNTING", value="ENABLED")  # type: ignore[attr-defined]
+    sync_policy, audit_policy = printed_policy(run, "sync"), printed_policy(run, "audit")
+    assert "ecr:GetAccountSetting" in json.dumps(sync_policy)
+
+    # when a user holding exactly that policy syncs, and one holding the audit policy audits
+    emulator.app.iam.enforce = True
+    try:
+        become_user(emulator, sync_policy, monkeypatch)
+        synced = run("--sync", "mirror.yaml")
+        become_user(emulator, audit_policy, monkeypatch, name="mirror-audit")
+        audited = run("--check-only", "mirror.yaml")
+    finally:
+        emulator.app.iam.enforce = False
+
+    # then both pass: the chart's repository and the image's are inside the policy
+    synced.assert_outcomes(passed=4)
+    audited.assert_outcomes(passed=4)
+
+
+def test_with_jobs_the_shared_layer_still_goes_up_once(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given six images with one base layer, in a registry that mounts blobs
+    ecr().put_account_setting(name="BLOB_MOUNTING", value="ENABLED")  # type: ignore[attr-defined]
+    images = sorted(world.pushed)
+    write_spec(
+        extra_only(chart_server, world).replace(f"extra: ['{world.extra}']", f"extra: {json.dumps(images)}")
+    )
+
+    # when they are copied eight at a time
+    run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=7 + 1 + 6)
+
+    # then each blob went up once in all: the base layer once, mounted into the five others
+    requests = [
+        r
+        for r in emulator.app.requests
+        if r.kind == "registry" and "/blobs/uploads/" in r.path and not r.path.startswith("/v2/mirror/app/")
+    ]
+    held = [
+        blobs
+        for (_, _, name), blobs in emulator.app.state.repo_blobs.items()
+        if name in {world.mirrored(reference) for reference in images}
+    ]
+    uploads = [r for r in requests if r.method == "PUT" and r.status == 201]
+    mounts = [r for r in requests if r.method == "POST" and r.status == 201]
+    assert len(held) == 6
+    assert len(uploads) == len(set().union(*held))
+    assert len(mounts) == 5
+
+
+def test_the_readmes_images_example_is_a_valid_spec(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Images") :]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    (tmp_path / "values").mkdir()
+    (tmp_path / "values" / "prod.yaml").write_text("{}\n")
+
+    spec = parse_spec(section[start : section.index("\n```", start)], tmp_path / "mirror.yaml", environ={})
+
+    images = spec.charts[0].images
+    assert images is not None
+    assert images.render is not None
+    assert images.render.kube_version == "1.31"
+    assert [extra.reference for extra in images.extra] == ["ghcr.io/zalando/spilo-17:4.0-p2"]
