@@ -782,3 +782,21 @@ def test_the_readmes_images_example_is_a_valid_spec(tmp_path: Path) -> None:
     assert images.render is not None
     assert images.render.kube_version == "1.31"
     assert [extra.reference for extra in images.extra] == ["ghcr.io/zalando/spilo-17:4.0-p2"]
+
+
+def test_with_a_cache_directory_a_rerun_downloads_no_chart_to_find_its_images(
+    world: World, chart_server: ChartServer, emulator: Emulator, helm: list[str], write_spec, run
+) -> None:
+    # given a spec whose images are found by annotation and by render, synced once with a cache
+    write_spec(spec(chart_server, world))
+    options = (f"--ecrmirror-helm={helm[0]}", "--ecrmirror-cache-dir=cache", "mirror.yaml")
+    run("--sync", *options).assert_outcomes(passed=14)
+
+    # when it is audited again
+    chart_server.requests.clear()
+    audited = run("--check-only", "-v", *options)
+
+    # then the same images are found, from what the first run kept, without downloading the chart
+    audited.assert_outcomes(passed=14)
+    audited.stdout.fnmatch_lines(["*6 images: 0 pushed, 6 present, 0 failed*"])
+    assert chart_server.archive_downloads() == []

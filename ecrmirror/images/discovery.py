@@ -179,9 +179,40 @@ def _subcharts(archive: Path, origin: str) -> Iterator[tuple[str, bytes]]:
         raise InvalidChart(f"{origin} is not a gzipped tar archive: {exc}") from None
 
 
+def to_json(discovered: Discovered) -> dict[str, Any]:
+    return {
+        "found": [[str(each.image), each.chart, each.how] for each in discovered.found],
+        "notes": list(discovered.notes),
+        "in_values": [[list(path), str(image)] for path, image in discovered.in_values],
+        "bitnami": discovered.bitnami,
+    }
+
+
+def from_json(document: dict[str, Any]) -> Discovered:
+    return Discovered(
+        tuple(Found(parse(image), str(chart), str(how)) for image, chart, how in document["found"]),
+        tuple(str(note) for note in document["notes"]),
+        tuple((tuple(str(key) for key in path), parse(image)) for path, image in document["in_values"]),
+        bool(document["bitnami"]),
+    )
+
+
 # -- render -------------------------------------------------------------------------------------------
 def helm_binary(configured: str | None) -> str | None:
     return shutil.which(configured or "helm")
+
+
+def helm_version(helm: str | None) -> str:
+    """`helm version`'s answer: another helm may render a chart otherwise. "" without helm."""
+    if helm is None:
+        return ""
+    try:
+        done = subprocess.run(
+            [helm, "version", "--short"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
 
 
 def render(archive: Path, chart: str, settings: Render, helm: str | None) -> Iterator[tuple[str, str]]:

@@ -8,19 +8,30 @@ DRIFTED when the upstream's tag has moved on from it since it was mirrored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ecrmirror import repositories
+from ecrmirror import __version__, repositories
 from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
-from ecrmirror.images.discovery import Discovered, Found, discover, helm_binary
+from ecrmirror.images.discovery import (
+    Discovered,
+    Found,
+    discover,
+    from_json,
+    helm_binary,
+    helm_version,
+    to_json,
+)
 from ecrmirror.images.references import BadReference, ImageReference, mirrored_repository
 from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index, platform_of
 from ecrmirror.junit import DIGEST_PROPERTY, PLATFORM_PROPERTY
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.run import Run
+from ecrmirror.share import write_atomically
+from ecrmirror.sources import IndexCache
 from ecrmirror.sources.oci import (
     COSIGN_SUFFIXES,
     MAX_REFERRERS,
@@ -513,15 +524,41 @@ def plan(
 
 
 def _discover(run: Run, spec: Spec, chart: ChartEntry, version: str, helm: str | None) -> Discovered:
-    """One chart version's images, once per run (the archive downloaded for it, then removed)."""
+    """One chart version's images, once per run. What a version's archive holds never changes (it
+    is named by its digest), so what was found in it is kept, by that digest and everything else
+    that decides it (the spec's settings, its values files, helm's version), in the run's shared
+    directory (xdist workers) and the --ecrmirror-cache-dir: the archive is not downloaded again."""
     assert chart.images is not None
     settings = chart.images
+    source = run.source(spec.path, chart)
 
     def find() -> Discovered:
-        source = run.source(spec.path, chart)
         release = source.release(chart.name, version)
+        key = _discovery_key(run, release.digest, settings, helm)
+        # Without a digest (an index may omit it) nothing names the archive's content: not kept.
+        cache = run.options.index_cache if release.digest else IndexCache()
+        for directory in (cache.shared, cache.keep):
+            kept = directory / f"images-{key}.json" if directory is not None else None
+            if kept is not None and kept.is_file():
+                try:
+                    return from_json(json.loads(kept.read_bytes()))
+                except (ValueError, KeyError, TypeError, BadReference):
+                    break  # not what this version wrote: find the images again
         with run.scratch() as tmp:
             archive = source.fetch(release, Path(tmp))
-            return discover(archive, f"{chart.name} {version}", settings, helm, release.url)
+            found = discover(archive, f"{chart.name} {version}", settings, helm, release.url)
+        for directory in (cache.shared, cache.keep):
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
+                write_atomically(directory / f"images-{key}.json", json.dumps(to_json(found)).encode())
+        return found
 
     return run.remember(("images of", chart.source_location(spec.path), chart.name, version, settings), find)
+
+
+def _discovery_key(run: Run, digest: str, settings: ImageSettings, helm: str | None) -> str:
+    parts: list[str] = [__version__, digest, repr(settings)]
+    if settings.render is not None:
+        parts += [hashlib.sha256(Path(values).read_bytes()).hexdigest() for values in settings.render.values]
+        parts.append(run.remember(("helm version", helm), lambda: helm_version(helm)))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
