@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import resource
@@ -14,6 +15,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from ecrclient import admin  # type: ignore[import-not-found, unused-ignore]
 
 from ecrmirror.emulator import Emulator
 
@@ -93,3 +96,16 @@ def spec_text(url: str, charts: dict[str, list[str]]) -> str:
     return (
         f"target:\n  registry: {REGISTRY}\n  prefix: bench\n  create_repositories: true\ncharts:\n{entries}"
     )
+
+
+def registry_password(emulator: Emulator) -> str:
+    """The emulator's registry password for user AWS, as `aws ecr get-login-password` gives it."""
+    token = admin("ecr", emulator).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    return base64.b64decode(token).decode().partition(":")[2]
+
+
+def create_repositories(emulator: Emulator, names: list[str]) -> None:
+    """The recipe and skopeo need the repositories to exist: the seed creates them beforehand."""
+    ecr = admin("ecr", emulator)
+    for name in names:
+        ecr.create_repository(repositoryName=name)

@@ -10,7 +10,6 @@ version per process, 8 processes at a time, as ecrmirror runs 8 jobs.
 
 from __future__ import annotations
 
-import base64
 import os
 import resource
 import shutil
@@ -24,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chartfactory import package_chart, write_index
-from common import REGISTRY, Figure, pytest_measured, serve, spec_text
-from ecrclient import admin
+from common import REGISTRY, Figure, create_repositories, pytest_measured, registry_password, serve, spec_text
 from faultproxy import FaultProxy
 
 from ecrmirror.emulator import Emulator
@@ -120,18 +118,6 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _registry_password(emulator: Emulator) -> str:
-    token = admin("ecr", emulator).get_authorization_token()["authorizationData"][0]["authorizationToken"]
-    return base64.b64decode(token).decode().partition(":")[2]
-
-
-def _create_repositories(emulator: Emulator, names: list[str]) -> None:
-    """The recipe (and skopeo) need the repositories to exist: the seed creates them beforehand."""
-    ecr = admin("ecr", emulator)
-    for name in names:
-        ecr.create_repository(repositoryName=name)
-
-
 def recipe(world: Stage, charts: dict[str, list[str]], helm: str, again: bool = False) -> Measured:
     """The seed's job: log in, `helm repo add`, then per version `helm pull` and `helm push`."""
     home = world.directory / "helm"
@@ -142,10 +128,10 @@ def recipe(world: Stage, charts: dict[str, list[str]], helm: str, again: bool = 
         "HELM_DATA_HOME": str(home / "data"),
     }
     if not again:
-        _create_repositories(world.emulator, [f"bench/{name}" for name in charts])
+        create_repositories(world.emulator, [f"bench/{name}" for name in charts])
         world.clear()
     host = world.to_ecr.url.removeprefix("http://")
-    password = _registry_password(world.emulator)
+    password = registry_password(world.emulator)
 
     def helm_run(*args: str, stdin: str | None = None) -> None:
         done = subprocess.run([helm, *args], env=env, input=stdin, capture_output=True, text=True, cwd=pulled)
@@ -333,7 +319,7 @@ def skopeo_figures(work: Path, charts_count: int, versions_each: int, skopeo: st
                     directory, emulator, "--sync", "--ecrmirror-jobs=8", "oci.yaml", via=to_ecr.url
                 )
             else:
-                _create_repositories(emulator, [f"oci/{name}" for name in charts])
+                create_repositories(emulator, [f"oci/{name}" for name in charts])
                 emulator.app.requests.clear()
                 seconds, cpu = _skopeo_copies(skopeo, emulator, source_host, to_ecr, charts)
             blobs = sum(1 for host, _, _ in source.seen if host == source.storage_host)
@@ -384,7 +370,7 @@ def skopeo_figures(work: Path, charts_count: int, versions_each: int, skopeo: st
 def _skopeo_copies(
     skopeo: str, emulator: Emulator, source_host: str, to_ecr: FaultProxy, charts: dict[str, list[str]]
 ) -> tuple[float, float]:
-    creds = f"AWS:{_registry_password(emulator)}"
+    creds = f"AWS:{registry_password(emulator)}"
     destination = to_ecr.url.removeprefix("http://")
 
     def copy(name: str, version: str) -> None:

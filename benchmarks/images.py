@@ -14,7 +14,6 @@ from the upstream: what a copy that uploads each blob once per registry uploads.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import random
@@ -30,7 +29,7 @@ from typing import Any
 
 import requests
 from chartfactory import package_chart, write_index  # type: ignore[import-not-found, unused-ignore]
-from common import REGISTRY, Figure, serve
+from common import REGISTRY, Figure, create_repositories, registry_password, serve
 from ecrclient import admin  # type: ignore[import-not-found, unused-ignore]
 from faultproxy import FaultProxy  # type: ignore[import-not-found, unused-ignore]
 from imagefactory import push_multiarch_image, tar_gz_layer  # type: ignore[import-not-found, unused-ignore]
@@ -153,7 +152,7 @@ def image_figures(work: Path, images: int, skopeo: str | None) -> list[Figure]:
                 if skopeo is None:
                     print("images: no skopeo (apt-get install skopeo): skopeo rows skipped")
                 else:
-                    _create_repositories(emulator, [f"skopeo/{path}" for path in paths])
+                    create_repositories(emulator, [f"skopeo/{path}" for path in paths])
                     runs["skopeo"] = skopeo_copies(world, skopeo, paths)
                     runs["skopeo again"] = skopeo_copies(world, skopeo, paths)
         finally:
@@ -244,7 +243,7 @@ def _pytest(world: World, *args: str) -> tuple[float, str]:
 
 def skopeo_copies(world: World, skopeo: str, paths: list[str]) -> Copied:
     """`skopeo copy --all` of every image into skopeo/<path>:<tag>, 8 processes at a time."""
-    creds = f"AWS:{_registry_password(world.emulator)}"
+    creds = f"AWS:{registry_password(world.emulator)}"
     destination = world.emulator.url.removeprefix("http://")
 
     def copy(path: str) -> None:
@@ -279,18 +278,6 @@ def skopeo_copies(world: World, skopeo: str, paths: list[str]) -> Copied:
         return world.copied(time.perf_counter() - started)
     finally:
         quiet.setLevel(level)
-
-
-def _registry_password(emulator: Emulator) -> str:
-    token = admin("ecr", emulator).get_authorization_token()["authorizationData"][0]["authorizationToken"]
-    return base64.b64decode(token).decode().partition(":")[2]
-
-
-def _create_repositories(emulator: Emulator, names: list[str]) -> None:
-    """skopeo needs the repositories to exist: create them beforehand, as its users do."""
-    ecr = admin("ecr", emulator)
-    for name in names:
-        ecr.create_repository(repositoryName=name)
 
 
 def figures(images: int, blobs: dict[str, Blob], runs: dict[str, Copied]) -> list[Figure]:

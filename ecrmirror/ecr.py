@@ -239,25 +239,17 @@ class Ecr:
 
     def manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """The tags among `tags` that `repository` holds: (digest, manifest bytes), ceil(n/100) calls."""
-        wanted = sorted(set(tags))
-        found: dict[str, tuple[str, bytes]] = {}
-        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            response = self._call(
-                "batch_get_image",
-                missing_ok="RepositoryNotFoundException",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                imageIds=[{"imageTag": tag} for tag in wanted[start : start + BATCH_GET_IMAGE_LIMIT]],
-                acceptedMediaTypes=[MANIFEST_MEDIA_TYPE],
-            )
-            for image in (response or {}).get("images", []):
-                tag, digest = image["imageId"].get("imageTag"), image["imageId"].get("imageDigest", "")
-                found[str(tag)] = (str(digest), str(image.get("imageManifest") or "").encode())
-        return found
+        found = self._manifests_by_tag(repository, tags, [MANIFEST_MEDIA_TYPE]) or {}
+        return {tag: (digest, text.encode()) for tag, (digest, text) in found.items()}
 
     def image_manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, str]] | None:
         """The tags among `tags` that `repository` holds, whatever they name (an image index too):
         tag -> (digest, manifest text), in ceil(n/100) calls; None if there is no repository."""
+        return self._manifests_by_tag(repository, tags, IMAGE_MANIFESTS)
+
+    def _manifests_by_tag(
+        self, repository: str, tags: Iterable[str], media_types: list[str]
+    ) -> dict[str, tuple[str, str]] | None:
         wanted = sorted(set(tags))
         found: dict[str, tuple[str, str]] = {}
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
@@ -267,7 +259,7 @@ class Ecr:
                 registryId=self.registry.account,
                 repositoryName=repository,
                 imageIds=[{"imageTag": tag} for tag in wanted[start : start + BATCH_GET_IMAGE_LIMIT]],
-                acceptedMediaTypes=IMAGE_MANIFESTS,
+                acceptedMediaTypes=media_types,
             )
             if response is None:
                 return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from chartfactory import ChartFile, package_chart, write_index
+from ociregistry import DockerRegistry
 from tools import require_tool
 
 from ecrmirror.emulator import Emulator
@@ -126,6 +127,16 @@ def helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         "--repository-cache",
         str(tmp_path / "helm-cache"),
     ]
+
+
+@pytest.fixture(scope="session")
+def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    """Debian's docker-registry on 127.0.0.1, one for a test process: each test uses repositories
+    named after its own tmp_path, so they do not meet."""
+    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
+    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
+    yield registry
+    registry.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,6 @@ REFS = ImageRefs(
     hook_job="registry.example.com/team/setup:4.0",
     operator_cr="registry.example.com/team/postgres:5.0",
 )
-
-
-@pytest.fixture(scope="module")
-def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
-    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
-    yield registry
-    registry.stop()
 
 
 @pytest.fixture

@@ -40,14 +40,6 @@ REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 SHARED = tar_gz_layer({"etc/os-release": b"ID=shared\n" * 1000})  # a base layer every image has
 
 
-@pytest.fixture(scope="module")
-def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
-    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
-    yield registry
-    registry.stop()
-
-
 @pytest.fixture
 def upstream(docker_registry: DockerRegistry) -> Iterator[FaultProxy]:
     """The registry as ecrmirror reaches it: through a proxy that records every request."""
@@ -140,6 +132,20 @@ def lose(repository: str, digest: str) -> None:
 
     images = ecr_backends["123456789012"]["eu-west-1"].repositories[repository].images
     images[:] = [image for image in images if image.get_image_digest() != digest]
+
+
+def blob_traffic(emulator: Emulator, world: World, images: list[str]) -> tuple[int, int, list[set[str]]]:
+    """The blob uploads and mounts into the images' repositories, and the blobs each holds."""
+    requests = [
+        r
+        for r in emulator.app.requests
+        if r.kind == "registry" and "/blobs/uploads/" in r.path and not r.path.startswith("/v2/mirror/app/")
+    ]
+    uploads = sum(r.method == "PUT" and r.status == 201 for r in requests)
+    mounts = sum(r.method == "POST" and r.status == 201 for r in requests)  # an upload's POST is a 202
+    names = {world.mirrored(reference) for reference in images}
+    held = [blobs for (_, _, name), blobs in emulator.app.state.repo_blobs.items() if name in names]
+    return uploads, mounts, held
 
 
 def manifest_gets(proxy: FaultProxy) -> list[str]:
@@ -662,21 +668,10 @@ def test_a_layer_two_images_share_is_uploaded_once_and_mounted_into_the_other(
 
     # then the shared layer went up once: the second image mounted it
     synced.assert_outcomes(passed=3 + 1 + 2)
-    requests = [
-        r
-        for r in emulator.app.requests
-        if r.kind == "registry" and "/blobs/uploads/" in r.path and not r.path.startswith("/v2/mirror/app/")
-    ]
-    mounts = [r for r in requests if r.method == "POST" and r.status == 201]  # an upload's POST is a 202
-    uploads = [r for r in requests if r.method == "PUT" and r.status == 201]
-    held = [
-        blobs
-        for (_, _, name), blobs in emulator.app.state.repo_blobs.items()
-        if name in {world.mirrored(reference) for reference in images}
-    ]
+    uploads, mounts, held = blob_traffic(emulator, world, images)
     assert len(held) == 2
-    assert len(mounts) == 1
-    assert len(uploads) == len(held[0] | held[1])  # every blob once, the shared one mounted
+    assert mounts == 1
+    assert uploads == len(held[0] | held[1])  # every blob once, the shared one mounted
     assert len(held[0] & held[1]) == 1
 
 
@@ -751,21 +746,10 @@ def test_with_jobs_the_shared_layer_still_goes_up_once(
     run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=7 + 1 + 6)
 
     # then each blob went up once in all: the base layer once, mounted into the five others
-    requests = [
-        r
-        for r in emulator.app.requests
-        if r.kind == "registry" and "/blobs/uploads/" in r.path and not r.path.startswith("/v2/mirror/app/")
-    ]
-    held = [
-        blobs
-        for (_, _, name), blobs in emulator.app.state.repo_blobs.items()
-        if name in {world.mirrored(reference) for reference in images}
-    ]
-    uploads = [r for r in requests if r.method == "PUT" and r.status == 201]
-    mounts = [r for r in requests if r.method == "POST" and r.status == 201]
+    uploads, mounts, held = blob_traffic(emulator, world, images)
     assert len(held) == 6
-    assert len(uploads) == len(set().union(*held))
-    assert len(mounts) == 5
+    assert uploads == len(set().union(*held))
+    assert mounts == 5
 
 
 def test_the_readmes_images_example_is_a_valid_spec(tmp_path: Path) -> None:

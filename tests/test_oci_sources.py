@@ -22,14 +22,6 @@ from ecrmirror.emulator import Emulator
 SECRET = "s3cret-registry-pa55word"
 
 
-@pytest.fixture(scope="session")
-def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    binary = require_tool("docker-registry", "apt-get install docker-registry, as .ci/run does")
-    registry = DockerRegistry(binary, tmp_path_factory.mktemp("docker-registry"))
-    yield registry
-    registry.stop()
-
-
 @pytest.fixture
 def token_registry() -> Iterator[TokenRegistry]:
     registry = TokenRegistry().start()
