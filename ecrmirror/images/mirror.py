@@ -145,7 +145,7 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
         return _copy(run, planned, wanted, repository_exists)
     source = _source_digest(held_text) if planned.platforms else held_digest
     if source != wanted:
-        return _moved_or_differs(run, planned, wanted, held_digest)
+        return _moved_or_differs(run, planned, wanted, held_digest, source)
     return _complete(
         run,
         planned,
@@ -167,11 +167,11 @@ def _source_digest(text: str | None) -> str | None:
     return str(found) if found else None
 
 
-def _moved_or_differs(run: Run, planned: PlannedImage, wanted: str, held: str) -> Result:
-    """ECR's tag holds `held`, the upstream's names `wanted`: drift when the upstream still has
-    `held` (its tag moved on since the copy), else a difference nobody upstream made."""
+def _moved_or_differs(run: Run, planned: PlannedImage, wanted: str, held: str, source: str | None) -> Result:
+    """ECR's tag holds `held` (copied from the upstream's `source`: itself, or the index its
+    platforms were taken from), the upstream's names `wanted`: drift when the upstream still has
+    `source` (its tag moved on since the copy), else a difference nobody upstream made."""
     upstream = _upstream(run, planned)
-    source = held if not planned.platforms else None
     try:
         had = (
             source is not None
@@ -200,19 +200,12 @@ def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool)
     registry = planned.target.registry
     top = _pull(run, planned, wanted)
     changed = ""
-    if planned.platforms:
-        if planned.image.digest:
-            raise VersionNotFound(
-                f"{planned.image} is pinned by digest, and the spec keeps only "
-                f"{', '.join(planned.platforms)} of it: a new index would have another digest, so what the "
-                "chart pins would not be in ECR. Remove images.platforms for this chart, or exclude the image"
-            )
-        if top.is_index:
-            top = filtered_index(top, planned.platforms)
-            changed = (
-                f"; a new index of {', '.join(planned.platforms)} only (images.platforms): its digest is "
-                f"{top.digest}, not the upstream's {wanted}"
-            )
+    if planned.platforms and top.is_index:
+        top = filtered_index(top, planned.platforms)
+        changed = (
+            f"; a new index of {', '.join(planned.platforms)} only (images.platforms): its digest is "
+            f"{top.digest}, not the upstream's {wanted}"
+        )
     if not repository_exists:
         repositories.ensure_exists(run, planned.spec_path, planned.target, planned.repository)
     reference = planned.tag or top.digest
@@ -237,7 +230,9 @@ def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool)
             if reference not in fresh:
                 raise
             if fresh[reference][0] != top.digest:
-                return _moved_or_differs(run, planned, wanted, fresh[reference][0])
+                held = fresh[reference][0]
+                source = _source_digest(fresh[reference][1]) if planned.platforms else held
+                return _moved_or_differs(run, planned, wanted, held, source)
             moved = Moved()  # someone copied the same image meanwhile
     message = (
         f"copied {planned.image} to {planned.reference} ({top.digest}, {moved.manifests} manifest(s), "
@@ -261,8 +256,10 @@ def _complete(
     registry = planned.target.registry
     ecr = run.ecr(registry)
     children = _children(text)
+    # A copy just made wrote every child before its index; one found in ECR is asked about.
+    asked = children and outcome is not Outcome.PUSHED
     absent_children = (
-        sorted(set(children) - ecr.held_manifests(planned.repository, children)) if children else []
+        sorted(set(children) - ecr.held_manifests(planned.repository, children)) if asked else []
     )
     subjects = [digest, *children] if not planned.platforms else [*children]
     missing, differing = _referrers(run, planned, subjects)
@@ -506,6 +503,15 @@ def plan(
         platforms: tuple[str, ...] | None = None
         if all(s.platforms is not None for s in settings):
             platforms = tuple(dict.fromkeys(p for s in settings for p in s.platforms or ()))
+        if platforms and image.digest:
+            where = next(s.where for s in settings if s.platforms)
+            problem = (
+                f"{image} is pinned by digest, and the spec keeps only {', '.join(platforms)} of it: a new "
+                "index would have another digest, so what the chart pins would not be in ECR"
+            )
+            fix = "remove images.platforms for this chart, or exclude the image"
+            failed.append(NotFound(sources[0].chart, where, SpecError(where, problem, fix)))
+            continue
         users = tuple(dict.fromkeys(f"{each.chart} ({each.how})" for each in sources))
         planned.append(
             PlannedImage(
