@@ -784,3 +784,29 @@ def test_with_a_cache_directory_a_rerun_downloads_no_chart_to_find_its_images(
     audited.assert_outcomes(passed=14)
     audited.stdout.fnmatch_lines(["*6 images: 0 pushed, 6 present, 0 failed*"])
     assert chart_server.archive_downloads() == []
+
+
+def test_under_xdist_the_workers_find_the_same_images_and_copy_each_once(
+    world: World,
+    upstream: FaultProxy,
+    chart_server: ChartServer,
+    emulator: Emulator,
+    helm: list[str],
+    write_spec,
+    run_subprocess,
+) -> None:
+    # given the chart found by annotation, render and extra
+    write_spec(spec(chart_server, world))
+
+    # when two xdist workers sync it
+    synced = run_subprocess(
+        "-p", "xdist.plugin", "-n", "2", "--sync", f"--ecrmirror-helm={helm[0]}", "mirror.yaml"
+    )
+
+    # then every item ran once, each image was pulled once, and the chart downloaded once to find them
+    synced.assert_outcomes(passed=14)
+    index_gets = [
+        path for path in manifest_gets(upstream) if path.endswith(("1.0", "2.0", "3.0", "4.0", "5.0", "6.0"))
+    ]
+    assert len(index_gets) == len(set(index_gets))
+    assert len(chart_server.archive_downloads()) == 2  # one to find the images, one to push it

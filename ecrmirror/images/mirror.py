@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ecrmirror import __version__, repositories
 from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
@@ -30,8 +31,8 @@ from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filt
 from ecrmirror.junit import DIGEST_PROPERTY, PLATFORM_PROPERTY
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.run import Run
-from ecrmirror.share import write_atomically
-from ecrmirror.sources import IndexCache
+from ecrmirror.share import once_per_run, write_atomically
+from ecrmirror.sources import ChartRelease
 from ecrmirror.sources.oci import (
     COSIGN_SUFFIXES,
     MAX_REFERRERS,
@@ -540,24 +541,32 @@ def _discover(run: Run, spec: Spec, chart: ChartEntry, version: str, helm: str |
 
     def find() -> Discovered:
         release = source.release(chart.name, version)
+        if not release.digest:  # an index may omit it: then nothing names the archive's content
+            return fetch_and_find(release)
         key = _discovery_key(run, release.digest, settings, helm)
-        # Without a digest (an index may omit it) nothing names the archive's content: not kept.
-        cache = run.options.index_cache if release.digest else IndexCache()
-        for directory in (cache.shared, cache.keep):
-            kept = directory / f"images-{key}.json" if directory is not None else None
+        keep = run.options.index_cache.keep
+        kept = keep / f"images-{key}.json" if keep is not None else None
+
+        def found_json() -> dict[str, Any]:
             if kept is not None and kept.is_file():
                 try:
-                    return from_json(json.loads(kept.read_bytes()))
+                    document: dict[str, Any] = json.loads(kept.read_bytes())
+                    from_json(document)
+                    return document
                 except (ValueError, KeyError, TypeError, BadReference):
-                    break  # not what this version wrote: find the images again
+                    pass  # not what this version wrote: find the images again
+            document = to_json(fetch_and_find(release))
+            if keep is not None:
+                write_atomically(keep / f"images-{key}.json", json.dumps(document).encode())
+            return document
+
+        # Under xdist the first worker finds them; the others read its answer.
+        return from_json(once_per_run(run.options.index_cache.shared, f"images {key}", found_json))
+
+    def fetch_and_find(release: ChartRelease) -> Discovered:
         with run.scratch() as tmp:
             archive = source.fetch(release, Path(tmp))
-            found = discover(archive, f"{chart.name} {version}", settings, helm, release.url)
-        for directory in (cache.shared, cache.keep):
-            if directory is not None:
-                directory.mkdir(parents=True, exist_ok=True)
-                write_atomically(directory / f"images-{key}.json", json.dumps(to_json(found)).encode())
-        return found
+            return discover(archive, f"{chart.name} {version}", settings, helm, release.url)
 
     return run.remember(("images of", chart.source_location(spec.path), chart.name, version, settings), find)
 
