@@ -810,3 +810,24 @@ def test_under_xdist_the_workers_find_the_same_images_and_copy_each_once(
     ]
     assert len(index_gets) == len(set(index_gets))
     assert len(chart_server.archive_downloads()) == 2  # one to find the images, one to push it
+
+
+def test_image_repositories_are_replicated_like_chart_repositories(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given a spec that replicates to another region
+    text = extra_only(chart_server, world).replace(
+        "  create_repositories: true\n",
+        "  create_repositories: true\n  replication:\n    regions: [eu-central-1]\n",
+    )
+    write_spec(text)
+
+    # when it is synced
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    # then the image's repository has its replica, and the rule covers it
+    synced.assert_outcomes(passed=2 + 2 + 1 + 1 + 1)
+    synced.stdout.fnmatch_lines([f"*replica::eu-central-1::{world.mirrored(world.extra)} CREATED*"])
+    rules = ecr().describe_registry()["replicationConfiguration"]["rules"]  # type: ignore[attr-defined]
+    prefixes = {f["filter"] for rule in rules for f in rule.get("repositoryFilters", [])}
+    assert any(world.mirrored(world.extra).startswith(prefix) for prefix in prefixes)
