@@ -268,6 +268,27 @@ class Ecr:
                 found[str(tag)] = (str(digest), str(image.get("imageManifest") or ""))
         return found
 
+    def image_tags(self, repository: str) -> list[str] | None:
+        """Every tag `repository` holds (ListImages, 1,000 a page); None if there is no repository."""
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                "list_images",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                filter={"tagStatus": "TAGGED"},
+                maxResults=1000,
+                **({"nextToken": token} if token else {}),
+            )
+            if page is None:
+                return None
+            found += [str(i["imageTag"]) for i in page.get("imageIds", []) if i.get("imageTag")]
+            token = page.get("nextToken")
+            if not token:
+                return found
+
     def blob_mounting(self) -> bool:
         """Whether the registry mounts a blob from one repository into another (its BLOB_MOUNTING
         setting); False when the caller may not ask (ecr:GetAccountSetting), as if disabled."""

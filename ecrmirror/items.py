@@ -5,23 +5,25 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
-from ecrmirror import dependencies, replication, repositories, selection, versions
+from ecrmirror import dependencies, options, replication, repositories, selection, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
 from ecrmirror.images import mirror as images
 from ecrmirror.images.mirror import NotFound, PlannedImage
 from ecrmirror.jobs import Jobs
 from ecrmirror.junit import (
+    ASKED_BY_PROPERTY,
     BYTES_PROPERTY,
     ERROR_PROPERTY,
     KIND_PROPERTY,
     LINE_PROPERTY,
     NOTE_PROPERTY,
     OUTCOME_PROPERTY,
+    POINTING_PROPERTY,
     PULLED_IN_BY_PROPERTY,
     RANGE_PROPERTY,
     SPEC_PROPERTY,
@@ -88,14 +90,14 @@ class SpecFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         try:
-            spec = load_spec(self.path, display_path=_display_path(self))
+            spec = load_spec(self.path, options.variables(self.config), display_path=_display_path(self))
         except SpecError as exc:
             raise self.CollectError(str(exc)) from None
         try:
             pulled_in = self._dependencies(spec)
         except EcrMirrorError as exc:
             raise self.CollectError(str(exc)) from None
-        charts = spec.charts + tuple(entry for entry, _ in pulled_in)
+        charts = spec.charts + tuple(entry for entry, _ in pulled_in) + spec.gitops_charts
         planned_images, not_found = self._images(spec)
         names = tuple(
             dict.fromkeys(
@@ -116,6 +118,11 @@ class SpecFile(pytest.File):
             yield ChartNode.from_parent(
                 self, name=entry.name, spec=spec, chart=entry, repositories=names, pulled_in_by=pulled_in_by
             )
+        asked: dict[tuple[str, str], list[ChartEntry]] = {}
+        for entry in spec.gitops_charts:  # one node per chart, whichever manifests ask for it
+            asked.setdefault((entry.name, entry.repo), []).append(entry)
+        for (name, _), entries in asked.items():
+            yield GitopsChartNode.from_parent(self, name=name, spec=spec, entries=entries, repositories=names)
         if planned_images or not_found:
             yield ImagesNode.from_parent(self, name="image", images=planned_images, not_found=not_found)
 
@@ -388,15 +395,60 @@ def _chart_versions(config: pytest.Config, spec: Spec, chart: ChartEntry) -> tup
     return tuple(VersionEntry(v, version_range.where, version_range.line) for v in chosen)
 
 
+class GitopsChartNode(pytest.Collector):
+    """A chart that GitOps manifests ask for: one item per version, however many manifests ask for
+    it, located at the first of them; a range resolves to what the cluster would deploy."""
+
+    def __init__(
+        self, *, spec: Spec, entries: list[ChartEntry], repositories: tuple[str, ...], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.entries = entries
+        self.repositories = repositories
+
+    def collect(self) -> Iterator[ChartVersionItem]:
+        versions: dict[str, list[tuple[ChartEntry, VersionEntry]]] = {}
+        for entry in self.entries:
+            try:
+                chosen = _chart_versions(self.config, self.spec, entry)
+            except EcrMirrorError as exc:
+                raise self.CollectError(str(exc)) from None
+            for chosen_version in chosen:
+                assert entry.gitops is not None
+                located = replace(chosen_version, manifest=entry.gitops.manifest, line=entry.gitops.line)
+                versions.setdefault(chosen_version.version, []).append((entry, located))
+        for version, askers in versions.items():
+            # A pin asks for exactly this version: it outranks a range that happens to choose it.
+            entry, located = min(askers, key=lambda asker: asker[0].range is not None)
+            planned = PlannedVersion(self.spec.path, self.spec.target, entry, located, self.repositories)
+            asked_by = tuple(dict.fromkeys(a.gitops.asked_by for a, _ in askers if a.gitops is not None))
+            pointing = tuple(dict.fromkeys(a.gitops.pointing for a, _ in askers if a.gitops is not None))
+            yield ChartVersionItem.from_parent(
+                self, name=version, planned=planned, asked_by=asked_by, pointing=pointing
+            )
+
+
 class ChartVersionItem(MirrorItem):
     """One chart version: audited by default, pushed when missing under --sync."""
 
     kind = "version"
 
-    def __init__(self, *, planned: PlannedVersion, pulled_in_by: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        planned: PlannedVersion,
+        pulled_in_by: str | None = None,
+        asked_by: tuple[str, ...] = (),
+        pointing: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.planned = planned
         self.pulled_in_by = pulled_in_by  # a dependency: the chart versions that declare it
+        self.asked_by = asked_by  # GitOps objects that ask for it, at file:line
+        self.user_properties.extend((ASKED_BY_PROPERTY, each) for each in asked_by)
+        self.user_properties.extend((POINTING_PROPERTY, each) for each in pointing)
         self.user_properties.extend(
             [
                 (KIND_PROPERTY, self.kind),
@@ -431,9 +483,16 @@ class ChartVersionItem(MirrorItem):
     def shard_key(self) -> str:
         return f"{self.planned.target.registry.host}/{self.planned.repository}"
 
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        shown = super().repr_failure(excinfo, style)
+        if not self.asked_by or not isinstance(shown, str):
+            return shown
+        return f"{shown}\nasked for by: {'; '.join(self.asked_by)}"
+
     def reportinfo(self) -> tuple[Any, int | None, str]:
         version = self.planned.version
-        return self.path, version.line - 1, f"{self.planned.chart.name}@{version.version}"
+        # A version a GitOps manifest asks for sits there: a merge request shows that file and line.
+        return version.manifest or self.path, version.line - 1, f"{self.planned.chart.name}@{version.version}"
 
 
 class ImagesNode(pytest.Collector):

@@ -140,6 +140,14 @@ def add_options(parser: pytest.Parser) -> None:
         f"(default: ini ecrmirror_upstream_read_deadline, else {int(READ_DEADLINE)})",
     )
     group.addoption(
+        "--ecrmirror-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A variable for ${NAME} in specs and GitOps manifests (Flux's post-build substitution), "
+        "over the environment's; repeat for more",
+    )
+    group.addoption(
         "--ecrmirror-helm",
         default=None,
         metavar="PATH",
@@ -357,6 +365,17 @@ def read_deadline(config: pytest.Config) -> float | None:
             f"of seconds above 0, not {value!r}"
         )
     return seconds
+
+
+def variables(config: pytest.Config) -> dict[str, str]:
+    """The environment with --ecrmirror-var NAME=VALUE over it: what ${NAME} in specs reads."""
+    found = dict(os.environ)
+    for given in config.getoption("ecrmirror_var", None) or []:
+        name, equals, value = str(given).partition("=")
+        if not equals or not name.strip():
+            raise pytest.UsageError(f"--ecrmirror-var takes NAME=VALUE, not {given!r}")
+        found[name.strip()] = value
+    return found
 
 
 def helm(config: pytest.Config) -> str | None:

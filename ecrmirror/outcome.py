@@ -18,12 +18,20 @@ class Outcome(str, enum.Enum):
     DIFFERS = "DIFFERS"  # in ECR, but not as declared; chart content is never overwritten
     UNREPLICATED = "UNREPLICATED"  # in ECR, but replication to a destination failed or never ran
     INCOMPLETE = "INCOMPLETE"  # in ECR, but without the signatures or SBOMs upstream attaches to it
+    BEHIND = "BEHIND"  # a GitOps range's newest match is not in ECR yet, an older match is: a note
     DRIFTED = "DRIFTED"  # an image whose upstream tag moved on since ECR's copy: reported, not followed
     UNSIGNED = "UNSIGNED"  # in ECR, but without the mirror's own signature or attestation (`sign:`)
 
     @property
     def ok(self) -> bool:
-        return self in (Outcome.PUSHED, Outcome.PRESENT, Outcome.CREATED, Outcome.UPDATED, Outcome.BACKFILLED)
+        return self in (
+            Outcome.PUSHED,
+            Outcome.PRESENT,
+            Outcome.CREATED,
+            Outcome.UPDATED,
+            Outcome.BACKFILLED,
+            Outcome.BEHIND,
+        )
 
 
 @dataclass(frozen=True)

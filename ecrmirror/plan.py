@@ -31,6 +31,7 @@ class Row:
     bytes_uploaded: int = 0
     reason: str = ""
     order: tuple[Any, ...] = ()  # where the item stands in its spec
+    pointing: tuple[str, ...] = ()  # GitOps sources: the change that makes them pull from ECR
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,10 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
     held = [row for row in images if row.word == "PRESENT"]
     if held:
         lines.append(f"- Images already in ECR: {len(held)}")
+    pointing = list(dict.fromkeys(change for row in rows for change in row.pointing))
+    if pointing:
+        lines.append("- To pull these charts from ECR, change:")
+        lines += [f"  - {for_markdown(change)}" for change in pointing]
     listed = pushed + copied  # an audit's MISSING is listed above
     failures = [row for row in rows if not row.ok and row not in listed]
     if failures:

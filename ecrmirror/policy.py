@@ -79,7 +79,7 @@ def repository_actions(target: Target, mode: str) -> set[str]:
 
 
 def _spec_repositories(spec: Spec) -> list[str]:
-    return [spec.target.repository_for(chart.name) for chart in spec.charts]
+    return [spec.target.repository_for(chart.name) for chart in spec.charts + spec.gitops_charts]
 
 
 def _image_resources(target: Target) -> list[str]:
@@ -118,6 +118,10 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
             registry_wide.add("ecr:GetAuthorizationToken")
             for resource in repository_resources(target, repositories):
                 by_resource[resource].add("ecr:GetDownloadUrlForLayer")
+        behind = [c for c in spec.gitops_charts if c.range is not None and c.gitops and not c.gitops.strict]
+        if mode == AUDIT and behind:  # whether ECR holds an older match of a GitOps range
+            for resource in repository_resources(target, repositories):
+                by_resource[resource].add("ecr:ListImages")
         if any(chart.images for chart in spec.charts):
             for resource in _image_resources(target):
                 by_resource[resource] |= repository_actions(target, mode)

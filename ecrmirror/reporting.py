@@ -23,6 +23,7 @@ from ecrmirror.junit import (
     NOTE_PROPERTY,
     OUTCOME_PROPERTY,
     PLATFORM_PROPERTY,
+    POINTING_PROPERTY,
     PULLED_IN_BY_PROPERTY,
     RANGE_PROPERTY,
     SPEC_PROPERTY,
@@ -147,7 +148,9 @@ class Totals:
 
 def count_line(counts: dict[str, int], label: str, always: tuple[str, ...] = ()) -> str:
     words = [
-        w for w in ("pushed", "created", "updated", "present", "backfilled") if w in always or counts.get(w)
+        w
+        for w in ("pushed", "created", "updated", "present", "backfilled", "behind")
+        if w in always or counts.get(w)
     ]
     parts = [f"{counts.get(w, 0)} {w}" for w in words] + [f"{counts.get('failed', 0)} failed"]
     return f"{sum(counts.values())} {label}: {', '.join(parts)}"
@@ -235,6 +238,7 @@ class PlanWriter:
                 bytes_uploaded=report_bytes(report),
                 reason=_reason(report, f"{word} {title}: ") if report.failed else "",
                 order=order,
+                pointing=tuple(str(v) for name, v in report.user_properties if name == POINTING_PROPERTY),
             )
         )
 

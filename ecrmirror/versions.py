@@ -106,7 +106,7 @@ def _check(run: Run, planned: PlannedVersion) -> Result:
         )
     image = images.get(planned.tag)
     if image is None:
-        return Result(
+        return _behind(run, planned, release) or Result(
             Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
         )
     result = _compare(planned, release, image)
@@ -118,6 +118,30 @@ def _check(run: Run, planned: PlannedVersion) -> Result:
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
+
+
+def _behind(run: Run, planned: PlannedVersion, release: ChartRelease) -> Result | None:
+    """A version a GitOps range chose that ECR lacks, where ECR holds an older match: the cluster
+    deploys that one until the mirror catches up, so it is a note, not a failure (unless the
+    spec says `strict: true`). One ListImages pass per repository, only in this case."""
+    chart = planned.chart
+    if chart.gitops is None or chart.range is None or chart.gitops.strict:
+        return None
+    registry = planned.target.registry
+    held = run.remember(
+        ("image tags", registry.host, planned.repository),
+        lambda: run.ecr(registry).image_tags(planned.repository) or [],
+    )
+    constraint = constraints.parse_constraint(chart.range.constraint)
+    matching = constraints.select([tag.replace("_", "+") for tag in held], constraint)
+    if not matching:
+        return None
+    message = (
+        f"{planned.reference} is not in ECR yet; ECR holds {matching[0]}, which also satisfies "
+        f"{chart.range.describe()}, so {chart.gitops.asked_by} can still deploy. `pytest --sync` pushes "
+        f"{planned.version.version}; `strict: true` on the gitops entry makes this a failure"
+    )
+    return Result(Outcome.BEHIND, message, release, notes=(message,))
 
 
 def sync(run: Run, planned: PlannedVersion) -> Result:

@@ -1,7 +1,8 @@
 """Reading a mirror spec: YAML with file:line for every value, ${VAR} expansion, strict validation.
 
 reader.py reads YAML nodes with their lines, variables.py expands ${VAR}, target.py and charts.py
-hold the schema of the two sections, model.py the frozen data a spec becomes.
+hold the schema of the two sections, model.py the frozen data a spec becomes. gitops_section.py
+reads `gitops:`, whose manifests gitops.py reads as Flux and Argo CD do, into chart entries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 from ecrmirror.errors import SpecError
 from ecrmirror.spec.charts import read_chart
+from ecrmirror.spec.gitops_section import read_gitops_section
 from ecrmirror.spec.model import (
     DEFAULT_TAG_MUTABILITY,
     Access,
@@ -62,11 +64,11 @@ __all__ = [
     "parse_spec",
 ]
 
-_SPEC_MARKER = re.compile(r"^charts\s*:", re.MULTILINE)
+_SPEC_MARKER = re.compile(r"^(?:charts|gitops)\s*:", re.MULTILINE)
 
 
 def looks_like_spec(path: Path) -> bool:
-    """A YAML file is a spec when its top level has `charts`; anything else is not ours."""
+    """A YAML file is a spec when its top level has `charts` or `gitops`; anything else is not ours."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -78,7 +80,7 @@ def looks_like_spec(path: Path) -> bool:
     except yaml.YAMLError:
         return True  # it says `charts:` at the top: report its syntax error rather than skip it
     return isinstance(root, yaml.MappingNode) and any(
-        isinstance(k, yaml.ScalarNode) and k.value == "charts" for k, _ in root.value
+        isinstance(k, yaml.ScalarNode) and k.value in ("charts", "gitops") for k, _ in root.value
     )
 
 
@@ -105,14 +107,25 @@ def parse_spec(
 
 
 def _read_spec(reader: Reader, root: yaml.Node | None) -> Spec:
-    fields = reader.mapping(root, "the spec", ("target", "charts"), ())
+    fields = reader.mapping(root, "the spec", ("target",), ("charts", "gitops"))
     target = read_target(reader, fields["target"])
-    charts_node = fields["charts"]
-    if not isinstance(charts_node, yaml.SequenceNode) or not charts_node.value:
+    if "charts" not in fields and "gitops" not in fields:
         raise reader.fail(
-            charts_node, "charts must be a non-empty list", "list charts as `- name: ...` entries"
+            root,
+            "the spec has no 'charts' and no 'gitops'",
+            "add `charts:` entries, or `gitops:` manifest paths",
         )
-    charts = tuple(read_chart(reader, node, target) for node in charts_node.value)
+    charts: tuple[ChartEntry, ...] = ()
+    if "charts" in fields:
+        charts_node = fields["charts"]
+        if not isinstance(charts_node, yaml.SequenceNode) or not charts_node.value:
+            raise reader.fail(
+                charts_node, "charts must be a non-empty list", "list charts as `- name: ...` entries"
+            )
+        charts = tuple(read_chart(reader, node, target) for node in charts_node.value)
+    gitops: tuple[ChartEntry, ...] = ()
+    if "gitops" in fields:
+        gitops = read_gitops_section(reader, fields["gitops"], target)
     seen: dict[tuple[str, str], ChartEntry] = {}
     for chart in charts:
         key = (chart.name, chart.repo)
@@ -133,4 +146,21 @@ def _read_spec(reader: Reader, root: yaml.Node | None) -> Spec:
                 "mirror one of them into another spec with a different prefix",
             )
         names[chart.name] = chart
-    return Spec(path=reader.path, target=target, charts=charts)
+    from_gitops: dict[str, ChartEntry] = {}
+    for chart in gitops:
+        first = from_gitops.setdefault(chart.name, chart)
+        if first.repo != chart.repo:
+            raise SpecError(
+                chart.where,
+                f"chart {chart.name!r} comes from two repositories ({first.repo}, asked for at "
+                f"{first.where}, and {chart.repo}) into one ECR repository",
+                "mirror one of them with another spec, under another prefix",
+            )
+        if chart.name in names:
+            raise SpecError(
+                chart.where,
+                f"{chart.gitops.asked_by if chart.gitops else chart.name} asks for chart {chart.name!r}, "
+                f"which the spec also lists under charts (at {names[chart.name].where})",
+                "keep it in one of them",
+            )
+    return Spec(path=reader.path, target=target, charts=charts, gitops_charts=gitops)

@@ -114,6 +114,19 @@ class VersionEntry:
     version: str
     where: str
     line: int
+    manifest: Path | None = None  # the GitOps manifest that asks for it: its item sits there
+
+
+@dataclass(frozen=True)
+class GitopsOrigin:
+    """What a GitOps manifest asks for, for a chart entry read from one (`gitops:` in a spec)."""
+
+    manifest: Path
+    line: int
+    asked_by: str  # "HelmRelease apps/podinfo at clusters/apps.yaml:12"
+    source: str  # the source object that names the upstream
+    pointing: str  # what to change in that source to pull from ECR instead
+    strict: bool = False  # a range whose newest match ECR lacks fails the audit (else a note)
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,7 @@ class ChartEntry:
     verify: Verification | None = None
     copy_referrers: bool = True  # oci:// sources: carry signatures, attestations, SBOMs
     images: ImageSettings | None = None  # None: the chart alone, no image
+    gitops: GitopsOrigin | None = None  # read from a GitOps manifest, not from `charts:`
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""
@@ -223,3 +237,5 @@ class Spec:
     path: Path
     target: Target
     charts: tuple[ChartEntry, ...]
+    # What the `gitops:` manifests ask for: an entry per request, grouped into items at collection.
+    gitops_charts: tuple[ChartEntry, ...] = ()
