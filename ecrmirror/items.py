@@ -34,7 +34,7 @@ from ecrmirror.junit import (
 from ecrmirror.outcome import Result
 from ecrmirror.replicas import replica_target, writable_destinations
 from ecrmirror.run import Options, Run
-from ecrmirror.spec import ChartEntry, Spec, Target, VersionEntry, load_spec
+from ecrmirror.spec import ChartEntry, NotMirrored, Spec, Target, VersionEntry, load_spec
 from ecrmirror.versions import PlannedVersion
 
 
@@ -123,6 +123,8 @@ class SpecFile(pytest.File):
             asked.setdefault((entry.name, entry.repo), []).append(entry)
         for (name, _), entries in asked.items():
             yield GitopsChartNode.from_parent(self, name=name, spec=spec, entries=entries, repositories=names)
+        for not_mirrored in spec.gitops_skipped:
+            yield NotMirroredItem.from_parent(self, name=not_mirrored.asked_by, not_mirrored=not_mirrored)
         if planned_images or not_found:
             yield ImagesNode.from_parent(self, name="image", images=planned_images, not_found=not_found)
 
@@ -427,6 +429,21 @@ class GitopsChartNode(pytest.Collector):
             yield ChartVersionItem.from_parent(
                 self, name=version, planned=planned, asked_by=asked_by, pointing=pointing
             )
+
+
+class NotMirroredItem(pytest.Item):
+    """What a GitOps manifest asks for that ecrmirror does not mirror: a skip with the reason, so
+    that the report shows it rather than leaving it out."""
+
+    def __init__(self, *, not_mirrored: NotMirrored, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.not_mirrored = not_mirrored
+
+    def runtest(self) -> None:
+        pytest.skip(f"{self.not_mirrored.asked_by}: {self.not_mirrored.reason}")
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.not_mirrored.manifest, self.not_mirrored.line - 1, self.name
 
 
 class ChartVersionItem(MirrorItem):

@@ -8,6 +8,7 @@ Argo CD's documentation says of it (tests/test_gitops_reading.py holds the readi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import textwrap
 import xml.etree.ElementTree as ET
@@ -16,10 +17,12 @@ from pathlib import Path
 import boto3
 import pytest
 from chartfactory import package_chart
+from ecrclient import become_user, printed_policy
 from ociregistry import DockerRegistry
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
+from ecrmirror.spec import parse_spec
 
 
 def helm_push(helm: list[str], directory: Path, name: str, version: str, destination: str) -> None:
@@ -83,6 +86,20 @@ kind: HelmRelease
 metadata: {name: argo-cd, namespace: apps}
 spec:
   chartRef: {kind: OCIRepository, name: argo-cd}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: platform, namespace: flux-system}
+spec: {url: "https://git.example.com/platform.git", ref: {branch: main}}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: internal, namespace: apps}
+spec:
+  chart:
+    spec:
+      chart: ./charts/internal
+      sourceRef: {kind: GitRepository, name: platform, namespace: flux-system}
 """
 
 ARGO = """\
@@ -186,10 +203,17 @@ def test_a_flux_tree_and_argo_applications_collect_to_what_flux_and_argo_would_p
     tree: Path, emulator: Emulator, run, pytester: pytest.Pytester
 ) -> None:
     # when the spec is synced, with a JUnit report
-    synced = run("--sync", "-v", "--junitxml=report.xml", "mirror.yaml")
+    synced = run("--sync", "-v", "-rs", "--junitxml=report.xml", "mirror.yaml")
 
     # then each chart version either picks is one item, wherever many objects ask for it
-    synced.assert_outcomes(passed=4 + len(EXPECTED))
+    synced.assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
+    # and what is not a published chart is skipped, saying why
+    synced.stdout.fnmatch_lines_random(
+        [
+            "SKIPPED*HelmRelease apps/internal at clusters/flux/apps.yaml:*Git*",
+            "SKIPPED*Application argocd/multi*source 1*",
+        ]
+    )
     cases = list(ET.parse(pytester.path / "report.xml").iter("testcase"))
     found = {}
     for case in cases:
@@ -209,7 +233,7 @@ def test_a_flux_tree_and_argo_applications_collect_to_what_flux_and_argo_would_p
 
     # and a re-run audits all of them as PRESENT, writing nothing
     emulator.app.requests.clear()
-    run("--check-only", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED))
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
     assert emulator.writes() == []
 
 
@@ -217,7 +241,7 @@ def test_a_merge_request_bumping_a_helmrelease_fails_one_case_at_its_manifest_un
     tree: Path, emulator: Emulator, run, pytester: pytest.Pytester
 ) -> None:
     # given the default branch, synced
-    run("--sync", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED))
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
 
     # when a merge request bumps the HelmRelease of redis to a version ECR lacks
     manifest = tree / "flux" / "apps.yaml"
@@ -237,7 +261,7 @@ def test_a_merge_request_bumping_a_helmrelease_fails_one_case_at_its_manifest_un
 
     # and after the sync that follows the merge, it passes
     run("--sync", "mirror.yaml")
-    run("--check-only", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED))
+    run("--check-only", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
 
 
 def test_the_plan_says_how_to_point_each_source_at_ecr(
@@ -259,7 +283,7 @@ def test_a_range_whose_newest_match_ecr_lacks_is_a_note_unless_strict(
     tree: Path, emulator: Emulator, run, pytester: pytest.Pytester
 ) -> None:
     # given ECR lost podinfo 7.0.0, which only a range (no version: `*`) asks for, and holds 6.5.0
-    run("--sync", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED))
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
     boto3.client("ecr", region_name="eu-west-1").batch_delete_image(
         repositoryName="mirror/podinfo", imageIds=[{"imageTag": "7.0.0"}]
     )
@@ -268,7 +292,7 @@ def test_a_range_whose_newest_match_ecr_lacks_is_a_note_unless_strict(
     audited = run("--check-only", "-v", "mirror.yaml")
 
     # then the cluster can still deploy 6.5.0: a note, not a failure
-    audited.assert_outcomes(passed=4 + len(EXPECTED))
+    audited.assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
     audited.stdout.fnmatch_lines(
         [
             "*podinfo::7.0.0 BEHIND*",
@@ -284,3 +308,68 @@ def test_a_range_whose_newest_match_ecr_lacks_is_a_note_unless_strict(
     strict = run("--check-only", "-v", "mirror.yaml")
     strict.stdout.fnmatch_lines(["*podinfo::7.0.0 MISSING*"])
     assert strict.parseoutcomes()["failed"] == 1
+
+
+def test_the_readmes_gitops_spec_reads_the_shipped_examples() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("### Specs from GitOps manifests") :]
+    start = section.index("```yaml\n") + len("```yaml\n")
+
+    spec = parse_spec(
+        section[start : section.index("\n```", start)], root / "specs" / "gitops.yaml", environ={}
+    )
+
+    asked = {
+        (c.name, c.repo, c.versions[0].version if c.versions else c.range and c.range.constraint)
+        for c in spec.gitops_charts
+    }
+    assert asked == {
+        ("podinfo", "https://stefanprodan.github.io/podinfo", ">=6.5.0 <7.0.0"),
+        ("cert-manager", "oci://quay.io/jetstack/charts", "v1.16.2"),
+        ("nginx", "oci://registry-1.docker.io/bitnamicharts", "18.2.4"),
+    }
+
+
+def test_a_flux_variable_comes_from_ecrmirror_var(
+    tree: Path, emulator: Emulator, run, pytester: pytest.Pytester
+) -> None:
+    # given the HelmRelease of redis asks for ${REDIS_VERSION}
+    manifest = tree / "flux" / "apps.yaml"
+    manifest.write_text(manifest.read_text().replace('version: "17.3.1"', 'version: "${REDIS_VERSION}"'))
+
+    # when it is collected without the variable, and with it
+    without = run("--collect-only", "-q", "mirror.yaml")
+    given = run("--collect-only", "-q", "--ecrmirror-var", "REDIS_VERSION=17.4.0", "mirror.yaml")
+
+    # then without, one plain refusal naming it; with, the version it names
+    without.stdout.fnmatch_lines(
+        ["*the Flux variable ${REDIS_VERSION}, which is not set*", "*--ecrmirror-var REDIS_VERSION=VALUE*"]
+    )
+    assert "Traceback" not in without.stdout.str()
+    given.stdout.fnmatch_lines(["mirror.yaml::redis::17.4.0"])
+    assert "17.3.1" not in given.stdout.str()
+
+
+def test_the_audit_policy_lets_an_audit_see_that_a_range_is_behind(
+    tree: Path, emulator: Emulator, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given ECR lacks the newest match of a range, holding an older one
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
+    boto3.client("ecr", region_name="eu-west-1").batch_delete_image(
+        repositoryName="mirror/podinfo", imageIds=[{"imageTag": "7.0.0"}]
+    )
+    policy = printed_policy(run, "audit")
+    assert "ecr:ListImages" in json.dumps(policy)
+
+    # when a user holding exactly the printed audit policy audits
+    emulator.app.iam.enforce = True
+    try:
+        become_user(emulator, policy, monkeypatch)
+        audited = run("--check-only", "-v", "mirror.yaml")
+    finally:
+        emulator.app.iam.enforce = False
+
+    # then the range is BEHIND, a note, as for the administrator
+    audited.assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
+    audited.stdout.fnmatch_lines(["*podinfo::7.0.0 BEHIND*"])

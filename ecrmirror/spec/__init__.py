@@ -26,6 +26,7 @@ from ecrmirror.spec.model import (
     ExtraImage,
     ImageNaming,
     ImageSettings,
+    NotMirrored,
     Registry,
     Render,
     Replication,
@@ -49,6 +50,7 @@ __all__ = [
     "ExtraImage",
     "ImageNaming",
     "ImageSettings",
+    "NotMirrored",
     "Registry",
     "Render",
     "Replication",
@@ -124,8 +126,9 @@ def _read_spec(reader: Reader, root: yaml.Node | None) -> Spec:
             )
         charts = tuple(read_chart(reader, node, target) for node in charts_node.value)
     gitops: tuple[ChartEntry, ...] = ()
+    not_mirrored: tuple[NotMirrored, ...] = ()
     if "gitops" in fields:
-        gitops = read_gitops_section(reader, fields["gitops"], target)
+        gitops, not_mirrored = read_gitops_section(reader, fields["gitops"], target)
     seen: dict[tuple[str, str], ChartEntry] = {}
     for chart in charts:
         key = (chart.name, chart.repo)
@@ -163,4 +166,6 @@ def _read_spec(reader: Reader, root: yaml.Node | None) -> Spec:
                 f"which the spec also lists under charts (at {names[chart.name].where})",
                 "keep it in one of them",
             )
-    return Spec(path=reader.path, target=target, charts=charts, gitops_charts=gitops)
+    return Spec(
+        path=reader.path, target=target, charts=charts, gitops_charts=gitops, gitops_skipped=not_mirrored
+    )

@@ -12,15 +12,26 @@ import yaml
 from ecrmirror import ecr_rules
 from ecrmirror.errors import SpecError
 from ecrmirror.spec.gitops import ChartRequest, read_gitops
-from ecrmirror.spec.model import Access, ChartEntry, GitopsOrigin, Target, VersionEntry, VersionRange
+from ecrmirror.spec.model import (
+    Access,
+    ChartEntry,
+    GitopsOrigin,
+    NotMirrored,
+    Target,
+    VersionEntry,
+    VersionRange,
+)
 from ecrmirror.spec.reader import Reader
 
 NEWEST = 1  # what a range mirrors by default: the version the cluster would deploy now
 
 
-def read_gitops_section(reader: Reader, node: yaml.Node, target: Target) -> tuple[ChartEntry, ...]:
+def read_gitops_section(
+    reader: Reader, node: yaml.Node, target: Target
+) -> tuple[tuple[ChartEntry, ...], tuple[NotMirrored, ...]]:
     """Every chart request of the manifests under the section's paths, as a chart entry each (a
-    pin, or a range resolved against the upstream at collection)."""
+    pin, or a range resolved against the upstream at collection), and what they ask for that is
+    not mirrored (a chart from Git), with why."""
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise reader.fail(
             node,
@@ -28,6 +39,7 @@ def read_gitops_section(reader: Reader, node: yaml.Node, target: Target) -> tupl
             "list manifest files or directories, relative to the spec",
         )
     entries: list[ChartEntry] = []
+    skipped: list[NotMirrored] = []
     for item in node.value:
         latest: int | None
         plain_http: tuple[str, ...] = ()
@@ -48,9 +60,12 @@ def read_gitops_section(reader: Reader, node: yaml.Node, target: Target) -> tupl
             raise reader.fail(
                 item, f"gitops path {path_text!r} does not exist ({path})", "give a path relative to the spec"
             )
-        requests, _ = read_gitops([path], _shown(reader), reader.environ)
+        requests, not_mirrored = read_gitops([path], _shown(reader), reader.environ)
         entries += [_entry(request, target, latest, strict, plain_http) for request in requests]
-    return tuple(entries)
+        skipped += [
+            NotMirrored(f"{s.asked_by} at {s.where}", s.manifest, s.line, s.reason) for s in not_mirrored
+        ]
+    return tuple(entries), tuple(skipped)
 
 
 def _how_many(reader: Reader, fields: dict[str, yaml.Node]) -> int | None:

@@ -233,9 +233,20 @@ class ChartEntry:
 
 
 @dataclass(frozen=True)
+class NotMirrored:
+    """What a GitOps manifest asks for that ecrmirror does not mirror (a chart from Git), and why."""
+
+    asked_by: str  # "HelmRelease apps/podinfo"
+    manifest: Path
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Spec:
     path: Path
     target: Target
     charts: tuple[ChartEntry, ...]
     # What the `gitops:` manifests ask for: an entry per request, grouped into items at collection.
     gitops_charts: tuple[ChartEntry, ...] = ()
+    gitops_skipped: tuple[NotMirrored, ...] = ()
