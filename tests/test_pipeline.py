@@ -24,6 +24,7 @@ from gitlab import gitlab_rows
 from test_oidc import ISSUER, id_token
 from tools import require_tool
 
+from conftest import ChartServer
 from ecrmirror.emulator import Emulator
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 
@@ -217,3 +218,44 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
     ]
     assert json.loads(audit_policy)["Statement"], "the audit ran with an empty policy"
     assert {r.action for r in emulator.requests if r.kind == "sts"} == {"AssumeRoleWithWebIdentity"}
+
+
+def test_the_template_runs_a_spec_that_reads_gitops_manifests_unchanged(
+    tmp_path: Path, chart_server: ChartServer, emulator: Emulator
+) -> None:
+    # given a project as the README describes it, whose only spec reads a Flux HelmRelease
+    chart_server.add("hello", "0.2.0")
+    chart_server.publish()
+    project = tmp_path / "chart-mirror"
+    (project / "templates").mkdir(parents=True)
+    shutil.copy(ROOT / "templates" / "ecrmirror.gitlab-ci.yml", project / "templates")
+    pipeline = yaml.safe_load(readme_block("<!-- consumer pipeline -->", "yaml"))
+    include = pipeline["include"][0]
+    pipeline["include"] = [{"local": "templates/ecrmirror.gitlab-ci.yml", "inputs": include["inputs"]}]
+    pipeline["include"][0]["inputs"]["install"] = "true"
+    (project / ".gitlab-ci.yml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (project / "specs").mkdir()
+    (project / "specs" / "gitops.yaml").write_text(
+        "target:\n  registry: ${ECR:-123456789012.dkr.ecr.eu-west-1.amazonaws.com}\n  prefix: helm\n"
+        "  create_repositories: true\ngitops:\n  - ../clusters\n"
+    )
+    (project / "clusters").mkdir()
+    (project / "clusters" / "hello.yaml").write_text(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\n"
+        f"metadata: {{name: charts, namespace: flux-system}}\nspec: {{url: '{chart_server.url}'}}\n---\n"
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: hello, namespace: apps}\n"
+        "spec:\n  chart:\n    spec:\n      chart: hello\n      version: '0.2.0'\n"
+        "      sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}\n"
+    )
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "the default branch")
+
+    # when the merge request's rehearsal job runs
+    rehearsal = gitlab_ci_local(project, "ecrmirror-rehearsal", "CI_PIPELINE_SOURCE=merge_request_event")
+
+    # then it mirrors the HelmRelease's chart, reported at the HelmRelease
+    assert rehearsal.returncode == 0, rehearsal.stdout[-3000:]
+    rows = gitlab_rows(project / ".gitlab-ci-local" / "artifacts" / "ecrmirror-rehearsal" / "ecrmirror.xml")
+    assert rows["hello 0.2.0"]["file"] == "clusters/hello.yaml"
+    assert rows["hello 0.2.0"]["status"] == "success"
