@@ -19,6 +19,7 @@ from ecrmirror.junit import (
     ASKED_BY_PROPERTY,
     BYTES_PROPERTY,
     ERROR_PROPERTY,
+    FILE_PROPERTY,
     KIND_PROPERTY,
     LINE_PROPERTY,
     NOTE_PROPERTY,
@@ -215,8 +216,14 @@ class MirrorItem(pytest.Item):
 
     def runtest(self) -> None:
         path, line, _ = self.location
+        spec = self.nodeid.split("::")[0]  # the spec, as the node id names it: relative to the rootdir
         self.user_properties.extend(
-            [(TITLE_PROPERTY, self.title()), (SPEC_PROPERTY, path), (LINE_PROPERTY, str((line or 0) + 1))]
+            [
+                (TITLE_PROPERTY, self.title()),
+                (SPEC_PROPERTY, spec),
+                (FILE_PROPERTY, path),  # where the item sits: the spec, or the GitOps manifest asking
+                (LINE_PROPERTY, str((line or 0) + 1)),
+            ]
         )
         runner = self.config.stash[RUN_KEY]
         try:
@@ -332,9 +339,7 @@ class ReplicationItem(MirrorItem):
         return call(run, self.spec.target, self.repositories)
 
     def title(self) -> str:
-        assert self.spec.target.replication is not None
-        regions = ", ".join(d.region for d in self.spec.target.replication.destinations)
-        return f"replication to {regions}"
+        return "replication rule"  # one a spec; its regions are in its target, and change with the spec
 
     def target(self) -> str:
         assert self.spec.target.replication is not None
@@ -490,8 +495,9 @@ class ChartVersionItem(MirrorItem):
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
 
     def title(self) -> str:
-        title = f"{self.planned.chart.name} {self.planned.version.version}"
-        return title if self.pulled_in_by is None else f"{title} (dependency of {self.pulled_in_by})"
+        # Identity only: GitLab keys a test case by its name, so who pulls a dependency in or asks
+        # for a version (which a merge request elsewhere in the spec changes) stays out of it.
+        return f"{self.planned.chart.name} {self.planned.version.version}"
 
     def target(self) -> str:
         return self.planned.reference
@@ -502,9 +508,13 @@ class ChartVersionItem(MirrorItem):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         shown = super().repr_failure(excinfo, style)
-        if not self.asked_by or not isinstance(shown, str):
+        if not isinstance(shown, str):
             return shown
-        return f"{shown}\nasked for by: {'; '.join(self.asked_by)}"
+        if self.pulled_in_by is not None:
+            shown += f"\ndependency of: {self.pulled_in_by}"
+        if self.asked_by:
+            shown += f"\nasked for by: {'; '.join(self.asked_by)}"
+        return shown
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         version = self.planned.version

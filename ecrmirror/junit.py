@@ -31,7 +31,10 @@ USED_BY_PROPERTY = "used_by"  # an image: a chart version that runs it, and how 
 PULLED_IN_BY_PROPERTY = "pulled_in_by"  # a dependency: the chart versions that declare it
 KIND_PROPERTY = "ecrmirror"  # which of our items made a report: version, repository, replication
 TITLE_PROPERTY = "title"  # what the item is about, for a reader: the JUnit test case's name
-SPEC_PROPERTY = "spec"  # the spec file, relative to the rootdir: the JUnit test case's file
+FILE_PROPERTY = (
+    "file"  # where the item sits: the spec, or the GitOps manifest that asks: the test case's file
+)
+SPEC_PROPERTY = "spec"  # the spec file, relative to the rootdir: the JUnit test case's classname
 LINE_PROPERTY = "line"  # the line of the spec the item comes from
 
 
@@ -48,6 +51,7 @@ def rewrite(path: Path, spec_errors: Iterable[str] = ()) -> None:
         if KIND_PROPERTY in properties and SPEC_PROPERTY in properties:
             spec = str(properties[SPEC_PROPERTY])
             _name(case, str(properties.get(TITLE_PROPERTY) or case.get("name")), spec)
+            case.set("file", str(properties.get(FILE_PROPERTY) or spec))
             if properties.get(LINE_PROPERTY):
                 case.set("line", str(properties[LINE_PROPERTY]))
             changed = True

@@ -135,7 +135,7 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
     assert sorted(rows) == [
         "greeter 2.3.4",
         "hello 0.2.0",
-        "replication to eu-central-1",
+        "replication rule",
         "repository helm/greeter",
         "repository helm/greeter in eu-central-1",
         "repository helm/hello",
@@ -212,7 +212,7 @@ def test_the_rehearsal_then_the_audit_as_a_merge_request_and_a_schedule_run_them
     )
     assert sorted(name for name, row in audited.items() if row["status"] == "success") == [
         "hello 0.2.0",
-        "replication to eu-central-1",
+        "replication rule",
         "repository helm/hello",
         "repository helm/hello in eu-central-1",
     ]

@@ -86,7 +86,7 @@ def test_a_mistyped_account_fails_each_item_naming_both_accounts(
     both = f"*the credentials belong to account {ACCOUNT}, but the spec's registry is in account {mistyped}*"
     result.stdout.fnmatch_lines([f"AWS ERROR repository mirror/hello: {mistyped}.*", both])
     result.stdout.fnmatch_lines([f"AWS ERROR repository mirror/hello in eu-central-1: {mistyped}.*", both])
-    result.stdout.fnmatch_lines([f"AWS ERROR replication to eu-central-1: {mistyped}.*", both])
+    result.stdout.fnmatch_lines([f"AWS ERROR replication rule: {mistyped}.*", both])
     result.stdout.fnmatch_lines([f"AWS ERROR hello 1.0.0: {mistyped}.*", both])
     assert f"If {mistyped} is a typo, correct `registry:` in the spec" in output
     assert "Traceback" not in output
