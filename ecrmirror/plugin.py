@@ -30,6 +30,7 @@ from ecrmirror.items import (
     ChartVersionItem,
     ImageItem,
     ImagesNotFoundItem,
+    NotMirroredItem,
     ReplicationItem,
     RepositoryItem,
     Runner,
@@ -232,6 +233,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _shard_key(item: pytest.Item) -> str | None:
     if isinstance(item, ChartVersionItem | RepositoryItem | ReplicationItem | ImageItem | ImagesNotFoundItem):
         return item.shard_key
+    if isinstance(item, NotMirroredItem):
+        return f"not mirrored {item.name}"  # one share says it, not every share
     return None
 
 
