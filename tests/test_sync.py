@@ -165,6 +165,7 @@ def test_check_only_on_an_empty_registry_fails_every_version_as_missing_with_jun
         "upstream_digest": f"sha256:{ingress.digest}",
         "title": "ingress 1.0.0+build.7",
         "spec": "mirror.yaml",
+        "file": "mirror.yaml",
         "line": "13",
         "outcome": "MISSING",
         "bytes_uploaded": "0",

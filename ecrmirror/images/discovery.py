@@ -62,7 +62,9 @@ class Discovered:
 
 
 def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | None, origin: str) -> Discovered:
-    """The images of one chart version (`chart` as "name version"), from its `archive`."""
+    """The images of one chart version (`chart` as "name version"), from its `archive`, checked
+    first as helm's loader reads it (chart.read_chart_metadata), before helm or anything else opens it."""
+    read_chart_metadata(archive, origin)
     found: list[Found] = []
     notes: list[str] = []
     annotated: set[ImageReference] = set()
@@ -306,5 +308,8 @@ def _read_bounded(process: subprocess.Popen[bytes]) -> tuple[bytes, str | None]:
             if total > MAX_RENDER_OUTPUT:
                 return b"", f"printed more than {MAX_RENDER_OUTPUT} bytes"
             chunks.append(chunk)
-    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    try:  # its output has ended; helm may still be busy (or stuck) before it exits
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return b"", f"ran longer than {RENDER_TIMEOUT:.0f} s"
     return b"".join(chunks), None
