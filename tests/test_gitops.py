@@ -373,3 +373,34 @@ def test_the_audit_policy_lets_an_audit_see_that_a_range_is_behind(
     # then the range is BEHIND, a note, as for the administrator
     audited.assert_outcomes(passed=4 + len(EXPECTED), skipped=2)
     audited.stdout.fnmatch_lines(["*podinfo::7.0.0 BEHIND*"])
+
+
+def test_releases_and_their_sources_may_sit_under_different_gitops_paths(
+    chart_server: ChartServer, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    # given a tree that keeps sources apart from releases, as Flux trees often do
+    for version in ("6.4.0", "6.5.0", "7.0.0"):
+        chart_server.add("podinfo", version)
+    chart_server.publish()
+    (pytester.path / "infrastructure").mkdir()
+    (pytester.path / "apps").mkdir()
+    (pytester.path / "infrastructure" / "sources.yaml").write_text(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\n"
+        f"metadata: {{name: podinfo, namespace: flux-system}}\nspec: {{url: '{chart_server.url}'}}\n"
+    )
+    (pytester.path / "apps" / "podinfo.yaml").write_text(
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+        "metadata: {name: podinfo, namespace: apps}\n"
+        "spec:\n  chart:\n    spec:\n      chart: podinfo\n      version: '>=6.0.0'\n"
+        "      sourceRef: {kind: HelmRepository, name: podinfo, namespace: flux-system}\n"
+    )
+    # and the releases' entry asks for the two newest matches
+    write_spec(
+        f"target:\n  registry: {REGISTRY}\n  prefix: mirror\n"
+        "gitops:\n  - path: apps\n    latest: 2\n  - infrastructure\n"
+    )
+
+    collected = run("--collect-only", "-q", "mirror.yaml")
+
+    collected.stdout.fnmatch_lines(["mirror.yaml::podinfo::7.0.0", "mirror.yaml::podinfo::6.5.0"])
+    collected.stdout.no_fnmatch_line("*6.4.0*")

@@ -38,8 +38,7 @@ def read_gitops_section(
             "gitops must be a non-empty list",
             "list manifest files or directories, relative to the spec",
         )
-    entries: list[ChartEntry] = []
-    skipped: list[NotMirrored] = []
+    listed: list[tuple[Path, int | None, bool, tuple[str, ...]]] = []  # path, latest, strict, plain_http
     for item in node.value:
         latest: int | None
         plain_http: tuple[str, ...] = ()
@@ -60,12 +59,25 @@ def read_gitops_section(
             raise reader.fail(
                 item, f"gitops path {path_text!r} does not exist ({path})", "give a path relative to the spec"
             )
-        requests, not_mirrored = read_gitops([path], _shown(reader), reader.environ)
-        entries += [_entry(request, target, latest, strict, plain_http) for request in requests]
-        skipped += [
-            NotMirrored(f"{s.asked_by} at {s.where}", s.manifest, s.line, s.reason) for s in not_mirrored
-        ]
+        listed.append((path, latest, strict, plain_http))
+    # Read together: a HelmRelease under one path may name a HelmRepository under another, as Flux
+    # trees keep sources apart from releases. Each request takes the settings of the entry that
+    # holds its manifest (the most specific one).
+    requests, not_mirrored = read_gitops([path for path, *_ in listed], _shown(reader), reader.environ)
+    entries = []
+    for request in requests:
+        _, latest, strict, plain_http = _holding(listed, request.manifest)
+        entries.append(_entry(request, target, latest, strict, plain_http))
+    skipped = [NotMirrored(f"{s.asked_by} at {s.where}", s.manifest, s.line, s.reason) for s in not_mirrored]
     return tuple(entries), tuple(skipped)
+
+
+def _holding(
+    listed: list[tuple[Path, int | None, bool, tuple[str, ...]]], manifest: Path
+) -> tuple[Path, int | None, bool, tuple[str, ...]]:
+    """The gitops entry whose path holds `manifest`: the deepest, when entries nest."""
+    holding = [entry for entry in listed if entry[0] == manifest or entry[0] in manifest.resolve().parents]
+    return max(holding, key=lambda entry: len(entry[0].parts)) if holding else listed[0]
 
 
 def _how_many(reader: Reader, fields: dict[str, yaml.Node]) -> int | None:
