@@ -10,7 +10,12 @@ import os
 import time
 from typing import Any
 
+import botocore
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from ecrclient import (
     ACCOUNT,
@@ -27,6 +32,7 @@ from ecrclient import (
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
+from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 
 OTHER_ACCOUNT = "210987654321"
 
@@ -945,3 +951,66 @@ def test_25_an_image_an_index_lists_is_not_deleted(emulator: Emulator) -> None:
     assert through_registry.status_code == 409
     assert registry.request("GET", f"/v2/multi/manifests/{child}").status_code == 200
     assert registry.request("GET", f"/v2/multi/manifests/{loose}").status_code == 404
+
+
+# A value of another JSON type than the model's, per shape type.
+_WRONG_TYPE = {
+    "string": [1],
+    "list": "x",
+    "structure": "x",
+    "map": 5,
+    "integer": "x",
+    "long": "x",
+    "boolean": "x",
+}
+_RIGHT_TYPE = {
+    "string": "x",
+    "list": [],
+    "structure": {},
+    "map": {},
+    "integer": 1,
+    "long": 1,
+    "boolean": True,
+}
+
+
+def test_26_no_request_gets_a_500_for_a_missing_or_mistyped_parameter(emulator: Emulator) -> None:
+    ecr = admin("ecr", emulator, validate=False)
+    model = ecr.meta.service_model
+    answered: dict[str, str] = {}
+    for operation in model.operation_names:
+        shape = model.operation_model(operation).input_shape
+        calls: list[dict[str, Any]] = [{}]  # every required parameter left out
+        for name, member in shape.members.items() if shape is not None else ():
+            if member.type_name in _WRONG_TYPE:  # one parameter of the wrong type, the others right
+                required = {
+                    r: _RIGHT_TYPE.get(shape.members[r].type_name, "x") for r in shape.required_members
+                }
+                calls.append({**required, name: _WRONG_TYPE[member.type_name]})
+        for body in calls:
+            status = raw_call(emulator, operation, body)
+            assert status < 500, f"{operation} {body}: HTTP {status}"
+        try:
+            getattr(ecr, botocore.xform_name(operation))()
+        except ClientError as exc:
+            answered[operation] = exc.response["Error"]["Code"]
+    # what AWS's request validation says of a required parameter left out
+    assert answered["BatchGetRepositoryScanningConfiguration"] == "ValidationException"
+    assert answered["GetDownloadUrlForLayer"] == "ValidationException"
+    assert error_code(ecr.untag_resource) == "ValidationException"
+
+
+def raw_call(emulator: Emulator, operation: str, body: dict[str, Any]) -> int:
+    """POST `body` as ECR's JSON protocol carries it, signed, whatever the model says of it."""
+    data = json.dumps(body)
+    request = AWSRequest(
+        method="POST",
+        url=emulator.url + "/",
+        data=data,
+        headers={
+            "X-Amz-Target": f"AmazonEC2ContainerRegistry_V20150921.{operation}",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    SigV4Auth(Credentials(ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY), "ecr", "eu-west-1").add_auth(request)
+    return requests.post(emulator.url + "/", data=data, headers=dict(request.headers), timeout=10).status_code

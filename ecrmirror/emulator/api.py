@@ -11,6 +11,7 @@ call is denied as ECR denies it. The emulator's administrator keys act in any ac
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
@@ -84,6 +85,7 @@ class EcrApi:
             "DescribeRepositoryCreationTemplates": lambda w, b, c: repositories.describe_templates(
                 self.state, w, b
             ),
+            "PutRegistryScanningConfiguration": _put_registry_scanning_configuration,
             "PutAccountSetting": self._put_account_setting,
             "GetAccountSetting": self._get_account_setting,
         }
@@ -103,6 +105,9 @@ class EcrApi:
             return None  # moto answers a malformed body as ECR would
         if not isinstance(body, dict):
             return None
+        malformed = _malformed(action, body)
+        if malformed is not None:
+            return malformed.api()
         account = str(body.get("registryId") or (DEFAULT_ACCOUNT if caller.admin else caller.account))
         where = Where(account, region)
         if not self.throttle.allows(account, region, action):
@@ -314,6 +319,68 @@ class EcrApi:
                 for (r, a), (status, code) in sorted(statuses.items())
             ],
         }
+
+
+def _put_registry_scanning_configuration(
+    where: Where, body: dict[str, Any], caller: Caller
+) -> dict[str, Any] | None:
+    """`rules` is optional in ECR's model (none: no rule); moto iterates it, so an absent one is given
+    as empty here rather than answered 500."""
+    if body.get("rules") is not None:
+        return None  # moto does the rest
+    where.backend().put_registry_scanning_configuration(body.get("scanType"), [])
+    return {
+        "registryId": where.account,
+        "registryScanningConfiguration": {"scanType": body.get("scanType"), "rules": []},
+    }
+
+
+# JSON types of botocore's shapes, as a request body carries them.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "boolean": (bool,),
+    "list": (list,),
+    "structure": (dict,),
+    "map": (dict,),
+}
+
+
+@functools.cache
+def _ecr_model() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("ecr")
+
+
+def _malformed(action: str, body: dict[str, Any]) -> Refused | None:
+    """What AWS refuses before ECR sees the request, by the API's model (botocore's copy of it): a
+    required member left out is a ValidationException with the message AWS's request validation
+    gives ("Value null at 'x' failed to satisfy constraint: Member must not be null"); a member of
+    the wrong JSON type a SerializationException. Without this, moto answers some of them 500."""
+    from botocore.model import OperationNotFoundError
+
+    try:
+        shape = _ecr_model().operation_model(action).input_shape
+    except OperationNotFoundError:
+        return None
+    if shape is None:
+        return None
+    for name in shape.required_members:
+        if body.get(name) is None:
+            return Refused(
+                "ValidationException",
+                f"1 validation error detected: Value null at '{name}' failed to satisfy constraint: "
+                "Member must not be null",
+            )
+    for name, value in body.items():
+        member = shape.members.get(name)
+        expected = _JSON_TYPES.get(member.type_name) if member is not None else None
+        wrong_bool = isinstance(value, bool) and bool not in (expected or ())
+        if expected is not None and value is not None and (not isinstance(value, expected) or wrong_bool):
+            return Refused("SerializationException", f"{name}: expected a JSON {member.type_name}")
+    return None
 
 
 def _moto_serves(action: str) -> bool:
