@@ -50,20 +50,26 @@ def git(project: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, str]:
-    """A project as the README describes it: its .gitlab-ci.yml, and specs/ with a local chart
-    repository. Its default branch mirrors hello 0.1.0 and 0.2.0; the merge request's commit
-    drops 0.1.0 and adds greeter 2.3.4. Returns the project and the merge request's base."""
+def consumer_project(tmp_path: Path) -> Path:
+    """A project with the README's .gitlab-ci.yml, including the template from this checkout, and
+    ecrmirror as installed for this test run."""
     project = tmp_path / "chart-mirror"
     (project / "templates").mkdir(parents=True)
     shutil.copy(ROOT / "templates" / "ecrmirror.gitlab-ci.yml", project / "templates")
     pipeline = yaml.safe_load(readme_block("<!-- consumer pipeline -->", "yaml"))
     include = pipeline["include"][0]
-    # The template from this checkout, and ecrmirror as installed for this test run.
     pipeline["include"] = [{"local": "templates/ecrmirror.gitlab-ci.yml", "inputs": include["inputs"]}]
     pipeline["include"][0]["inputs"]["install"] = "true"
     (project / ".gitlab-ci.yml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    return project
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, str]:
+    """A project as the README describes it: its .gitlab-ci.yml, and specs/ with a local chart
+    repository. Its default branch mirrors hello 0.1.0 and 0.2.0; the merge request's commit
+    drops 0.1.0 and adds greeter 2.3.4. Returns the project and the merge request's base."""
+    project = consumer_project(tmp_path)
     shutil.copytree(ROOT / "examples" / "charts", project / "specs" / "charts")
     spec = (ROOT / "examples" / "mirror.yaml").read_text()
     (project / "specs" / "mirror.yaml").write_text(
@@ -226,14 +232,7 @@ def test_the_template_runs_a_spec_that_reads_gitops_manifests_unchanged(
     # given a project as the README describes it, whose only spec reads a Flux HelmRelease
     chart_server.add("hello", "0.2.0")
     chart_server.publish()
-    project = tmp_path / "chart-mirror"
-    (project / "templates").mkdir(parents=True)
-    shutil.copy(ROOT / "templates" / "ecrmirror.gitlab-ci.yml", project / "templates")
-    pipeline = yaml.safe_load(readme_block("<!-- consumer pipeline -->", "yaml"))
-    include = pipeline["include"][0]
-    pipeline["include"] = [{"local": "templates/ecrmirror.gitlab-ci.yml", "inputs": include["inputs"]}]
-    pipeline["include"][0]["inputs"]["install"] = "true"
-    (project / ".gitlab-ci.yml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    project = consumer_project(tmp_path)
     (project / "specs").mkdir()
     (project / "specs" / "gitops.yaml").write_text(
         "target:\n  registry: ${ECR:-123456789012.dkr.ecr.eu-west-1.amazonaws.com}\n  prefix: helm\n"

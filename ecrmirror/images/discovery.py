@@ -64,12 +64,12 @@ class Discovered:
 def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | None, origin: str) -> Discovered:
     """The images of one chart version (`chart` as "name version"), from its `archive`, checked
     first as helm's loader reads it (chart.read_chart_metadata), before helm or anything else opens it."""
-    read_chart_metadata(archive, origin)
+    metadata = read_chart_metadata(archive, origin)  # read once, handed to what needs its fields
     found: list[Found] = []
     notes: list[str] = []
     annotated: set[ImageReference] = set()
     if settings.annotations:
-        for how, text in annotated_images(archive, origin):
+        for how, text in annotated_images(archive, origin, metadata=metadata):
             if text is None:
                 notes.append(
                     f"{chart}: its {how} is not a YAML list of {{name, image}}; no image was read from it"
@@ -94,7 +94,7 @@ def discover(archive: Path, chart: str, settings: ImageSettings, helm: str | Non
     for extra in settings.extra:
         found.append(Found(parse(extra.reference), chart, f"extra at {extra.where}"))
     kept = [each for each in found if not excluded(each.image, settings.exclude)]
-    in_values, bitnami = value_images(archive, origin)
+    in_values, bitnami = value_images(archive, metadata)
     return Discovered(tuple(kept), tuple(notes), tuple(in_values), bitnami)
 
 
@@ -111,12 +111,15 @@ def _reference(text: str, what: str, notes: list[str]) -> ImageReference | None:
 
 
 # -- annotations --------------------------------------------------------------------------------------
-def annotated_images(archive: Path, origin: str, depth: int = 0) -> Iterator[tuple[str, str | None]]:
+def annotated_images(
+    archive: Path, origin: str, depth: int = 0, metadata: dict[str, Any] | None = None
+) -> Iterator[tuple[str, str | None]]:
     """(where, image text) for every image the annotations of the chart and its subcharts list.
 
     The archive is checked as helm's loader reads it (chart.read_chart_metadata) before anything
     is taken from it; a packaged subchart (charts/*.tgz) is checked the same way."""
-    metadata = read_chart_metadata(archive, origin)
+    if metadata is None:  # a packaged subchart: checked as the chart was
+        metadata = read_chart_metadata(archive, origin)
     name = str(metadata.get("name") or "the chart")
     yield from _listed(metadata.get("annotations") or {}, "" if depth == 0 else f"subchart {name}: ")
     for member_name, data in _subcharts(archive, origin):

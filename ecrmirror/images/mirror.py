@@ -159,12 +159,17 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
     )
 
 
-def _source_digest(text: str | None) -> str | None:
+def _document(text: str | None) -> dict[str, Any]:
+    """A manifest's text as ECR holds it, as a JSON object ({} for anything else)."""
     try:
         document = json.loads(text or "{}")
     except ValueError:
-        return None
-    found = (document.get("annotations") or {}).get(SOURCE_ANNOTATION) if isinstance(document, dict) else None
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _source_digest(text: str | None) -> str | None:
+    found = (_document(text).get("annotations") or {}).get(SOURCE_ANNOTATION)
     return str(found) if found else None
 
 
@@ -329,11 +334,7 @@ def _complete(
 
 def _details(digest: str, text: str | None) -> tuple[tuple[str, str], ...]:
     """What ECR holds of the image, for the report and the lock: its digest, each platform's."""
-    try:
-        document = json.loads(text or "{}")
-    except ValueError:
-        document = {}
-    children = document.get("manifests") if isinstance(document, dict) else None
+    children = _document(text).get("manifests")
     platforms = [
         (PLATFORM_PROPERTY, f"{platform_of(child)} {child['digest']}")
         for child in children or []
@@ -343,20 +344,12 @@ def _details(digest: str, text: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def _children(text: str | None) -> list[str]:
-    try:
-        document = json.loads(text or "{}")
-    except ValueError:
-        return []
-    listed = document.get("manifests") if isinstance(document, dict) else None
+    listed = _document(text).get("manifests")
     return [str(m["digest"]) for m in listed or [] if isinstance(m, dict) and "digest" in m]
 
 
 def _media_type(text: str | None) -> str:
-    try:
-        document = json.loads(text or "{}")
-    except ValueError:
-        return ""
-    return str(document.get("mediaType") or "application/vnd.oci.image.index.v1+json")
+    return str(_document(text).get("mediaType") or "application/vnd.oci.image.index.v1+json")
 
 
 def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[list[Referrer], list[str]]:

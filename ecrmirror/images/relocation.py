@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ecrmirror.chart import MAX_FILE_SIZE, read_chart_metadata
+from ecrmirror.chart import MAX_FILE_SIZE
 from ecrmirror.helmyaml import YamlRefused, load_helm_yaml
 from ecrmirror.images.references import BadReference, ImageReference, parse
 
@@ -24,10 +24,12 @@ ValuePath = tuple[str, ...]  # keys from the top of values.yaml to an image's ma
 MAX_DEPTH = 20  # nesting of values walked: an image deeper than this is not in the common shape
 
 
-def value_images(archive: Path, origin: str) -> tuple[list[tuple[ValuePath, ImageReference]], bool]:
-    """The images the chart's values.yaml holds as `{registry?, repository, tag?, digest?}`, each
+def value_images(
+    archive: Path, metadata: dict[str, Any]
+) -> tuple[list[tuple[ValuePath, ImageReference]], bool]:
+    """The images the values.yaml of a checked archive (`metadata`: its Chart.yaml, as
+    chart.read_chart_metadata read it) holds as `{registry?, repository, tag?, digest?}`, each
     with its path, and whether the chart is Bitnami's (its image check needs a setting, below)."""
-    metadata = read_chart_metadata(archive, origin)
     bitnami = "images" in (metadata.get("annotations") or {})
     values = _values(archive)
     if not isinstance(values, dict):

@@ -15,6 +15,7 @@ from ecrmirror.constraints import ConstraintError, parse_constraint, parse_versi
 from ecrmirror.constraints import shown as quoted
 from ecrmirror.errors import SpecError
 from ecrmirror.spec.charts import CHART_NAME
+from ecrmirror.spec.reader import first_alias
 
 try:  # libyaml is much faster; PyYAML's pure-Python loader gives the same nodes and marks.
     from yaml import CSafeLoader as _Loader
@@ -269,22 +270,13 @@ def _reject_aliases(obj: _Object) -> None:
     """An object ecrmirror reads may not use anchors and aliases (&a, *a): they hide what the file
     says, and a few lines of them expand to billions of values (the "billion laughs"). Other
     documents are not walked, so a values file with anchors next to them does no harm."""
-    seen: set[int] = set()
-    stack: list[yaml.Node] = [obj.node]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            raise obj.fail(
-                node,
-                "YAML anchors and aliases (&name, *name) are not allowed in the objects ecrmirror reads",
-                "write the value out where it is used",
-            )
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend((key, value))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+    alias = first_alias(obj.node)
+    if alias is not None:
+        raise obj.fail(
+            alias,
+            "YAML anchors and aliases (&name, *name) are not allowed in the objects ecrmirror reads",
+            "write the value out where it is used",
+        )
 
 
 # -- one object's fields, as the cluster reads them ---------------------------------------------------

@@ -43,23 +43,31 @@ def compose(text: str, shown: str) -> yaml.Node | None:
 def _reject_aliases(root: yaml.Node | None, shown: str) -> None:
     """A spec with anchors and aliases (&a, *a) is refused: they hide what the file says, and a
     few lines of them expand to billions of values (the "billion laughs")."""
+    alias = first_alias(root)
+    if alias is not None:
+        raise SpecError(
+            f"{shown}:{alias.start_mark.line + 1}",
+            "YAML anchors and aliases (&name, *name) are not allowed in a spec",
+            "write the value out where it is used",
+        )
+
+
+def first_alias(root: yaml.Node | None) -> yaml.Node | None:
+    """The first node of `root`'s tree met a second time (an alias of an anchor), or None. The
+    tree is walked once per node, so an alias bomb costs no more than its text."""
     seen: set[int] = set()
     stack = [root] if root is not None else []
     while stack:
         node = stack.pop()
         if id(node) in seen:
-            line = node.start_mark.line + 1
-            raise SpecError(
-                f"{shown}:{line}",
-                "YAML anchors and aliases (&name, *name) are not allowed in a spec",
-                "write the value out where it is used",
-            )
+            return node
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 stack.extend((key, value))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+    return None
 
 
 class Reader:
