@@ -191,7 +191,7 @@ class Ecr:
             f"{self.max_attempts} times: the network or a proxy is mangling answers"
         )
 
-    def _call(self, operation: str, missing_ok: str | None = None, **kwargs: Any) -> Any:
+    def call(self, operation: str, missing_ok: str | None = None, **kwargs: Any) -> Any:
         """Call `operation`, translating botocore's errors; None when the error code is `missing_ok`."""
         action = "".join(part.title() for part in operation.split("_"))  # as IAM names it
         try:
@@ -211,7 +211,7 @@ class Ecr:
         found: dict[str, RemoteImage] = {}
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
             batch = wanted[start : start + BATCH_GET_IMAGE_LIMIT]
-            response = self._call(
+            response = self.call(
                 "batch_get_image",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
@@ -253,7 +253,7 @@ class Ecr:
         wanted = sorted(set(tags))
         found: dict[str, tuple[str, str]] = {}
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            response = self._call(
+            response = self.call(
                 "batch_get_image",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
@@ -273,7 +273,7 @@ class Ecr:
         found: list[str] = []
         token: str | None = None
         while True:
-            page = self._call(
+            page = self.call(
                 "list_images",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
@@ -303,7 +303,7 @@ class Ecr:
         wanted = sorted(set(digests))
         held: set[str] = set()
         for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            response = self._call(
+            response = self.call(
                 "batch_get_image",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
@@ -357,7 +357,7 @@ class Ecr:
     def _one_by_one(self, names: list[str]) -> dict[str, RepositoryState]:
         found: dict[str, RepositoryState] = {}
         for name in names:
-            response = self._call(
+            response = self.call(
                 "describe_repositories",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
@@ -368,11 +368,11 @@ class Ecr:
         return found
 
     def tags(self, arn: str) -> dict[str, str]:
-        response = self._call("list_tags_for_resource", resourceArn=arn)
+        response = self.call("list_tags_for_resource", resourceArn=arn)
         return {tag["Key"]: tag["Value"] for tag in response.get("tags", [])}
 
     def lifecycle_policy(self, name: str) -> str | None:
-        response = self._call(
+        response = self.call(
             "get_lifecycle_policy",
             missing_ok="LifecyclePolicyNotFoundException",
             registryId=self.registry.account,
@@ -397,7 +397,7 @@ class Ecr:
                 kwargs["encryptionConfiguration"]["kmsKey"] = settings.kms_key
         if settings.tags:
             kwargs["tags"] = [{"Key": key, "Value": value} for key, value in settings.tags]
-        created = self._call("create_repository", missing_ok="RepositoryAlreadyExistsException", **kwargs)
+        created = self.call("create_repository", missing_ok="RepositoryAlreadyExistsException", **kwargs)
         if created is None:
             return False
         if settings.lifecycle_policy is not None:
@@ -410,7 +410,7 @@ class Ecr:
         kwargs: dict[str, Any] = {}
         if exclusions is not None:
             kwargs["imageTagMutabilityExclusionFilters"] = _exclusion_filters(exclusions)
-        self._call(
+        self.call(
             "put_image_tag_mutability",
             registryId=self.registry.account,
             repositoryName=name,
@@ -419,7 +419,7 @@ class Ecr:
         )
 
     def put_image_scanning_configuration(self, name: str, scan_on_push: bool) -> None:
-        self._call(
+        self.call(
             "put_image_scanning_configuration",
             registryId=self.registry.account,
             repositoryName=name,
@@ -427,10 +427,10 @@ class Ecr:
         )
 
     def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
-        self._call("tag_resource", resourceArn=arn, tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        self.call("tag_resource", resourceArn=arn, tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
     def put_lifecycle_policy(self, name: str, policy: str) -> None:
-        self._call(
+        self.call(
             "put_lifecycle_policy",
             registryId=self.registry.account,
             repositoryName=name,
@@ -443,7 +443,7 @@ class Ecr:
         DescribeRegistry and PutReplicationConfiguration act on the credentials' own registry,
         whatever the spec says: when that is another account's, nothing is read or changed.
         """
-        response = self._call("describe_registry")
+        response = self.call("describe_registry")
         if str(response["registryId"]) != self.registry.account:
             raise AwsError(
                 f"the credentials belong to account {response['registryId']}, but the spec's registry "
@@ -459,7 +459,7 @@ class Ecr:
         found: dict[str, dict[str, Any]] = {}
         kwargs: dict[str, Any] = {"prefixes": sorted(set(prefixes))}
         while True:
-            response = self._call("describe_repository_creation_templates", **kwargs)
+            response = self.call("describe_repository_creation_templates", **kwargs)
             for template in response.get("repositoryCreationTemplates") or []:
                 found[str(template.get("prefix"))] = template
             if not response.get("nextToken"):
@@ -468,20 +468,20 @@ class Ecr:
 
     def create_creation_template(self, template: dict[str, Any]) -> bool:
         """Create a repository creation template; False if one for its prefix appeared meanwhile."""
-        created = self._call(
+        created = self.call(
             "create_repository_creation_template", missing_ok="TemplateAlreadyExistsException", **template
         )
         return created is not None
 
     def update_creation_template(self, template: dict[str, Any]) -> None:
-        self._call("update_repository_creation_template", **template)
+        self.call("update_repository_creation_template", **template)
 
     def put_replication_configuration(self, configuration: dict[str, Any]) -> None:
-        self._call("put_replication_configuration", replicationConfiguration=configuration)
+        self.call("put_replication_configuration", replicationConfiguration=configuration)
 
     def replication_statuses(self, repository: str, tag: str) -> list[dict[str, Any]] | None:
         """Per-destination replication status of one image; None when the image is not there."""
-        response = self._call(
+        response = self.call(
             "describe_image_replication_status",
             missing_ok="ImageNotFoundException",
             registryId=self.registry.account,
@@ -493,7 +493,7 @@ class Ecr:
     def registry_token(self) -> RegistryToken:
         # For the spec's registry by name: its proxyEndpoint is that registry's, whichever account
         # the credentials belong to (the token itself works wherever IAM allows).
-        response = self._call("get_authorization_token", registryIds=[self.registry.account])
+        response = self.call("get_authorization_token", registryIds=[self.registry.account])
         data = response["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         expires = data.get("expiresAt")

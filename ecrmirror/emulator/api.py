@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 import ecrmirror.emulator.images as images
 import ecrmirror.emulator.repositories as repositories
 from ecrmirror import ecr_rules
+from ecrmirror.emulator import archive, backfill, managed_signing, pull_through
 from ecrmirror.emulator.answers import Refused, api_answer, api_error
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, Caller, Denied, Iam, api_permissions
 from ecrmirror.emulator.kms import Kms
@@ -89,6 +90,8 @@ class EcrApi:
             "PutAccountSetting": self._put_account_setting,
             "GetAccountSetting": self._get_account_setting,
         }
+        for part in (archive, backfill, managed_signing, pull_through):  # each answers its own actions
+            self._handlers.update(part.handlers(self))
 
     def answer(self, request: Request, action: str, data: bytes) -> Response | None:
         """The answer to one API call; None hands it to moto (the environ then names the account)."""
@@ -197,6 +200,7 @@ class EcrApi:
             expected_digest=body.get("imageDigest"),
         )
         self.replicator.replicate(where, repository, image, str(tag) if tag else None)
+        self.state.pushed(where, repository, image, str(tag) if tag else None, caller)
         image_id = {"imageDigest": image.get_image_digest(), **({"imageTag": str(tag)} if tag else {})}
         return {
             "image": {

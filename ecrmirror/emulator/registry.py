@@ -32,7 +32,7 @@ from werkzeug.wrappers import Request, Response
 
 import ecrmirror.emulator.images as images
 from ecrmirror.emulator.answers import DISTRIBUTION_HEADER, Refused, oci_error
-from ecrmirror.emulator.iam import REGISTRY_ACTIONS, Denied, Iam
+from ecrmirror.emulator.iam import REGISTRY_ACTIONS, Caller, Denied, Iam
 from ecrmirror.emulator.policies import allows
 from ecrmirror.emulator.replication import Replicator
 from ecrmirror.emulator.repositories import Where
@@ -96,12 +96,19 @@ class OciRegistry:
             )
         key = (where.account, where.region, name)
         try:
-            return self._serve(request, where, repository, key, kind, rest)
+            return self._serve(request, where, repository, key, kind, rest, grant.caller)
         except Refused as refused:
             return refused.registry()
 
     def _serve(
-        self, request: Request, where: Where, repository: Any, key: RepositoryKey, kind: str, rest: str
+        self,
+        request: Request,
+        where: Where,
+        repository: Any,
+        key: RepositoryKey,
+        kind: str,
+        rest: str,
+        caller: Caller,
     ) -> Response:
         method = request.method
         if kind == "blobs" and method in ("GET", "HEAD"):
@@ -111,7 +118,7 @@ class OciRegistry:
         if kind == "manifests" and method in ("GET", "HEAD"):
             return self._get_manifest(repository, rest)
         if kind == "manifests" and method == "PUT":
-            return self._put_manifest(request, where, repository, key, rest)
+            return self._put_manifest(request, where, repository, key, rest, caller)
         if kind == "manifests" and method == "DELETE":
             return self._delete_manifest(repository, rest)
         if kind == "tags" and method == "GET" and rest == "list":
@@ -263,7 +270,13 @@ class OciRegistry:
         return Response(body, headers=headers, content_type=media_type)
 
     def _put_manifest(
-        self, request: Request, where: Where, repository: Any, key: RepositoryKey, reference: str
+        self,
+        request: Request,
+        where: Where,
+        repository: Any,
+        key: RepositoryKey,
+        reference: str,
+        caller: Caller,
     ) -> Response:
         body = request.get_data()
         is_digest = bool(images.DIGEST.match(reference))
@@ -278,6 +291,7 @@ class OciRegistry:
             blobs=self.state.repo_blobs.get(key, set()),
         )
         self.replicator.replicate(where, repository, image, tag)
+        self.state.pushed(where, repository, image, tag, caller)
         digest = image.get_image_digest()
         headers = {"Location": f"/v2/{repository.name}/manifests/{digest}", "Docker-Content-Digest": digest}
         subject = json.loads(body).get("subject")

@@ -198,6 +198,11 @@ class EmulatorApp:
                 for account, region, alias in json.loads(request.get_data() or b"{}").get("keys") or []:
                     ensure_signing_key(str(account), str(region), str(alias))
             return Response(status=204)
+        if request.path == "/_emulator/clock" and request.method == "POST":
+            # {"advance": seconds}: lifecycle rules, restores and backfills see that much time pass
+            with self.state.lock:
+                self.state.advance(float(json.loads(request.get_data() or b"{}").get("advance") or 0))
+            return Response(json.dumps({"now": self.state.now()}), content_type="application/json")
         if request.path == "/_emulator/reset" and request.method == "POST":
             self.reset()
             return Response(status=204)

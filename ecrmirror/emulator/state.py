@@ -1,11 +1,14 @@
 """What the emulator's parts share: moto's backends, the blobs each repository holds, upload sessions,
-registry tokens, and one lock that serializes requests."""
+registry tokens, one lock that serializes requests, a clock that tests can move forward, and the
+hooks that run after a push (managed signing, say)."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ from ecrmirror.emulator.iam import Caller
 
 TOKEN_TTL = 12 * 3600  # ECR's registry tokens last 12 hours
 RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
+# After an image is stored by PutImage or a manifest PUT: (where, repository, image, tag, caller).
+PushHook = Callable[[Any, Any, Any, "str | None", Caller], None]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,30 @@ class State:
         self.templates: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         # (account, region) -> account setting name -> value (PutAccountSetting)
         self.account_settings: dict[tuple[str, str], dict[str, str]] = {}
+        # Seconds the emulator's clock is ahead of the machine's (advance()): what lifecycle rules,
+        # restores and backfills measure time by, so a test can let 90 days pass.
+        self.clock_offset = 0.0
+        # The state of the parts that keep their own (backfills, signing, ...), by part: reset empties it.
+        self.parts: dict[str, Any] = {}
+        self.push_hooks: list[PushHook] = []  # wiring, not state: reset keeps them
+
+    def now(self) -> float:
+        """The emulator's time, in seconds since the epoch."""
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward (never back: ECR's timestamps only grow)."""
+        self.clock_offset += max(0.0, seconds)
+
+    def part(self, name: str, new: Callable[[], Any]) -> Any:
+        """The state part `name` keeps, made by `new` on first use and after a reset."""
+        if name not in self.parts:
+            self.parts[name] = new()
+        return self.parts[name]
+
+    def pushed(self, where: Any, repository: Any, image: Any, tag: str | None, caller: Caller) -> None:
+        for hook in self.push_hooks:
+            hook(where, repository, image, tag, caller)
 
     def reset(self) -> None:
         from moto.backends import get_backend
@@ -52,6 +81,8 @@ class State:
             self.uploads.clear()
             self.templates.clear()
             self.account_settings.clear()
+            self.parts.clear()
+            self.clock_offset = 0.0
             shutil.rmtree(self.storage, ignore_errors=True)
             self.storage.mkdir(parents=True)
 

@@ -1,0 +1,13 @@
+"""ECR's own replication backfill: StartReplicationBackfill and the operations that follow it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ecrmirror.emulator.api import EcrApi, Handler
+
+
+def handlers(api: EcrApi) -> dict[str, Handler]:
+    """The ECR actions this part answers."""
+    return {}
