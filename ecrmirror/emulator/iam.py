@@ -121,6 +121,8 @@ def api_permissions(action: str, body: Any, account: str, region: str) -> list[t
     if "repositoryName" not in body:
         return [(f"ecr:{action}", "*")]  # registry-level: GetAuthorizationToken, replication, ...
     name = str(body["repositoryName"])
+    if action == "ListImageReferrers":  # authorized as a pull (APIReference/API_ListImageReferrers.html)
+        return [("ecr:BatchGetImage", arn(name))]
     permissions = [(f"ecr:{action}", arn(name))]
     if action == "CreateRepository":
         if body.get("tags"):
