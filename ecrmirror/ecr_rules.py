@@ -26,6 +26,7 @@ MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 MAX_LIFECYCLE_POLICY = 30_720
 MAX_LIFECYCLE_WILDCARDS = 4  # per tagPatternList entry
+MIN_ARCHIVE_DAYS = 90  # archived images are kept (and billed) at least 90 days
 MAX_REPLICATION_RULES = 10
 MAX_REPLICATION_DESTINATIONS = 25  # unique destinations across all rules
 MAX_FILTERS_PER_RULE = 100
@@ -173,6 +174,8 @@ def lifecycle_problems(text: str) -> list[str]:
             problems.append(f"{where}: action is required")
         else:
             problems += [f"{where}: {p}" for p in _action_problems(action)]
+            if isinstance(selection, dict):
+                problems += [f"{where}: {p}" for p in _archive_problems(selection, action)]
     if any_priority is not None and any_priority != max(priorities):
         problems.append(
             f"rule {any_priority} selects tagStatus any, so it must have the highest rulePriority"
@@ -219,6 +222,27 @@ def _selection_problems(selection: Mapping[str, Any]) -> list[str]:
         problems.append(f"storageClass must be one of {', '.join(_STORAGE_CLASSES)}")
     if count_type == "sinceImageTransitioned" and storage != "archive":
         problems.append("countType sinceImageTransitioned needs storageClass archive")
+    return problems
+
+
+def _archive_problems(selection: Mapping[str, Any], action: Mapping[str, Any]) -> list[str]:
+    """The archive class's pairings (userguide/lifecycle_policy_parameters.html,
+    userguide/lifecycle_policy_examples.html): sinceImagePulled only transitions, archived images
+    are only expired, by sinceImageTransitioned, after at least 90 days."""
+    problems = []
+    count_type, kind = selection.get("countType"), action.get("type")
+    if count_type == "sinceImagePulled" and kind != "transition":
+        problems.append("countType sinceImagePulled goes only with action transition")
+    if count_type == "sinceImageTransitioned" and kind != "expire":
+        problems.append("countType sinceImageTransitioned goes only with action expire")
+    if selection.get("storageClass") == "archive" and count_type != "sinceImageTransitioned":
+        problems.append("storageClass archive goes only with countType sinceImageTransitioned")
+    number = selection.get("countNumber")
+    if count_type == "sinceImageTransitioned" and isinstance(number, int) and 1 <= number < MIN_ARCHIVE_DAYS:
+        problems.append(
+            f"countType sinceImageTransitioned needs a countNumber of at least {MIN_ARCHIVE_DAYS}: "
+            f"archived images are kept {MIN_ARCHIVE_DAYS} days"
+        )
     return problems
 
 

@@ -10,6 +10,7 @@ import threading
 from types import FrameType
 
 from ecrmirror.emulator.server import Emulator
+from ecrmirror.emulator.state import RESTORE_DELAY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         help="Replicate a pushed image this long after the push, as ECR does asynchronously "
         "(IN_PROGRESS until then; default 0: before the push is answered)",
     )
+    parser.add_argument(
+        "--restore-delay",
+        type=float,
+        default=RESTORE_DELAY,
+        metavar="SECONDS",
+        help="Keep an image restored from the archive ACTIVATING this long on the emulator's clock, "
+        f"as ECR takes up to 20 minutes (default {RESTORE_DELAY:g})",
+    )
     args = parser.parse_args(argv)
 
     emulator = Emulator(
@@ -49,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         throttle=args.throttle,
     ).start()
     emulator.app.replicator.delay = args.replication_delay
+    emulator.app.state.restore_delay = args.restore_delay
     print(f"# ECR emulator listening on {emulator.url}; point ecrmirror at it with:")
     for name, value in emulator.environ().items():
         print(f"export {name}={shlex.quote(value)}")

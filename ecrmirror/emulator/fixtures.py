@@ -12,11 +12,12 @@ if TYPE_CHECKING:
 
 MARKER = "ecr_emulator"
 MARKER_HELP = (
-    "ecr_emulator(throttle=False, kms_keys=()): how the ecr_emulator fixture behaves for this test: "
-    "throttle=True answers ECR's default rate quotas with ThrottlingException / HTTP 429; kms_keys "
-    "are KMS key ARNs of your account that the emulator takes as existing"
+    "ecr_emulator(throttle=False, kms_keys=(), restore_delay=600): how the ecr_emulator fixture behaves "
+    "for this test: throttle=True answers ECR's default rate quotas with ThrottlingException / HTTP 429; "
+    "kms_keys are KMS key ARNs of your account that the emulator takes as existing; restore_delay is "
+    "how many seconds (on the emulator's clock) a restored image stays ACTIVATING"
 )
-_OPTIONS = ("throttle", "kms_keys")
+_OPTIONS = ("throttle", "kms_keys", "restore_delay")
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +37,12 @@ def ecr_emulator(
 ) -> Emulator:
     """An empty emulator, with boto3 and ecrmirror pointed at it through the environment.
 
-    `@pytest.mark.ecr_emulator(throttle=True, kms_keys=[...])` on a test (or a module's
-    `pytestmark`) switches on throttling, or declares KMS keys, for that test.
+    `@pytest.mark.ecr_emulator(throttle=True, kms_keys=[...], restore_delay=0)` on a test (or a
+    module's `pytestmark`) switches on throttling, declares KMS keys, or sets how long a restore
+    from the archive takes, for that test.
     """
+    from ecrmirror.emulator.state import RESTORE_DELAY
+
     marker = request.node.get_closest_marker(MARKER)
     options = dict(marker.kwargs) if marker else {}
     unknown = sorted(set(options) - set(_OPTIONS))
@@ -50,6 +54,7 @@ def ecr_emulator(
         )
     ecr_emulator_server.reset()
     ecr_emulator_server.app.throttle.enabled = bool(options.get("throttle", False))
+    ecr_emulator_server.app.state.restore_delay = float(options.get("restore_delay", RESTORE_DELAY))
     for key in options.get("kms_keys") or ():
         ecr_emulator_server.app.kms.assume(str(key))
     for name, value in ecr_emulator_server.environ().items():

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,13 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _LOOSE_DIGEST = re.compile(r"^[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+$")  # what ECR's BatchGetImage accepts as one
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+IMAGE_STATUSES = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")  # ImageStatusFilter [BC]
+# An image's storage fields as ImageDetail carries them (imageStatus, lastArchivedAt, ...).
+Storage = Callable[[Any], dict[str, Any]]
+
+
+def _all_active(image: Any) -> dict[str, Any]:
+    return {"imageStatus": "ACTIVE"}
 
 
 def is_immutable(repository: Any, tag: str) -> bool:
@@ -225,10 +232,18 @@ def blobs_of(image: Any) -> set[str]:
     return {str(d["digest"]) for d in descriptors if isinstance(d, dict) and d.get("digest")}
 
 
-def referrers(repository: Any, subject: str, artifact_type: str | None = None) -> list[dict[str, Any]]:
-    """The descriptors of the manifests whose `subject` is `subject` (OCI 1.1's referrers API)."""
+def referrers(
+    repository: Any,
+    subject: str,
+    artifact_type: str | None = None,
+    include: Callable[[Any], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The descriptors of the manifests whose `subject` is `subject` (OCI 1.1's referrers API);
+    `include` keeps only the images it admits (by storage status, say)."""
     found = []
     for image in repository.images:
+        if include is not None and not include(image):
+            continue
         document = json.loads(image.image_manifest)
         if not isinstance(document.get("subject"), dict) or document["subject"].get("digest") != subject:
             continue
@@ -249,7 +264,10 @@ def referrers(repository: Any, subject: str, artifact_type: str | None = None) -
 
 
 # -- the API's image actions ---------------------------------------------------------------------
-def batch_get_image(repository: Any, body: dict[str, Any]) -> dict[str, Any]:
+def batch_get_image(
+    repository: Any, body: dict[str, Any], pullable: Callable[[Any], bool] | None = None
+) -> dict[str, Any]:
+    """BatchGetImage; an image `pullable` refuses (an archived one) fails as a missing one does."""
     image_ids = body.get("imageIds") or []
     if not 1 <= len(image_ids) <= MAX_IMAGE_IDS:
         raise validation_error(
@@ -258,6 +276,8 @@ def batch_get_image(repository: Any, body: dict[str, Any]) -> dict[str, Any]:
     images, failures = [], []
     for image_id in image_ids:
         found, failure = _resolve(repository, image_id)
+        if failure is None and pullable is not None and not pullable(found):
+            failure = ("ImageNotFound", "Requested image not found")
         if failure is not None:
             failures.append({"imageId": image_id, "failureCode": failure[0], "failureReason": failure[1]})
             continue
@@ -301,12 +321,17 @@ def _tag_of(image_id: dict[str, Any]) -> dict[str, str]:
     return {"imageTag": str(image_id["imageTag"])} if image_id.get("imageTag") else {}
 
 
-def describe_images(repository: Any, body: dict[str, Any]) -> dict[str, Any]:
+def describe_images(repository: Any, body: dict[str, Any], storage: Storage = _all_active) -> dict[str, Any]:
+    """DescribeImages. An image outside `filter.imageStatus` (ACTIVE only without one) is left out
+    of the listing, and asked for by id it is not found, as a missing one."""
+    wanted = _image_status(body)
     requested = body.get("imageIds")
     if requested:
         images = []
         for image_id in requested:
             found, failure = _resolve(repository, image_id)
+            if failure is None and not _admits(wanted, storage(found)):
+                failure = ("ImageNotFound", "")
             if failure is not None:
                 raise Refused(
                     "ImageNotFoundException",
@@ -316,29 +341,47 @@ def describe_images(repository: Any, body: dict[str, Any]) -> dict[str, Any]:
                 )
             images.append(found)
     else:
-        images = _filtered(repository.images, body)
+        images = _filtered(repository.images, body, storage)
     page, token = paginate(images, body)
-    details = [_detail(repository, image) for image in page]
+    details = [{**_detail(repository, image), **storage(image)} for image in page]
     return {"imageDetails": details, **({"nextToken": token} if token else {})}
 
 
-def list_images(repository: Any, body: dict[str, Any]) -> dict[str, Any]:
+def list_images(repository: Any, body: dict[str, Any], storage: Storage = _all_active) -> dict[str, Any]:
     ids = [
         {"imageDigest": image.get_image_digest(), **({"imageTag": tag} if tag else {})}
-        for image in _filtered(repository.images, body)
+        for image in _filtered(repository.images, body, storage)
         for tag in image.image_tags or [None]
     ]
     page, token = paginate(ids, body)
     return {"imageIds": page, **({"nextToken": token} if token else {})}
 
 
-def _filtered(images: Iterable[Any], body: dict[str, Any]) -> list[Any]:
+def _filtered(images: Iterable[Any], body: dict[str, Any], storage: Storage = _all_active) -> list[Any]:
+    wanted = _image_status(body)
+    admitted = [i for i in images if _admits(wanted, storage(i))]
     status = (body.get("filter") or {}).get("tagStatus", "ANY")
     if status == "TAGGED":
-        return [i for i in images if i.image_tags]
+        return [i for i in admitted if i.image_tags]
     if status == "UNTAGGED":
-        return [i for i in images if not i.image_tags]
-    return list(images)
+        return [i for i in admitted if not i.image_tags]
+    return admitted
+
+
+def _image_status(body: dict[str, Any]) -> str:
+    """`filter.imageStatus`, ACTIVE when not given: ECR's listings leave archived images out [BC]."""
+    wanted = (body.get("filter") or {}).get("imageStatus") or "ACTIVE"
+    if wanted not in IMAGE_STATUSES:
+        raise validation_error(
+            "filter.imageStatus",
+            wanted,
+            f"Member must satisfy enum value set: [{', '.join(IMAGE_STATUSES)}]",
+        )
+    return str(wanted)
+
+
+def _admits(wanted: str, fields: dict[str, Any]) -> bool:
+    return wanted == "ANY" or fields.get("imageStatus", "ACTIVE") == wanted
 
 
 def _detail(repository: Any, image: Any) -> dict[str, Any]:

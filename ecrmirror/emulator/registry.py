@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
+import ecrmirror.emulator.archive as archive
 import ecrmirror.emulator.images as images
 from ecrmirror.emulator.answers import DISTRIBUTION_HEADER, Refused, oci_error
 from ecrmirror.emulator.iam import REGISTRY_ACTIONS, Caller, Denied, Iam
@@ -116,7 +117,7 @@ class OciRegistry:
         if kind == "blobs/uploads":
             return self._upload(request, where, key, rest)
         if kind == "manifests" and method in ("GET", "HEAD"):
-            return self._get_manifest(repository, rest)
+            return self._get_manifest(where, repository, rest, caller)
         if kind == "manifests" and method == "PUT":
             return self._put_manifest(request, where, repository, key, rest, caller)
         if kind == "manifests" and method == "DELETE":
@@ -125,7 +126,10 @@ class OciRegistry:
             return self._tags(request, repository)
         if kind == "referrers" and method == "GET":
             artifact_type = request.args.get("artifactType")
-            found = images.referrers(repository, rest, artifact_type)
+            # ACTIVE referrers only: whether ECR lists archived ones here is unverified
+            found = images.referrers(
+                repository, rest, artifact_type, lambda i: archive.pullable(self.state, i)
+            )
             index = {"schemaVersion": 2, "mediaType": images.IMAGE_INDEXES[0], "manifests": found}
             # The spec: a registry that applies the filter MUST say so, or clients filter again.
             applied = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
@@ -258,12 +262,15 @@ class OciRegistry:
         )
 
     # -- manifests and tags ---------------------------------------------------------------------------------
-    def _get_manifest(self, repository: Any, reference: str) -> Response:
+    def _get_manifest(self, where: Where, repository: Any, reference: str, caller: Caller) -> Response:
+        """A pull (GET or HEAD): an archived or activating image is not found, as ECR answers it
+        (userguide/archive-image.html); a pull stamps the image's lastRecordedPullTime."""
         image = images.find(repository, reference)
-        if image is None:
+        if image is None or not archive.pullable(self.state, image):
             return oci_error(
                 404, "MANIFEST_UNKNOWN", f"Requested image not found: {repository.name}:{reference}"
             )
+        archive.pulled(self.state, where, image, caller)
         body = image.image_manifest.encode("utf-8")
         media_type = image.image_manifest_media_type or json.loads(body).get("mediaType", "")
         headers = {"Docker-Content-Digest": image.get_image_digest()}

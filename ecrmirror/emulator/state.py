@@ -16,6 +16,8 @@ from typing import Any
 from ecrmirror.emulator.iam import Caller
 
 TOKEN_TTL = 12 * 3600  # ECR's registry tokens last 12 hours
+# A restore (ARCHIVED -> ACTIVATING -> ACTIVE) takes up to 20 minutes (userguide/archive_restore_image.html)
+RESTORE_DELAY = 600.0
 RepositoryKey = tuple[str, str, str]  # (account, region, repository name)
 # After an image is stored by PutImage or a manifest PUT: (where, repository, image, tag, caller).
 PushHook = Callable[[Any, Any, Any, "str | None", Caller], None]
@@ -51,6 +53,9 @@ class State:
         # The state of the parts that keep their own (backfills, signing, ...), by part: reset empties it.
         self.parts: dict[str, Any] = {}
         self.push_hooks: list[PushHook] = []  # wiring, not state: reset keeps them
+        self.advance_hooks: list[Callable[[], None]] = []  # run after the clock moves (lifecycle rules)
+        # Seconds an image stays ACTIVATING after a restore is asked for: a knob, kept by reset.
+        self.restore_delay = RESTORE_DELAY
 
     def now(self) -> float:
         """The emulator's time, in seconds since the epoch."""
@@ -59,6 +64,8 @@ class State:
     def advance(self, seconds: float) -> None:
         """Move the emulator's clock forward (never back: ECR's timestamps only grow)."""
         self.clock_offset += max(0.0, seconds)
+        for hook in self.advance_hooks:
+            hook()
 
     def part(self, name: str, new: Callable[[], Any]) -> Any:
         """The state part `name` keeps, made by `new` on first use and after a reset."""
