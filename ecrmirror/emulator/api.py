@@ -89,6 +89,7 @@ class EcrApi:
             "PutRegistryScanningConfiguration": _put_registry_scanning_configuration,
             "PutAccountSetting": self._put_account_setting,
             "GetAccountSetting": self._get_account_setting,
+            "GetDownloadUrlForLayer": self._download_url_for_layer,
         }
         for part in (archive, backfill, managed_signing, pull_through):  # each answers its own actions
             self._handlers.update(part.handlers(self))
@@ -211,6 +212,20 @@ class EcrApi:
                 "imageManifestMediaType": image.image_manifest_media_type,
             }
         }
+
+    def _download_url_for_layer(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Where a layer can be downloaded (moto's is a stub that answers 500). ECR answers a
+        pre-signed S3 URL; the emulator has no S3, so it names the layer at the registry, which
+        takes the registry token as any blob GET does."""
+        repository = where.repository(str(body.get("repositoryName", "")))
+        digest = str(body.get("layerDigest", ""))
+        if digest not in self.state.repo_blobs.get((where.account, where.region, repository.name), set()):
+            raise Refused(
+                "LayersNotFoundException",
+                f"The specified layer {digest} does not exist in repository {repository.name}",
+            )
+        host = f"{where.account}.dkr.ecr.{where.region}.amazonaws.com"
+        return {"downloadUrl": f"https://{host}/v2/{repository.name}/blobs/{digest}", "layerDigest": digest}
 
     # -- registry settings ----------------------------------------------------------------------------
     def _put_account_setting(self, where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
