@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest, provenance_layer_digest
 from ecrmirror.errors import AwsError, CredentialsMissing, CredentialsRefused
+from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
 from ecrmirror.transport import USER_AGENT
 
@@ -34,6 +35,8 @@ IMAGE_MANIFESTS = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ]
+# ECR's imageStatus (APIReference/API_ImageDetail.html): only ACTIVE images can be pulled.
+ACTIVE, ARCHIVED, ACTIVATING = "ACTIVE", "ARCHIVED", "ACTIVATING"
 BATCH_GET_IMAGE_LIMIT = 100  # ECR's limit of imageIds per BatchGetImage call
 DESCRIBE_REPOSITORIES_LIMIT = 100  # ECR's limit of repositoryNames per DescribeRepositories call
 _DENIED_ACTION = re.compile(r"not authorized to perform: (?P<action>[a-z0-9-]+:[A-Za-z]+)")
@@ -42,6 +45,7 @@ _DENIED_CALLER = re.compile(r"User: arn:aws[a-z-]*:(?:iam|sts)::(?P<account>\d{1
 # The field each answer we read must have (see Ecr._invoke).
 _ANSWERS = {
     "batch_get_image": "images",
+    "describe_images": "imageDetails",
     "describe_repositories": "repositories",
     "describe_registry": "registryId",
     "describe_image_replication_status": "replicationStatuses",
@@ -70,6 +74,11 @@ class RemoteImage:
     manifest_digest: str
     chart_digest: str | None  # None when the tag holds something other than a Helm chart
     provenance_digest: str | None = None  # the .prov layer, when the chart has one
+    status: str = "ACTIVE"  # ECR's imageStatus: ACTIVE, ARCHIVED, or ACTIVATING (being restored)
+
+    @property
+    def pullable(self) -> bool:
+        return self.status == ACTIVE
 
 
 @dataclass(frozen=True)
@@ -150,8 +159,10 @@ class Ecr:
         endpoint_url: str | None = None,
         max_attempts: int = 5,
         connections: int = 10,
+        manifest_store: ManifestStore | None = None,
     ) -> None:
         self.registry = registry
+        self.manifest_store = manifest_store or ManifestStore()
         self.max_attempts = max_attempts
         config = Config(
             region_name=registry.region,
@@ -201,72 +212,165 @@ class Ecr:
         except botocore.exceptions.ClientError as exc:
             if missing_ok is not None and _code(exc) == missing_ok:
                 return None
-            raise _translate(exc, action, self.registry) from None
+            error = _translate(exc, action, self.registry)
+            error.code = _code(exc)
+            raise error from None
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"ECR {action} in {self.registry.region} failed: {exc}") from None
 
     def images(self, repository: str, tags: Iterable[str]) -> dict[str, RemoteImage] | None:
-        """The tags among `tags` that `repository` holds, in ceil(n/100) calls; None if no repository."""
-        wanted = sorted(set(tags))
+        """The tags among `tags` that `repository` holds, archived ones too; None if no repository.
+
+        What each tag names comes from DescribeImages (metadata, not a pull); its manifest from the
+        run's manifest store, else from BatchGetImage (a pull), 100 digests a call."""
+        held = self.tagged(repository)
+        if held is None:
+            return None
+        wanted = {tag: held[tag] for tag in set(tags) if tag in held}
+        texts = self._manifest_texts(repository, wanted.values(), ACCEPTED_MANIFESTS)
         found: dict[str, RemoteImage] = {}
-        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            batch = wanted[start : start + BATCH_GET_IMAGE_LIMIT]
-            response = self.call(
-                "batch_get_image",
-                missing_ok="RepositoryNotFoundException",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                imageIds=[{"imageTag": tag} for tag in batch],
-                acceptedMediaTypes=ACCEPTED_MANIFESTS,
+        for tag, (digest, status) in wanted.items():
+            try:
+                manifest = json.loads(texts.get(digest) or "{}")
+            except ValueError:
+                manifest = {}
+            found[tag] = RemoteImage(
+                tag=tag,
+                manifest_digest=digest,
+                chart_digest=chart_layer_digest(manifest),
+                provenance_digest=provenance_layer_digest(manifest),
+                status=status,
             )
-            if response is None:
-                return None
-            for image in response.get("images", []):
-                tag = image["imageId"].get("imageTag")
-                if tag not in batch:
-                    continue
-                try:
-                    manifest = json.loads(image.get("imageManifest") or "{}")
-                except ValueError:
-                    manifest = {}
-                found[tag] = RemoteImage(
-                    tag=tag,
-                    manifest_digest=image["imageId"].get("imageDigest", ""),
-                    chart_digest=chart_layer_digest(manifest),
-                    provenance_digest=provenance_layer_digest(manifest),
-                )
         return found
 
     def manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, bytes]]:
-        """The tags among `tags` that `repository` holds: (digest, manifest bytes), ceil(n/100) calls."""
+        """The tags among `tags` that `repository` holds and whose manifest is known:
+        tag -> (digest, manifest bytes)."""
         found = self._manifests_by_tag(repository, tags, [MANIFEST_MEDIA_TYPE]) or {}
-        return {tag: (digest, text.encode()) for tag, (digest, text) in found.items()}
+        return {tag: (digest, text.encode()) for tag, (digest, text) in found.items() if text}
 
     def image_manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, str]] | None:
         """The tags among `tags` that `repository` holds, whatever they name (an image index too):
-        tag -> (digest, manifest text), in ceil(n/100) calls; None if there is no repository."""
+        tag -> (digest, manifest text, "" when archived and never seen); None if no repository."""
         return self._manifests_by_tag(repository, tags, IMAGE_MANIFESTS)
 
     def _manifests_by_tag(
         self, repository: str, tags: Iterable[str], media_types: list[str]
     ) -> dict[str, tuple[str, str]] | None:
-        wanted = sorted(set(tags))
+        held = self.tagged(repository)
+        if held is None:
+            return None
+        wanted = {tag: held[tag] for tag in set(tags) if tag in held}
+        texts = self._manifest_texts(repository, wanted.values(), media_types)
+        return {tag: (digest, texts.get(digest, "")) for tag, (digest, _) in wanted.items()}
+
+    def tagged(self, repository: str) -> dict[str, tuple[str, str]] | None:
+        """tag -> (digest, imageStatus) of every tag `repository` holds, whatever its storage class
+        (a default listing hides archived images); None if there is no repository.
+
+        DescribeImages reads metadata: it is not a pull, so it leaves lastRecordedPullTime alone.
+        It pages 1,000 images a call, over the whole repository (given imageIds, it fails the
+        whole call for one that is missing, so it cannot ask for just the run's tags)."""
         found: dict[str, tuple[str, str]] = {}
-        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
+        token: str | None = None
+        while True:
+            page = self.call(
+                "describe_images",
+                missing_ok="RepositoryNotFoundException",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                filter={"tagStatus": "TAGGED", "imageStatus": "ANY"},
+                maxResults=1000,
+                **({"nextToken": token} if token else {}),
+            )
+            if page is None:
+                return None
+            for detail in page.get("imageDetails", []):
+                status = str(detail.get("imageStatus") or ACTIVE)
+                for tag in detail.get("imageTags") or []:
+                    found[str(tag)] = (str(detail["imageDigest"]), status)
+            token = page.get("nextToken")
+            if not token:
+                return found
+
+    def _manifest_texts(
+        self, repository: str, held: Iterable[tuple[str, str]], media_types: list[str]
+    ) -> dict[str, str]:
+        """digest -> manifest text of `held` (digest, status) pairs: from the store, else pulled
+        with BatchGetImage (100 a call) and kept. An archived image cannot be pulled: only a
+        manifest seen before is known."""
+        texts: dict[str, str] = {}
+        to_pull: list[str] = []
+        for digest, status in dict(held).items():
+            known = self.manifest_store.get(digest)
+            if known is not None:
+                texts[digest] = known.decode("utf-8", "replace")
+            elif status == ACTIVE:
+                to_pull.append(digest)
+        for start in range(0, len(to_pull), BATCH_GET_IMAGE_LIMIT):
             response = self.call(
                 "batch_get_image",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
                 repositoryName=repository,
-                imageIds=[{"imageTag": tag} for tag in wanted[start : start + BATCH_GET_IMAGE_LIMIT]],
+                imageIds=[{"imageDigest": d} for d in to_pull[start : start + BATCH_GET_IMAGE_LIMIT]],
                 acceptedMediaTypes=media_types,
             )
-            if response is None:
-                return None
-            for image in response.get("images", []):
-                tag, digest = image["imageId"].get("imageTag"), image["imageId"].get("imageDigest", "")
-                found[str(tag)] = (str(digest), str(image.get("imageManifest") or ""))
-        return found
+            for image in (response or {}).get("images", []):
+                digest, text = str(image["imageId"].get("imageDigest")), str(image.get("imageManifest") or "")
+                self.manifest_store.put(digest, text.encode("utf-8"))
+                texts[digest] = text
+        return texts
+
+    def restore(self, repository: str, digest: str) -> str:
+        """Start restoring an archived image to the standard storage class (UpdateImageStorageClass;
+        ECR takes up to about 20 minutes): the imageStatus ECR answers, ACTIVATING until done.
+
+        Never a re-push: that restores too, but what it does in an IMMUTABLE repository is not
+        documented, and it would send bytes ECR already holds."""
+        answer = self.call(
+            "update_image_storage_class",
+            registryId=self.registry.account,
+            repositoryName=repository,
+            imageId={"imageDigest": digest},
+            targetStorageClass="STANDARD",
+        )
+        return str(answer.get("imageStatus") or ACTIVATING)
+
+    def lifecycle_preview(self, repository: str, policy: str, wait: float = 60.0) -> dict[str, str] | None:
+        """What `policy` would do to `repository`'s images now, by ECR's lifecycle policy preview:
+        tag -> EXPIRE or TRANSITION. None when the preview did not finish within `wait` seconds
+        (botocore's waiter allows 100; a run should not stall that long for a warning)."""
+        self.call(  # one already running (another run's) is waited for instead: the same question
+            "start_lifecycle_policy_preview",
+            missing_ok="LifecyclePolicyPreviewInProgressException",
+            registryId=self.registry.account,
+            repositoryName=repository,
+            lifecyclePolicyText=policy,
+        )
+        deadline = time.monotonic() + wait
+        acted: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            page = self.call(
+                "get_lifecycle_policy_preview",
+                registryId=self.registry.account,
+                repositoryName=repository,
+                maxResults=100,
+                **({"nextToken": token} if token else {}),
+            )
+            if page.get("status") == "IN_PROGRESS":
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(2.0)
+                continue
+            for result in page.get("previewResults") or []:
+                action = str((result.get("action") or {}).get("type") or "")
+                for tag in result.get("imageTags") or []:
+                    acted[str(tag)] = action
+            token = page.get("nextToken")
+            if not token:
+                return acted
 
     def image_tags(self, repository: str) -> list[str] | None:
         """Every tag `repository` holds (ListImages, 1,000 a page); None if there is no repository."""

@@ -286,3 +286,51 @@ def replication_problems(rules: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# -- managed signing (PutSigningConfiguration) ---------------------------------------------------
+# [BC] SigningProfileArn, SigningRuleList, SigningRepositoryFilterList, SigningRepositoryFilterValue
+SIGNING_PROFILE_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:signer:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+    r"/signing-profiles/(?P<name>[a-zA-Z0-9_]{2,})$"
+)
+MAX_SIGNING_PROFILE_ARN = 200
+MAX_SIGNING_RULES = 10
+MAX_SIGNING_FILTERS = 100
+MAX_SIGNING_FILTER = 256
+SIGNING_FILTER = re.compile(r"^(?:[a-z0-9*]+(?:[._-][a-z0-9*]+)*/)*[a-z0-9*]+(?:[._-][a-z0-9*]+)*$")
+SIGNING_FILTER_TYPE = "WILDCARD_MATCH"
+SIGNING_STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
+
+
+def signing_rule_problems(profile_arn: str, filters: Iterable[str], region: str) -> list[str]:
+    """What ECR would refuse, or never sign with, in a declared rule; [] when it is good."""
+    problems = []
+    found = SIGNING_PROFILE_ARN.match(profile_arn)
+    if found is None:
+        problems.append(
+            f"{profile_arn!r} is not a signing profile ARN: ECR takes "
+            "arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME (NAME of 2 or more letters, digits or _)"
+        )
+    elif found["region"] != region:
+        problems.append(
+            f"the signing profile {profile_arn} is in {found['region']}, but the registry is in {region}: "
+            "ECR signs only with profiles of the registry's region (the profile may be another account's)"
+        )
+    if len(profile_arn) > MAX_SIGNING_PROFILE_ARN:
+        problems.append(
+            f"the profile ARN is {len(profile_arn)} characters; ECR takes up to {MAX_SIGNING_PROFILE_ARN}"
+        )
+    listed = list(filters)
+    if len(listed) > MAX_SIGNING_FILTERS:
+        problems.append(
+            f"{len(listed)} repository filters; a signing rule holds at most {MAX_SIGNING_FILTERS}"
+        )
+    for pattern in listed:
+        if not 1 <= len(pattern) <= MAX_SIGNING_FILTER or not SIGNING_FILTER.match(pattern):
+            problems.append(
+                f"repository filter {pattern!r} is not one ECR takes: a repository name (lowercase letters, "
+                f"digits, and . _ - between them, / between parts) where * stands for any run of "
+                f"characters, up to {MAX_SIGNING_FILTER} characters"
+            )
+    return problems

@@ -65,6 +65,7 @@ class AwsError(EcrMirrorError):
     """The ECR API refused or failed a call (missing credentials, access denied, network)."""
 
     word = "AWS ERROR"
+    code = ""  # AWS's error code, when AWS answered one (AccessDeniedException, ...)
 
 
 class CredentialsError(AwsError):

@@ -32,6 +32,7 @@ class Inventory:
         self._expected_repositories: dict[str, set[str]] = defaultdict(set)
         self._images: dict[tuple[str, str], Images | None] = {}
         self._manifests: dict[tuple[str, str], dict[str, tuple[str, str]] | None] = {}
+        self._digests: dict[tuple[str, str], Images | None] = {}
         self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
         self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
         self._created: set[tuple[str, str]] = set()  # repositories this process created
@@ -41,6 +42,10 @@ class Inventory:
 
     def expect_tags(self, registry: Registry, repository: str, tags: Iterable[str]) -> None:
         self._expected_tags[(registry.host, repository)].update(tags)
+
+    def expected_tags(self, registry: Registry, repository: str) -> set[str]:
+        """The tags this run's items will ask `repository` about: the versions it declares there."""
+        return set(self._expected_tags.get((registry.host, repository), ()))
 
     def expect_repositories(self, registry: Registry, names: Iterable[str]) -> None:
         self._expected_repositories[registry.host].update(names)
@@ -73,6 +78,24 @@ class Inventory:
             None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}
         )
 
+    def digests(self, registry: Registry, repository: str, tag: str) -> Images | None:
+        """What each tag of `repository` names, without reading a manifest: for a replica, whose
+        copy is judged by its digest alone (DescribeImages, never a pull). None if no repository."""
+        key = (registry.host, repository)
+        with self._locks(("digests", key)):
+            if key not in self._digests:
+                question = f"digests {registry.host}/{repository}"
+                answer = once_per_run(self._shared, question, lambda: self._ecr(registry).tagged(repository))
+                self._digests[key] = (
+                    None
+                    if answer is None
+                    else {
+                        t: RemoteImage(tag=t, manifest_digest=d, chart_digest=None, status=status)
+                        for t, (d, status) in answer.items()
+                    }
+                )
+            return self._digests[key]
+
     def manifests(self, registry: Registry, repository: str, tag: str) -> dict[str, tuple[str, str]] | None:
         """The run's tags that image repository `repository` holds, with what each names: tag ->
         (digest, manifest text), asked together with `tag`; None if there is no repository."""
@@ -100,6 +123,9 @@ class Inventory:
             images = self._images.get(key) or {}
             images[image.tag] = image
             self._images[key] = images
+        with self._locks(("digests", key)):
+            if key in self._digests:
+                self._digests[key] = {**(self._digests[key] or {}), image.tag: image}
 
     # -- repositories ---------------------------------------------------------------------------------
     def repository(self, registry: Registry, name: str) -> RepositoryState | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ecrmirror import dependencies, options, replication, repositories, selection, versions
+from ecrmirror import dependencies, options, registry_rules, replication, repositories, selection, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
 from ecrmirror.images import mirror as images
 from ecrmirror.images.mirror import NotFound, PlannedImage
@@ -113,6 +113,9 @@ class SpecFile(pytest.File):
             yield ReplicasNode.from_parent(self, name="replica", spec=spec, repositories=names, charts=charts)
         if spec.target.replication is not None:
             yield ReplicationItem.from_parent(self, name="replication", spec=spec, repositories=names)
+        for setting in REGISTRY_SETTINGS:
+            if getattr(spec.target, setting.attribute) is not None:
+                yield RegistrySettingItem.from_parent(self, name=setting.name, spec=spec, setting=setting)
         for chart in spec.charts:
             yield ChartNode.from_parent(self, name=chart.name, spec=spec, chart=chart, repositories=names)
         for entry, pulled_in_by in pulled_in:
@@ -301,9 +304,12 @@ class RepositoryItem(MirrorItem):
 
     def mirror(self, run: Run, sync: bool) -> Result:
         target, path = self.repository_target, self.spec.path
+        # The spec's lifecycle policy is previewed on the source: its replicas hold the same versions.
         if sync:
-            return repositories.sync(run, path, target, self.repository, self.charts)
-        return repositories.check(run, path, target, self.repository)
+            return repositories.sync(
+                run, path, target, self.repository, self.charts, preview=not self.replica
+            )
+        return repositories.check(run, path, target, self.repository, preview=not self.replica)
 
     def title(self) -> str:
         if self.replica:
@@ -355,6 +361,61 @@ class ReplicationItem(MirrorItem):
     def reportinfo(self) -> tuple[Any, int | None, str]:
         assert self.spec.target.replication is not None
         return self.path, _line(self.spec.target.replication.where), "replication"
+
+
+@dataclass(frozen=True)
+class RegistrySetting:
+    """A registry-wide setting a spec may declare (its target's `attribute`), and how it is kept."""
+
+    name: str  # the item's name and title
+    attribute: str
+    check: Any  # (run, target) -> Result
+    sync: Any
+
+
+REGISTRY_SETTINGS = (
+    RegistrySetting(
+        "managed signing", "managed_signing", registry_rules.check_signing, registry_rules.sync_signing
+    ),
+    RegistrySetting(
+        "pull-time exclusions",
+        "pull_time_exclusions",
+        registry_rules.check_exclusions,
+        registry_rules.sync_exclusions,
+    ),
+)
+
+
+class RegistrySettingItem(MirrorItem):
+    """`<spec>::managed signing`, `<spec>::pull-time exclusions`: a registry-wide setting holds what
+    the spec declares (merged in by --sync, everything else kept)."""
+
+    kind = "registry"
+
+    def __init__(self, *, spec: Spec, setting: RegistrySetting, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.setting = setting
+        self.user_properties.extend([(KIND_PROPERTY, self.kind), ("registry", spec.target.registry.host)])
+
+    def mirror(self, run: Run, sync: bool) -> Result:
+        call = self.setting.sync if sync else self.setting.check
+        result: Result = call(run, self.spec.target)
+        return result
+
+    def title(self) -> str:
+        return self.setting.name
+
+    def target(self) -> str:
+        return self.spec.target.registry.host
+
+    @property
+    def shard_key(self) -> str:
+        return f"{self.setting.name} {self.spec.path}"
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        declared = getattr(self.spec.target, self.setting.attribute)
+        return self.path, _line(declared.where), self.setting.name
 
 
 class ChartNode(pytest.Collector):
@@ -493,6 +554,7 @@ class ChartVersionItem(MirrorItem):
         if result.release is not None:
             self.user_properties.append(("upstream_digest", result.release.digest))
         self.user_properties.append((BYTES_PROPERTY, str(result.bytes_uploaded)))
+        self.user_properties.extend(result.details)
 
     def title(self) -> str:
         # Identity only: GitLab keys a test case by its name, so who pulls a dependency in or asks

@@ -8,56 +8,24 @@ merged in, every other rule written back as it was. ECR signs as the pusher, who
 (DescribeImageSigningStatus). This sits beside `sign:` (signing.py, cosign with a KMS key): one is
 ECR signing on push, the other the mirror signing itself.
 
-The limits and patterns are those of botocore's ECR model (PutSigningConfiguration's shapes); the
-emulator holds requests to the same ones. No pytest here.
+The limits and patterns (botocore's model of PutSigningConfiguration) live in ecr_rules.py, which the
+spec reader and the emulator share. No pytest here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ecrmirror.ecr_rules import wildcard_match
+from ecrmirror.ecr_rules import MAX_SIGNING_RULES, wildcard_match
 from ecrmirror.errors import AwsError
+from ecrmirror.spec.model import SigningRule
 
 if TYPE_CHECKING:
     from ecrmirror.ecr import Ecr
-    from ecrmirror.spec import Registry
 
-# [BC] SigningProfileArn, SigningRuleList, SigningRepositoryFilterList, SigningRepositoryFilterValue
-PROFILE_ARN = re.compile(
-    r"^arn:aws(-[a-z]+)*:signer:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
-    r"/signing-profiles/(?P<name>[a-zA-Z0-9_]{2,})$"
-)
-MAX_PROFILE_ARN = 200
-MAX_RULES = 10
-MAX_FILTERS = 100
-MAX_FILTER = 256
-FILTER = re.compile(r"^(?:[a-z0-9*]+(?:[._-][a-z0-9*]+)*/)*[a-z0-9*]+(?:[._-][a-z0-9*]+)*$")
-FILTER_TYPE = "WILDCARD_MATCH"
-SIGNING_STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
 WRITE_ATTEMPTS = 3  # PutSigningConfiguration has no compare-and-swap: re-read and retry
-
-
-@dataclass(frozen=True)
-class SigningRule:
-    """One rule: pushes to repositories matching `filters` (none: every repository) are signed
-    with the Signer profile `profile_arn`."""
-
-    profile_arn: str
-    filters: tuple[str, ...] = ()
-
-    def covers(self, repository: str) -> bool:
-        return not self.filters or any(wildcard_match(f, repository) for f in self.filters)
-
-    def document(self) -> dict[str, Any]:
-        """The rule as PutSigningConfiguration takes it."""
-        rule: dict[str, Any] = {"signingProfileArn": self.profile_arn}
-        if self.filters:
-            rule["repositoryFilters"] = [{"filter": f, "filterType": FILTER_TYPE} for f in self.filters]
-        return rule
 
 
 @dataclass(frozen=True)
@@ -68,38 +36,6 @@ class SigningStatus:
     status: str  # IN_PROGRESS, COMPLETE or FAILED
     failure_code: str = ""  # only when FAILED; ECR documents no values
     failure_reason: str = ""
-
-
-# -- what a spec may declare: no I/O ------------------------------------------------------------------
-def rule_problems(profile_arn: str, filters: Iterable[str], region: str) -> list[str]:
-    """What ECR would refuse, or never sign with, in a declared rule; [] when it is good."""
-    problems = []
-    found = PROFILE_ARN.match(profile_arn)
-    if found is None:
-        problems.append(
-            f"{profile_arn!r} is not a signing profile ARN: ECR takes "
-            "arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME (NAME of 2 or more letters, digits or _)"
-        )
-    elif found["region"] != region:
-        problems.append(
-            f"the signing profile {profile_arn} is in {found['region']}, but the registry is in {region}: "
-            "ECR signs only with profiles of the registry's region (the profile may be another account's)"
-        )
-    if len(profile_arn) > MAX_PROFILE_ARN:
-        problems.append(
-            f"the profile ARN is {len(profile_arn)} characters; ECR takes up to {MAX_PROFILE_ARN}"
-        )
-    listed = list(filters)
-    if len(listed) > MAX_FILTERS:
-        problems.append(f"{len(listed)} repository filters; a signing rule holds at most {MAX_FILTERS}")
-    for pattern in listed:
-        if not 1 <= len(pattern) <= MAX_FILTER or not FILTER.match(pattern):
-            problems.append(
-                f"repository filter {pattern!r} is not one ECR takes: a repository name (lowercase letters, "
-                f"digits, and . _ - between them, / between parts) where * stands for any run of "
-                f"characters, up to {MAX_FILTER} characters"
-            )
-    return problems
 
 
 def covering(rules: Iterable[SigningRule], repository: str) -> list[SigningRule]:
@@ -146,11 +82,11 @@ def merged(configuration: Mapping[str, Any] | None, declared: Iterable[SigningRu
     """
     rules = [dict(rule) for rule in (configuration or {}).get("rules") or []]
     added = missing(configuration, declared)
-    if len(rules) + len(added) > MAX_RULES:
+    if len(rules) + len(added) > MAX_SIGNING_RULES:
         raise AwsError(
             f"the registry's signing configuration has {len(rules)} rules and the spec's would add "
-            f"{len(added)}, but ECR holds at most {MAX_RULES}; ecrmirror replaces none of them. Merge "
-            "rules of the same signing profile by hand (one rule takes up to 100 filters), then run "
+            f"{len(added)}, but ECR holds at most {MAX_SIGNING_RULES}; ecrmirror replaces none of them. "
+            "Merge rules of the same signing profile by hand (one rule takes up to 100 filters), then run "
             "--sync again."
         )
     return {"rules": rules + [rule.document() for rule in added]}
@@ -208,43 +144,3 @@ def statuses(ecr: Ecr, repository: str, digest: str) -> list[SigningStatus]:
         )
         for found in response.get("signingStatuses") or []
     ]
-
-
-# -- IAM ------------------------------------------------------------------------------------------------
-def policy_statements(
-    rules: Iterable[SigningRule], registry: Registry, mode: str = "sync"
-) -> list[dict[str, Any]]:
-    """What managed signing adds to the policy a run needs (policy.py's statement shape).
-
-    sync: `signer:SignPayload` on the profiles (ECR signs as the pusher), the configuration read
-    and written (registry-level: `*` only), and each pushed version's status read. audit: the
-    configuration and the statuses read. The statuses are read on the rules' repositories: ECR's
-    wildcard filters are IAM's resource wildcards too.
-    """
-    from ecrmirror.policy import SYNC, partition
-
-    listed = list(rules)
-    if not listed:
-        return []
-    base = f"arn:{partition(registry)}:ecr:{registry.region}:{registry.account}:repository/"
-    repositories = sorted({base + f for rule in listed for f in rule.filters or ("*",)})
-    profiles = sorted({rule.profile_arn for rule in listed})
-    statements = []
-    if mode == SYNC:
-        statements.append(_statement("ManagedSigningProfiles", ["signer:SignPayload"], profiles))
-    configuration = [
-        "ecr:GetSigningConfiguration",
-        *(["ecr:PutSigningConfiguration"] if mode == SYNC else []),
-    ]
-    statements.append(_statement("ManagedSigningConfiguration", configuration, ["*"]))
-    statements.append(_statement("ManagedSigningStatus", ["ecr:DescribeImageSigningStatus"], repositories))
-    return statements
-
-
-def _statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
-    return {
-        "Sid": sid,
-        "Effect": "Allow",
-        "Action": sorted(actions),
-        "Resource": resources[0] if len(resources) == 1 else resources,
-    }

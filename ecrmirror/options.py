@@ -244,6 +244,18 @@ def index_cache(config: pytest.Config, shared: Path | None) -> IndexCache:
     return IndexCache(shared=shared, keep=keep.resolve() if keep else None)
 
 
+def manifest_store(config: pytest.Config, index_cache: IndexCache, shared: Path | None) -> Path | None:
+    """Where the manifests ECR holds are kept by digest, so that audits do not pull them
+    (manifest_store.py): beside the kept indexes, else in pytest's cache directory (which lasts
+    across runs unless `-p no:cacheprovider`), else this run's shared directory."""
+    if index_cache.keep is not None:
+        return index_cache.keep / "manifests"
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("ecrmirror-manifests"))
+    return shared / "manifests" if shared else None
+
+
 def _require_private(directory: Path, flag: str) -> None:
     """A kept index decides which archive digests a sync accepts, so whoever can write the cache
     could make ecrmirror push content it did not check: the directory and what it holds must be

@@ -21,6 +21,9 @@ class Outcome(str, enum.Enum):
     BEHIND = "BEHIND"  # a GitOps range's newest match is not in ECR yet, an older match is: a note
     DRIFTED = "DRIFTED"  # an image whose upstream tag moved on since ECR's copy: reported, not followed
     UNSIGNED = "UNSIGNED"  # in ECR, but without the mirror's own signature or attestation (`sign:`)
+    ARCHIVED = "ARCHIVED"  # in ECR's archive storage class: present, but a pull gets 404 (audit)
+    RESTORING = "RESTORING"  # being restored from the archive (ACTIVATING): pullable once ACTIVE
+    KEPT_ARCHIVED = "KEPT_ARCHIVED"  # archived, and the spec accepts it (`archived: accept`)
 
     @property
     def ok(self) -> bool:
@@ -31,6 +34,8 @@ class Outcome(str, enum.Enum):
             Outcome.UPDATED,
             Outcome.BACKFILLED,
             Outcome.BEHIND,
+            Outcome.RESTORING,
+            Outcome.KEPT_ARCHIVED,
         )
 
 

@@ -127,6 +127,8 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
         if row.kind == "replication" and row.ok and row.word != "PRESENT":
             title = for_markdown(row.title.removeprefix("replication "))
             lines.append(f"- Replication rule {title}: {row.word.lower()}")
+        if row.kind == "registry" and row.ok and row.word != "PRESENT":
+            lines.append(f"- Registry setting {for_markdown(row.title)}: {row.word.lower()}")
     images = [row for row in rows if row.kind == "image"]
     copied = [row for row in images if row.word == ("PUSHED" if sync else "MISSING")]
     if copied:

@@ -96,10 +96,12 @@ def pytest_configure(config: pytest.Config) -> None:
         lock_dir = state["lock_dir"] = tempfile.mkdtemp(prefix="ecrmirror-locks-")
     # Under xdist the first worker to need an index or an ECR answer fetches it; the others read it.
     shared = Path(lock_dir) / "shared" if worker is not None else None
+    index_cache = options.index_cache(config, shared / "indexes" if shared else None)
     run_options = Options(
         endpoints=endpoints,
         retry=options.retry_policy(config),
-        index_cache=options.index_cache(config, shared / "indexes" if shared else None),
+        index_cache=index_cache,
+        manifests=options.manifest_store(config, index_cache, shared),
         max_chart_size=options.max_chart_size(config),
         lock_dir=Path(lock_dir),
         shared=shared / "ecr" if shared else None,

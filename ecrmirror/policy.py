@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from ecrmirror.replicas import replica_target, writable_destinations
-from ecrmirror.spec import Registry, Spec, Target
+from ecrmirror.replicas import natively, replica_target, writable_destinations
+from ecrmirror.spec import Registry, SigningRule, Spec, Target
 
 SYNC = "sync"
 AUDIT = "audit"
@@ -21,6 +21,7 @@ TEMPLATE_ROLE = "role/aws-service-role/ecr.amazonaws.com/AWSServiceRoleForECRTem
 # (HEAD blob, POST + PUT upload, PUT manifest: the registry checks these IAM actions).
 _SYNC_ACTIONS = {
     "ecr:BatchGetImage",
+    "ecr:DescribeImages",  # the inventory: what each tag names, archived or not (ecr.py)
     "ecr:DescribeRepositories",
     "ecr:BatchCheckLayerAvailability",
     "ecr:InitiateLayerUpload",
@@ -28,7 +29,23 @@ _SYNC_ACTIONS = {
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
 }
-_AUDIT_ACTIONS = {"ecr:BatchGetImage", "ecr:DescribeRepositories"}
+_AUDIT_ACTIONS = {"ecr:BatchGetImage", "ecr:DescribeImages", "ecr:DescribeRepositories"}
+# What pushing into a repository takes beyond reading it: a replica needs none of it when ECR's
+# replication backfill fills it (backfill.py).
+_PUSH_ACTIONS = {
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+}
+# ECR's replication backfill, registry-wide. UNCONFIRMED: the Service Authorization Reference read
+# for ecr-now.md predates these operations; the names assume IAM's usual `ecr:<Operation>`.
+_NATIVE_BACKFILL_ACTIONS = {
+    "ecr:StartReplicationBackfill",
+    "ecr:DescribeReplicationBackfillResults",
+    "ecr:ListReplicationBackfills",
+}
 
 
 def partition(registry: Registry) -> str:
@@ -78,6 +95,15 @@ def repository_actions(target: Target, mode: str) -> set[str]:
     return actions
 
 
+def _source_actions(target: Target, mode: str) -> set[str]:
+    """What the spec's own repositories need beyond what their replicas do: a restore of an archived
+    version (versions.py), and the preview of the spec's lifecycle policy (repositories.py)."""
+    actions = {"ecr:UpdateImageStorageClass"} if mode == SYNC else set()
+    if target.repository.lifecycle_policy is not None:
+        actions |= {"ecr:StartLifecyclePolicyPreview", "ecr:GetLifecyclePolicyPreview"}
+    return actions
+
+
 def _spec_repositories(spec: Spec) -> list[str]:
     return [spec.target.repository_for(chart.name) for chart in spec.charts + spec.gitops_charts]
 
@@ -106,11 +132,12 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
     replication_roles: set[str] = set()
     kms_keys: set[str] = set()
     signing_keys: list[dict[str, Any]] = []
+    managed: list[Target] = []  # specs with managed signing rules
     for spec in specs:
         target = spec.target
         repositories = _spec_repositories(spec)
         for resource in repository_resources(target, repositories):
-            by_resource[resource] |= repository_actions(target, mode)
+            by_resource[resource] |= repository_actions(target, mode) | _source_actions(target, mode)
         verifying = any(chart.verify for chart in spec.charts)
         # The audit re-verifies the .prov layer ECR holds, and the attestations of a signing spec
         # (one small blob each); a signing sync reads the .prov of a version it signs later.
@@ -135,30 +162,47 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
             declared = target.repository
             if target.create_repositories and declared.kms_key:
                 kms_keys.add(declared.kms_key)
+        if target.pull_time_exclusions is not None:  # registry-level: `*` only (SAR)
+            registry_wide.add("ecr:ListPullTimeUpdateExclusions")
+            if mode == SYNC:
+                registry_wide.add("ecr:RegisterPullTimeUpdateExclusion")
+        if target.managed_signing is not None:
+            managed.append(target)
         if target.replication is None:
             continue
         registry_wide.add("ecr:DescribeRegistry")
         iam = f"arn:{partition(target.registry)}:iam::{target.registry.account}"
+        native = natively(target)
         if mode == SYNC:
             registry_wide.add("ecr:PutReplicationConfiguration")
             replication_roles.add(f"{iam}:{REPLICATION_ROLE}")
+            if native:  # what a destination lacks, ECR's replication backfill brings, in any account
+                registry_wide |= _NATIVE_BACKFILL_ACTIONS
         replicas = writable_destinations(target)
         if not replicas:
             continue
         # Replica repositories are items of their own, held to the spec's settings; a sync
-        # copies what they lack from the source (backfill) and keeps the creation templates.
+        # has what they lack backfilled (by ECR, else copied from the source: backfill.py) and
+        # keeps the creation templates.
         registry_wide.add("ecr:DescribeRepositoryCreationTemplates")
         if mode == SYNC:
             registry_wide.add("ecr:CreateRepositoryCreationTemplate")
             if target.repository.enforce:
                 registry_wide.add("ecr:UpdateRepositoryCreationTemplate")
             replication_roles.add(f"{iam}:{TEMPLATE_ROLE}")
+            reading = {"ecr:DescribeImageReplicationStatus"} | (
+                set() if native else {"ecr:GetDownloadUrlForLayer"}
+            )
             for resource in repository_resources(target, repositories):
-                by_resource[resource] |= {"ecr:DescribeImageReplicationStatus", "ecr:GetDownloadUrlForLayer"}
+                by_resource[resource] |= reading
         for destination in replicas:
             replica = replica_target(target, destination)
+            # A replica's copy is judged by its digest (DescribeImages): never pulled.
+            actions = repository_actions(replica, mode) - (_PUSH_ACTIONS if native else set())
+            if native or mode == AUDIT:
+                actions.discard("ecr:BatchGetImage")
             for resource in repository_resources(replica, repositories):
-                by_resource[resource] |= repository_actions(replica, mode)
+                by_resource[resource] |= actions
     statements: list[dict[str, Any]] = []
     if registry_wide:
         statements.append(_statement("RegistryWide", registry_wide, ["*"]))
@@ -173,6 +217,10 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
         )
     for index, statement in enumerate(signing_keys):
         statements.append({"Sid": f"SigningKey{index + 1}", **statement})
+    for index, target in enumerate(managed):
+        assert target.managed_signing is not None
+        for statement in managed_signing_statements(target.managed_signing.rules, target.registry, mode):
+            statements.append({**statement, "Sid": f"{statement['Sid']}{index + 1}"})
     if kms_keys:
         statements.append(
             _statement("KmsKeysOfNewRepositories", {"kms:CreateGrant", "kms:DescribeKey"}, sorted(kms_keys))
@@ -209,3 +257,31 @@ def _statement(sid: str, actions: Iterable[str], resources: list[str]) -> dict[s
         "Action": sorted(actions),
         "Resource": resources[0] if len(resources) == 1 else resources,
     }
+
+
+def managed_signing_statements(
+    rules: Iterable[SigningRule], registry: Registry, mode: str = "sync"
+) -> list[dict[str, Any]]:
+    """What managed signing adds to the policy a run needs (policy.py's statement shape).
+
+    sync: `signer:SignPayload` on the profiles (ECR signs as the pusher), the configuration read
+    and written (registry-level: `*` only), and each pushed version's status read. audit: the
+    configuration and the statuses read. The statuses are read on the rules' repositories: ECR's
+    wildcard filters are IAM's resource wildcards too.
+    """
+    listed = list(rules)
+    if not listed:
+        return []
+    base = f"arn:{partition(registry)}:ecr:{registry.region}:{registry.account}:repository/"
+    repositories = sorted({base + f for rule in listed for f in rule.filters or ("*",)})
+    profiles = sorted({rule.profile_arn for rule in listed})
+    statements = []
+    if mode == SYNC:
+        statements.append(_statement("ManagedSigningProfiles", ["signer:SignPayload"], profiles))
+    configuration = [
+        "ecr:GetSigningConfiguration",
+        *(["ecr:PutSigningConfiguration"] if mode == SYNC else []),
+    ]
+    statements.append(_statement("ManagedSigningConfiguration", configuration, ["*"]))
+    statements.append(_statement("ManagedSigningStatus", ["ecr:DescribeImageSigningStatus"], repositories))
+    return statements

@@ -25,6 +25,7 @@ from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha25
 from ecrmirror.ecr import RegistryToken
 from ecrmirror.errors import EcrMirrorError, Interrupted, RegistryError, RepositoryMissing, TagConflict
 from ecrmirror.jobs import inline
+from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_session, retrying
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
@@ -139,8 +140,11 @@ class RegistryClient:
         connections: int = 10,
         interrupted: threading.Event | None = None,
         alongside: Callable[..., futures.Future[Any]] | None = None,
+        manifest_store: ManifestStore | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        # What is pushed is kept: an audit then reads it without pulling it from ECR.
+        self.manifest_store = manifest_store or ManifestStore()
         self._alongside = alongside or inline
         # Set on Ctrl-C: jobs (threads) running a push stop before their next upload or tag.
         self.interrupted = interrupted or threading.Event()
@@ -370,6 +374,7 @@ class RegistryClient:
                 f"{self.endpoint}/{repository}:{tag}: the registry stored manifest {echoed}, "
                 f"not the {sha256_digest(body)} we sent"
             )
+        self.manifest_store.put(sha256_digest(body), body)
 
     def _error(
         self, response: requests.Response, repository: str, what: str, permission: str

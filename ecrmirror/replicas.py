@@ -28,6 +28,21 @@ def writable(target: Target, destination: Destination) -> bool:
     return destination.registry_id == target.registry.account
 
 
+# How a sync backfills a destination that lacks a version: ECR's replication backfill first, with
+# ecrmirror's own copy as the fallback (NATIVE), or the copy alone (COPY).
+NATIVE, COPY = "native", "copy"
+
+
+def backfill_path(target: Target) -> str:
+    """The spec's backfill path: `replication.backfill`, native unless it says copy."""
+    return target.replication.backfill if target.replication is not None else NATIVE
+
+
+def natively(target: Target) -> bool:
+    """Whether a sync asks ECR to backfill (and the IAM policy allows that, not pushes into replicas)."""
+    return backfill_path(target) != COPY
+
+
 def writable_destinations(target: Target) -> tuple[Destination, ...]:
     if target.replication is None:
         return ()

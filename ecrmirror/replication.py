@@ -145,13 +145,14 @@ HELD, COPYING, MISSING, OTHER = "HELD", "COPYING", "MISSING", "OTHER"
 
 def replica_states(run: Run, target: Target, repository: str, image: RemoteImage) -> list[ReplicaState]:
     """Each destination's copy of `image`: read from the replica where ecrmirror can read it (one
-    batched BatchGetImage per repository and region), else as ECR's replication status says."""
+    DescribeImages per repository and region: metadata, not a pull), else as ECR's replication
+    status says."""
     assert target.replication is not None
     states = []
     for destination in target.replication.destinations:
         if writable(target, destination):
             replica = replica_registry(target.registry, destination)
-            copy = (run.inventory.images(replica, repository, image.tag) or {}).get(image.tag)
+            copy = (run.inventory.digests(replica, repository, image.tag) or {}).get(image.tag)
             if copy is not None and copy.manifest_digest == image.manifest_digest:
                 states.append(ReplicaState(destination, HELD))
                 continue
@@ -170,7 +171,7 @@ def replica_states(run: Run, target: Target, repository: str, image: RemoteImage
         if state == "COMPLETE" and not writable(target, destination):
             states.append(ReplicaState(destination, HELD))  # another account: ECR's word is all we read
         elif state == "IN_PROGRESS":
-            states.append(ReplicaState(destination, COPYING, "ECR's replication is in progress"))
+            states.append(ReplicaState(destination, COPYING))
         elif state == "FAILED":
             code = status.get("failureCode") or "no failure code"
             states.append(ReplicaState(destination, MISSING, f"replication FAILED ({code})"))
@@ -192,10 +193,18 @@ def replica_states(run: Run, target: Target, repository: str, image: RemoteImage
 
 def check_replicas(run: Run, target: Target, repository: str, image: RemoteImage, present: Result) -> Result:
     """`present` stays as it is when every destination holds the image (or is still copying it)."""
+    return verdict(target, repository, image, replica_states(run, target, repository, image), present)
+
+
+def verdict(
+    target: Target, repository: str, image: RemoteImage, states: list[ReplicaState], present: Result
+) -> Result:
+    """What `states` (one per destination) make of `present`: it stands while none is MISSING or OTHER."""
     reference = f"{target.registry.host}/{repository}:{image.tag}"
-    states = replica_states(run, target, repository, image)
     notes = tuple(
-        f"replication of {reference} to {s.where} is in progress" for s in states if s.state == COPYING
+        f"replication of {reference} to {s.where} is in progress" + (f" ({s.detail})" if s.detail else "")
+        for s in states
+        if s.state == COPYING
     )
     failing = [s for s in states if s.state in (MISSING, OTHER)]
     if not failing:
@@ -215,11 +224,15 @@ def _remedy(target: Target, state: ReplicaState) -> str:
     if state.state == OTHER:
         return "Find out who pushed the other content to the replica, then decide by hand."
     if writable(target, state.destination):
-        return "`pytest --sync` copies it there (backfill), digest unchanged."
+        return (
+            "`pytest --sync` backfills it (ECR's replication backfill, else a copy by ecrmirror), "
+            "digest unchanged."
+        )
     return (
         f"Account {state.destination.registry_id}'s registry permissions policy must allow the "
         "replication (the replication item's note prints it); ecrmirror cannot write another "
-        "account's registry, so fix the cause and push the version there by hand."
+        "account's registry, so fix the cause, then `pytest --sync` asks ECR for a replication "
+        "backfill (or push the version there by hand)."
     )
 
 

@@ -35,7 +35,7 @@ from ecrmirror.outcome import Outcome
 from ecrmirror.share import write_atomically
 from ecrmirror.sources.release import version_key
 
-_KIND_ORDER = {"repository": 0, "replica": 1, "replication": 2, "version": 3}
+_KIND_ORDER = {"repository": 0, "replica": 1, "replication": 2, "registry": 2, "version": 3}
 
 
 def clean(report: pytest.TestReport | pytest.CollectReport) -> None:
@@ -131,6 +131,7 @@ class Totals:
             ("repository", "repositories"),
             ("replica", "replica repositories"),
             ("replication", "replication rules"),
+            ("registry", "registry settings"),
         ):
             if kind in self.counts:
                 terminalreporter.write_line(f"{count_line(self.counts[kind], label)}")

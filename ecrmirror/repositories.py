@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ def announce(run: Run, target: Target, names: Iterable[str]) -> None:
     run.inventory.expect_repositories(target.registry, names)
 
 
-def check(run: Run, spec_path: Path, target: Target, name: str) -> Result:
-    """Read-only: does `name` exist with every setting the spec declares?"""
+def check(run: Run, spec_path: Path, target: Target, name: str, preview: bool = True) -> Result:
+    """Read-only: does `name` exist with every setting the spec declares? `preview`: and what
+    would the spec's lifecycle policy do to its versions (a replica's source says it for both)."""
     state = run.inventory.repository(target.registry, name)
     if state is None:
         how = (
@@ -38,11 +39,19 @@ def check(run: Run, spec_path: Path, target: Target, name: str) -> Result:
         return Result(Outcome.MISSING, f"repository {name} does not exist in {target.registry.host}; {how}")
     found = differences(target.repository, _actual(run, target, state))
     if not found:
-        return Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        present = Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        return _lifecycle_preview(run, target, name, present) if preview else present
     return Result(Outcome.DIFFERS, _differences_message(name, found, target, spec_path))
 
 
-def sync(run: Run, spec_path: Path, target: Target, name: str, charts: Iterable[ChartEntry] = ()) -> Result:
+def sync(
+    run: Run,
+    spec_path: Path,
+    target: Target,
+    name: str,
+    charts: Iterable[ChartEntry] = (),
+    preview: bool = True,
+) -> Result:
     """Create `name` if missing; change declared settings only under enforce_settings.
 
     A repository is created only for a chart its upstream has, so that a misspelt chart name
@@ -58,7 +67,8 @@ def sync(run: Run, spec_path: Path, target: Target, name: str, charts: Iterable[
             raise AwsError(f"repository {name} was created concurrently but cannot be described")
     found = differences(target.repository, _actual(run, target, state))
     if not found:
-        return Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        present = Result(Outcome.PRESENT, f"repository {name} has every declared setting")
+        return _lifecycle_preview(run, target, name, present) if preview else present
     if not target.repository.enforce:
         return Result(Outcome.DIFFERS, _differences_message(name, found, target, spec_path))
     _enforce(run, target, state, found)
@@ -71,7 +81,41 @@ def sync(run: Run, spec_path: Path, target: Target, name: str, charts: Iterable[
             (f"changed {', '.join(d.setting for d in fixed)}; " if fixed else "")
             + _differences_message(name, left, target, spec_path),
         )
-    return Result(Outcome.UPDATED, f"repository {name}: changed " + "; ".join(str(d) for d in fixed))
+    updated = Result(Outcome.UPDATED, f"repository {name}: changed " + "; ".join(str(d) for d in fixed))
+    return _lifecycle_preview(run, target, name, updated) if preview else updated
+
+
+def _lifecycle_preview(run: Run, target: Target, name: str, present: Result) -> Result:
+    """`present`, unless the spec's own lifecycle policy would expire versions the spec declares (a
+    mirror that loses what it mirrors: DIFFERS); versions it would archive are a note, as the audit
+    will fail them as ARCHIVED unless the spec accepts archived versions. ECR's lifecycle policy
+    preview says what the rules would do now; ECR acts within 24 hours of an image meeting a rule
+    (userguide/LifecyclePolicies.html), so this is said before it happens."""
+    policy = target.repository.lifecycle_policy
+    declared = run.inventory.expected_tags(target.registry, name)
+    if policy is None or not declared:
+        return present
+    acted = run.ecr(target.registry).lifecycle_preview(name, policy)
+    if acted is None:
+        note = f"ECR's lifecycle policy preview of {name} did not finish: what its rules will do is unchecked"
+        return replace(present, notes=(*present.notes, note))
+    expiring = sorted(tag for tag, action in acted.items() if tag in declared and action == "EXPIRE")
+    archiving = sorted(tag for tag, action in acted.items() if tag in declared and action == "TRANSITION")
+    if expiring:
+        return Result(
+            Outcome.DIFFERS,
+            f"the spec's lifecycle policy would expire {', '.join(expiring)} in {name}, which the spec "
+            "declares: ECR deletes them within 24 hours. Narrow the rule (tagPatternList, a higher "
+            "countNumber) or remove those versions from the spec",
+        )
+    notes: tuple[str, ...] = ()
+    if archiving and target.archived != "accept":
+        notes = (
+            f"the spec's lifecycle policy would archive {', '.join(archiving)} in {name}: they cannot be "
+            "pulled once archived, and the audit will fail them as ARCHIVED. Write `archived: accept` to "
+            "keep them archived on purpose, or change the rule",
+        )
+    return replace(present, notes=(*present.notes, *notes))
 
 
 def ensure_exists(run: Run, spec_path: Path, target: Target, name: str) -> bool:

@@ -24,6 +24,7 @@ from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.ecr import Ecr
 from ecrmirror.inventory import Inventory
 from ecrmirror.jobs import carrying_job, inline, side_threads
+from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.once import KeyedLocks, once
 from ecrmirror.registry import RegistryClient
 from ecrmirror.sources import IndexCache, Source, Sources
@@ -54,6 +55,9 @@ class Options:
     endpoints: Endpoints = Endpoints()
     retry: RetryPolicy = DEFAULT_POLICY
     index_cache: IndexCache = field(default_factory=IndexCache)
+    # Where manifests seen in ECR are kept by digest, across runs, so that an audit need not pull
+    # what it reads (manifest_store.py); None: this process's memory only.
+    manifests: Path | None = None
     max_chart_size: int = MAX_CHART_SIZE
     # Shared by every process of one run (xdist workers), so that registry-wide writes take turns.
     lock_dir: Path | None = None
@@ -96,6 +100,7 @@ class Run:
             aws_secret_access_key=options.endpoints.aws_secret_access_key,
         )
         self.inventory = Inventory(self.ecr, options.shared)
+        self.manifest_store = ManifestStore(options.manifests)
         # Registry-wide steps this process has finished (a replication rule merged): done once a run.
         self.settled: set[Hashable] = set()
         self._ecr: dict[tuple[str, ...], Ecr] = {}
@@ -131,6 +136,7 @@ class Run:
                 self.options.endpoints.ecr_api,
                 max_attempts=self.options.retry.attempts,
                 connections=self.options.connections,
+                manifest_store=self.manifest_store,
             ),
         )
 
@@ -156,6 +162,7 @@ class Run:
                 self.options.connections,
                 self.interrupted,
                 self.alongside,
+                self.manifest_store,
             ),
         )
 

@@ -15,9 +15,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import backfill, constraints, ocicopy, replication, repositories, selection, signing
+from ecrmirror import (
+    backfill,
+    constraints,
+    managed_signing,
+    ocicopy,
+    replication,
+    repositories,
+    selection,
+    signing,
+)
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
-from ecrmirror.ecr import RemoteImage
+from ecrmirror.ecr import ACTIVATING, RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.provenance import Verified, verify
@@ -109,12 +118,16 @@ def _check(run: Run, planned: PlannedVersion) -> Result:
         return _behind(run, planned, release) or Result(
             Outcome.MISSING, f"{planned.reference} is not in ECR; `pytest --sync` pushes it", release
         )
+    if not image.pullable:
+        return _archived(run, planned, release, image, sync=False)
     result = _compare(planned, release, image)
     if result.outcome is Outcome.PRESENT and planned.chart.verify is not None:
         result = _verify_held(run, planned, release, image, result)
     result = _referrers(run, planned, release, result, sync=False)
     if result.outcome is Outcome.PRESENT and planned.target.sign is not None:
         result = _check_signed(run, planned, image, result)
+    if result.outcome is Outcome.PRESENT and planned.target.managed_signing is not None:
+        result = _managed_signing_status(run, planned, image, result)
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
@@ -161,12 +174,17 @@ def _sync(run: Run, planned: PlannedVersion) -> Result:
     images = run.inventory.images(target.registry, planned.repository, planned.tag)
     if images is not None and planned.tag in images:
         image = images[planned.tag]
+        if not image.pullable:
+            return _archived(run, planned, release, image, sync=True)
         result = _referrers(run, planned, release, _compare(planned, release, image), sync=True)
         if result.outcome is Outcome.PRESENT and target.sign is not None:
             verified = _verified_held(run, planned, release, image) if planned.chart.verify else None
             result = _sign(run, planned, release, image, result, verified)
         if result.outcome is Outcome.PRESENT and target.replication is not None:
-            return backfill.backfill(run, planned.spec_path, target, planned.repository, image, result)
+            covered = planned.spec_repositories or (planned.repository,)
+            return backfill.backfill(
+                run, planned.spec_path, target, planned.repository, image, result, covered
+            )
         return result
 
     def make_room() -> bool:
@@ -207,6 +225,85 @@ def _sync(run: Run, planned: PlannedVersion) -> Result:
     if result.outcome.ok and target.sign is not None:
         result = _sign(run, planned, release, image, result, verified)
     return result
+
+
+def _managed_signing_status(run: Run, planned: PlannedVersion, image: RemoteImage, present: Result) -> Result:
+    """What ECR's managed signing did with the version, profile by profile (audit only: ECR has
+    no batch form of DescribeImageSigningStatus, so this is one call per version it covers)."""
+    assert planned.target.managed_signing is not None
+    if not managed_signing.covering(planned.target.managed_signing.rules, planned.repository):
+        return present
+    found = managed_signing.statuses(
+        run.ecr(planned.target.registry), planned.repository, image.manifest_digest
+    )
+    failed = [s for s in found if s.status == "FAILED"]
+    if failed:
+        return replace(
+            present,
+            outcome=Outcome.UNSIGNED,
+            message=f"{present.message}, but ECR's managed signing FAILED: "
+            + "; ".join(f"{s.profile}: {s.failure_code} {s.failure_reason}".strip() for s in failed)
+            + ". Give the pushing role signer:SignPayload on the profile (`pytest --ecrmirror-policy=sync` "
+            "prints it); ECR signs what is pushed after that",
+        )
+    described = (
+        ", ".join(f"{s.status} ({s.profile.rpartition('/')[2]})" for s in found)
+        or "none (ECR signs container images only)"
+    )
+    notes = present.notes
+    if any(s.status == "IN_PROGRESS" for s in found):
+        notes += (f"{planned.reference}: ECR's managed signing is in progress",)
+    return replace(
+        present,
+        message=f"{present.message}; managed signing: {described}",
+        notes=notes,
+        details=(*present.details, ("managed_signing", described)),
+    )
+
+
+# -- the archive storage class ----------------------------------------------------------------------
+def _archived(
+    run: Run, planned: PlannedVersion, release: ChartRelease, image: RemoteImage, sync: bool
+) -> Result:
+    """A version ECR holds in its archive storage class (or is restoring): present, not pullable.
+
+    Never MISSING, never re-pushed: ECR answers a pull of it 404 and hides it from default
+    listings (userguide/archive-image.html), so a tool that listed without `imageStatus: ANY`
+    would push it again. --sync restores it unless the spec accepts it archived."""
+    known = image.chart_digest is not None or release.oci
+    if known:
+        compared = _compare(planned, release, image)
+        if compared.outcome is not Outcome.PRESENT:
+            return compared
+    content = "" if known else " (its content is not checked: an archived manifest cannot be read)"
+    accepted = (planned.chart.archived or planned.target.archived) == "accept"
+    if image.status == ACTIVATING:
+        message = (
+            f"{planned.reference} is being restored from ECR's archive (ACTIVATING){content}: it can "
+            "be pulled once ECR says ACTIVE, typically within 20 minutes"
+        )
+        return Result(Outcome.RESTORING, message, release, notes=(message,))
+    if accepted:
+        message = (
+            f"{planned.reference} is in ECR's archive storage class{content}, as the spec accepts "
+            "(`archived: accept`): a pull of it gets 404 until someone restores it"
+        )
+        return Result(Outcome.KEPT_ARCHIVED, message, release, notes=(message,))
+    if not sync:
+        return Result(
+            Outcome.ARCHIVED,
+            f"{planned.reference} is in ECR's archive storage class{content} ({image.manifest_digest}): "
+            "ECR answers a pull of it 404, so a cluster that deploys this version fails. "
+            "`pytest --sync` restores it (UpdateImageStorageClass, nothing re-pushed); to keep it "
+            "archived on purpose, write `archived: accept` on the chart entry or the target",
+            release,
+        )
+    status = run.ecr(planned.target.registry).restore(planned.repository, image.manifest_digest)
+    message = (
+        f"{planned.reference} was in ECR's archive storage class{content}: restoring it "
+        f"({status}); it can be pulled once ECR says ACTIVE, typically within 20 minutes"
+    )
+    return Result(Outcome.RESTORING, message, release, notes=(message,))
 
 
 # -- signing (`sign:`) -------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_under_xdist_ecr_is_asked_once_per_run_not_once_per_worker(
 
     run_subprocess("-p", "xdist.plugin", "-n", "3", "--check-only", "mirror.yaml").assert_outcomes(passed=11)
 
-    assert serial == {"BatchGetImage": 2, "DescribeRepositories": 1}
+    assert serial == {"DescribeImages": 2, "BatchGetImage": 2, "DescribeRepositories": 1}
     assert Counter(r.action for r in emulator.requests if r.kind == "api") == serial
 
 

@@ -14,13 +14,15 @@ import requests
 from botocore.exceptions import ClientError
 from ecrclient import ACCOUNT, OCI_INDEX, OCI_MANIFEST, Registry, admin, client, enforcing_iam
 
-from ecrmirror import managed_signing
+from ecrmirror import ecr_rules, managed_signing
 from ecrmirror.ecr import Ecr
 from ecrmirror.emulator import Emulator
 from ecrmirror.emulator import managed_signing as emulated
 from ecrmirror.errors import AwsError
-from ecrmirror.managed_signing import SigningRule, SigningStatus
+from ecrmirror.managed_signing import SigningStatus
+from ecrmirror.policy import managed_signing_statements
 from ecrmirror.spec import Registry as SpecRegistry
+from ecrmirror.spec import SigningRule
 
 REGION = "eu-west-1"
 PROFILE = f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/mirror"
@@ -405,17 +407,17 @@ def test_a_pusher_without_sign_payload_pushes_and_signing_fails(emulator: Emulat
 
 # -- the mirror's module ------------------------------------------------------------------------------------
 def test_rule_problems_name_what_ecr_would_refuse() -> None:
-    assert managed_signing.rule_problems(PROFILE, ("mirror/*", "*/prod", "*app*"), REGION) == []
-    assert managed_signing.rule_problems("arn:aws:signer:eu-west-1:1:/signing-profiles/x", (), REGION) == [
+    assert ecr_rules.signing_rule_problems(PROFILE, ("mirror/*", "*/prod", "*app*"), REGION) == []
+    assert ecr_rules.signing_rule_problems("arn:aws:signer:eu-west-1:1:/signing-profiles/x", (), REGION) == [
         "'arn:aws:signer:eu-west-1:1:/signing-profiles/x' is not a signing profile ARN: ECR takes "
         "arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME (NAME of 2 or more letters, digits or _)"
     ]
-    assert managed_signing.rule_problems(PROFILE, (), "us-east-1") == [
+    assert ecr_rules.signing_rule_problems(PROFILE, (), "us-east-1") == [
         f"the signing profile {PROFILE} is in {REGION}, but the registry is in us-east-1: ECR signs only "
         "with profiles of the registry's region (the profile may be another account's)"
     ]
-    assert len(managed_signing.rule_problems(PROFILE, ("Mirror/*", "mirror//x", "a" * 257), REGION)) == 3
-    assert managed_signing.rule_problems(PROFILE, [f"r{n}" for n in range(101)], REGION) == [
+    assert len(ecr_rules.signing_rule_problems(PROFILE, ("Mirror/*", "mirror//x", "a" * 257), REGION)) == 3
+    assert ecr_rules.signing_rule_problems(PROFILE, [f"r{n}" for n in range(101)], REGION) == [
         "101 repository filters; a signing rule holds at most 100"
     ]
 
@@ -487,8 +489,8 @@ def test_read_put_and_statuses_through_the_mirror_s_client(
 def test_the_policy_statements_are_what_a_sync_and_an_audit_need(emulator: Emulator, ecr: Any) -> None:
     declared = [SigningRule(PROFILE, ("mirror/*",))]
     spec_registry = SpecRegistry(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com", ACCOUNT, REGION)
-    sync = managed_signing.policy_statements(declared, spec_registry)
-    audit = managed_signing.policy_statements(declared, spec_registry, "audit")
+    sync = managed_signing_statements(declared, spec_registry)
+    audit = managed_signing_statements(declared, spec_registry, "audit")
     ecr.create_repository(repositoryName="mirror/app")
     push = {"Effect": "Allow", "Action": [*PUSH, "ecr:BatchGetImage"], "Resource": "*"}
     syncing = user(emulator, "sync", [push, *sync])
@@ -532,4 +534,4 @@ def test_the_policy_statements_are_what_a_sync_and_an_audit_need(emulator: Emula
             "Resource": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/mirror/*",
         },
     ]
-    assert managed_signing.policy_statements([], spec_registry) == []
+    assert managed_signing_statements([], spec_registry) == []

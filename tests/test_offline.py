@@ -120,9 +120,12 @@ def test_standalone_emulator_second_sync_is_all_present_and_writes_nothing(
     seen = requests.get(f"{url}/_emulator/requests", timeout=10).json()
     # per repository, in the source and in its replica region: its inventory, tags and lifecycle
     # policy (ECR has no batch call for the last two); per registry: the settings of all its
-    # repositories; once: the replication configuration and the replica region's template
+    # repositories; once: the replication configuration and the replica region's template. No
+    # BatchGetImage: the manifests the first run pushed are kept in pytest's cache, not pulled.
+    # Per source repository: the preview of what the spec's lifecycle policy would do
     assert sorted(r["action"] for r in seen) == sorted(
-        ["BatchGetImage", "GetLifecyclePolicy", "ListTagsForResource"] * 4
+        ["DescribeImages", "GetLifecyclePolicy", "ListTagsForResource"] * 4
+        + ["StartLifecyclePolicyPreview", "GetLifecyclePolicyPreview"] * 2
         + ["DescribeRepositories"] * 2
         + ["DescribeRegistry", "DescribeRepositoryCreationTemplates"]
     )

@@ -20,6 +20,7 @@ from ecrclient import admin, become_user, printed_policy
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror.emulator import Emulator
+from ecrmirror.emulator.backfill import backfills
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 from ecrmirror.policy import AUDIT, SYNC, policy_document
 from ecrmirror.spec import load_spec
@@ -39,11 +40,13 @@ SCENARIO = (
     '"action": {"type": "expire"}}]}\'\n'
     "    enforce_settings: true\n"
     "  replication:\n    regions: [eu-central-1, us-east-1]\n"
+    "  pull_time_exclusions: ['arn:aws:iam::123456789012:role/ecrmirror-audit']\n"
     "charts:\n"
-    "  - name: gitlab\n    repo: REPO\n    versions: ['7.1.1', '7.1.2']\n"
+    "  - name: gitlab\n    repo: REPO\n    versions: ['7.1.1', '7.1.2', '7.2.0']\n"
     "  - name: ingress\n    repo: REPO\n    versions: ['1.0.0']\n"
 )
-READ_ONLY = re.compile(r"^ecr:(Describe|List|Get|BatchGet)[A-Za-z]+$")
+# A lifecycle policy preview changes nothing: it computes what the rules would do.
+READ_ONLY = re.compile(r"^ecr:((Describe|List|Get|BatchGet)[A-Za-z]+|StartLifecyclePolicyPreview)$")
 
 
 def scenario_policy(mode: str, tmp: Path) -> dict[str, Any]:
@@ -73,6 +76,8 @@ with tempfile.TemporaryDirectory(prefix="ecrmirror-policy-") as _tmp:
 
 @pytest.fixture
 def upstream(two_charts: ChartServer) -> ChartServer:
+    two_charts.add("gitlab", "7.2.0")  # pushed into a repository that exists: its blobs asked first
+    two_charts.publish()
     return two_charts
 
 
@@ -84,11 +89,15 @@ def account(upstream: ChartServer, emulator: Emulator, write_spec, run) -> Itera
     gitlab 7.1.1 was mirrored before replication was declared (the sync backfills it), the source
     repository and the eu-central-1 replica were changed by hand, and eu-central-1 has a
     creation template of other settings (made before ECR's template role, which the sync creates).
+    gitlab 7.1.2 was mirrored then too, and since archived (the sync restores it).
     """
     before = SCENARIO.split("  replication:")[0] + "charts:\n  - name: gitlab\n    repo: REPO\n"
-    write_spec(before.replace("REPO", upstream.url) + "    versions: ['7.1.1']\n")
-    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    write_spec(before.replace("REPO", upstream.url) + "    versions: ['7.1.1', '7.1.2']\n")
+    run("--sync", "mirror.yaml").assert_outcomes(passed=3)
     source = admin("ecr", emulator)
+    source.update_image_storage_class(
+        repositoryName="mirror/gitlab", imageId={"imageTag": "7.1.2"}, targetStorageClass="ARCHIVE"
+    )
     source.put_image_tag_mutability(repositoryName="mirror/gitlab", imageTagMutability="MUTABLE")
     source.put_image_scanning_configuration(
         repositoryName="mirror/gitlab", imageScanningConfiguration={"scanOnPush": False}
@@ -136,11 +145,21 @@ def test_the_sync_policy_scopes_repositories_to_the_prefix_and_only_what_must_be
                 "ecr:DescribeRepositoryCreationTemplates",
                 "ecr:CreateRepositoryCreationTemplate",
                 "ecr:UpdateRepositoryCreationTemplate",
+                # ECR's replication backfill fills the replicas: no push rights there (below)
+                "ecr:StartReplicationBackfill",
+                "ecr:DescribeReplicationBackfillResults",
+                "ecr:ListReplicationBackfills",
+                # pull-time exclusions are registry-level (the Service Authorization Reference)
+                "ecr:ListPullTimeUpdateExclusions",
+                "ecr:RegisterPullTimeUpdateExclusion",
             }
     resources = {json.dumps(s["Resource"]) for s in SYNC_POLICY["Statement"]}
     assert json.dumps("arn:aws:ecr:eu-west-1:123456789012:repository/mirror/*") in resources
-    for region in ("eu-central-1", "us-east-1"):  # the replicas, which the sync keeps and backfills
-        assert any(f"arn:aws:ecr:{region}:123456789012:repository/mirror/*" in r for r in resources)
+    for region in ("eu-central-1", "us-east-1"):  # the replicas, which the sync keeps, and ECR backfills
+        replica = f"arn:aws:ecr:{region}:123456789012:repository/mirror/*"
+        held = [s for s in SYNC_POLICY["Statement"] if replica in json.dumps(s["Resource"])]
+        assert held
+        assert all(not {"ecr:PutImage", "ecr:InitiateLayerUpload"} & set(s["Action"]) for s in held)
     roles = "arn:aws:iam::123456789012:role/aws-service-role/"
     assert (
         json.dumps(
@@ -161,13 +180,14 @@ def test_a_user_with_exactly_the_sync_policy_can_sync_and_with_the_audit_policy_
 
     synced = run("--sync", "-v", "mirror.yaml")
 
-    synced.assert_outcomes(passed=10)  # 2 repositories, 4 replicas, the rule, 3 versions
+    synced.assert_outcomes(passed=12)  # 2 repositories, 4 replicas, the rule, the exclusion, 4 versions
     synced.stdout.fnmatch_lines(
         [
             "mirror.yaml::repository::mirror/gitlab UPDATED*",
             "mirror.yaml::replica::eu-central-1::mirror/gitlab UPDATED*",
             "mirror.yaml::replication CREATED*",
             "mirror.yaml::gitlab::7.1.1 BACKFILLED*",
+            "mirror.yaml::gitlab::7.1.2 RESTORING*",
         ]
     )
 
@@ -175,7 +195,7 @@ def test_a_user_with_exactly_the_sync_policy_can_sync_and_with_the_audit_policy_
         UserName="mirror-ci", PolicyName="ecrmirror", PolicyDocument=json.dumps(AUDIT_POLICY)
     )
     audited = run("--check-only", "-v", "mirror.yaml")
-    audited.assert_outcomes(passed=10)
+    audited.assert_outcomes(passed=12)
     assert any(r.action == "DescribeImageReplicationStatus" for r in account.requests)
 
 
@@ -196,8 +216,10 @@ def test_the_audit_fails_without_any_one_action_of_its_policy(
     account: Emulator, run, monkeypatch: pytest.MonkeyPatch, statement: int, action: str
 ) -> None:
     account.app.replicator.outcomes["us-east-1"] = "IN_PROGRESS"
+    # ECR's backfill would copy what replication leaves IN_PROGRESS too; ecrmirror's copy does not
+    backfills(account.app.state).native = False
     account.app.iam.enforce = False
-    run("--sync", "mirror.yaml").assert_outcomes(passed=10)  # as the administrator
+    run("--sync", "mirror.yaml").assert_outcomes(passed=12)  # as the administrator
     account.app.iam.enforce = True
     become_user(account, without(AUDIT_POLICY, statement, action), monkeypatch)
 

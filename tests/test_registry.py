@@ -131,14 +131,33 @@ def test_second_push_of_same_blobs_sends_only_the_config_again(
     assert second.bytes_uploaded == artifact.config_descriptor.size
 
 
-def test_inventory_is_batched_at_100_tags_per_call(ecr: Ecr, emulator: Emulator) -> None:
+def test_inventory_reads_tags_as_metadata_and_pulls_each_manifest_once_100_a_call(
+    ecr: Ecr, emulator: Emulator
+) -> None:
+    # given 250 chart versions in one repository
     ecr.create_repository("helm/many", RepositorySettings())
     tags = [f"1.0.{n}" for n in range(250)]
+    for tag in tags:
+        manifest = (
+            '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+            '"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:'
+            + hashlib.sha256(tag.encode()).hexdigest()
+            + '","size":1},"layers":[]}'
+        )
+        ecr.client.put_image(repositoryName="helm/many", imageManifest=manifest, imageTag=tag)
+    emulator.app.requests.clear()
 
-    found = ecr.images("helm/many", tags)
+    # when the inventory is asked twice, as two audits of one run would be
+    found = ecr.images("helm/many", [*tags, "2.0.0"])
+    again = ecr.images("helm/many", tags)
 
-    assert found == {}
-    assert [r.action for r in emulator.requests if r.kind == "api"].count("BatchGetImage") == 3
+    # then the tags come from one DescribeImages page each time (metadata, not a pull), and each
+    # manifest is pulled once, 100 digests a BatchGetImage, then read from the manifest store
+    assert sorted(found) == sorted(tags)
+    assert again == {t: found[t] for t in tags}
+    actions = [r.action for r in emulator.requests if r.kind == "api"]
+    assert actions.count("DescribeImages") == 2
+    assert actions.count("BatchGetImage") == 3
 
 
 def test_inventory_of_a_missing_repository_is_none(ecr: Ecr) -> None:

@@ -108,10 +108,17 @@ def test_sync_pushes_every_missing_version_then_writes_nothing_on_the_second_run
     assert emulator.writes() == []
     assert upstream.archive_downloads() == []
     assert upstream.requests == ["/index.yaml"]  # one index download for the whole run
-    # and presence was checked in one batched call per repository, not one per version,
-    # and the settings of both repositories in one call
+    # and presence was checked in one DescribeImages (metadata) per repository, not one call per
+    # version; the manifests, which this run does not keep (-p no:cacheprovider), pulled in one
+    # batch per repository; and the settings of both repositories in one call
     actions = sorted(r.action for r in emulator.requests)
-    assert actions == ["BatchGetImage", "BatchGetImage", "DescribeRepositories"]
+    assert actions == [
+        "BatchGetImage",
+        "BatchGetImage",
+        "DescribeImages",
+        "DescribeImages",
+        "DescribeRepositories",
+    ]
 
 
 def test_check_only_after_sync_passes_and_writes_nothing(

@@ -16,21 +16,23 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+import ecrmirror.emulator.archive as archive
+import ecrmirror.emulator.backfill as backfill
 import ecrmirror.emulator.images as images
+import ecrmirror.emulator.managed_signing as managed_signing
+import ecrmirror.emulator.pull_through as pull_through
 import ecrmirror.emulator.repositories as repositories
 from ecrmirror import ecr_rules
-from ecrmirror.emulator import archive, backfill, managed_signing, pull_through
 from ecrmirror.emulator.answers import Refused, api_answer, api_error
 from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, Caller, Denied, Iam, api_permissions
 from ecrmirror.emulator.kms import Kms
 from ecrmirror.emulator.policies import allows
 from ecrmirror.emulator.replication import Replicator
-from ecrmirror.emulator.repositories import Where
+from ecrmirror.emulator.repositories import Handler, Where
 from ecrmirror.emulator.state import Grant, State
 from ecrmirror.emulator.throttle import Throttle
 
@@ -46,7 +48,6 @@ ACCOUNT_SETTINGS = {
     "REGISTRY_POLICY_SCOPE": "V2",
     "BLOB_MOUNTING": "DISABLED",
 }
-Handler = Callable[[Where, dict[str, Any], Caller], Any]
 
 
 class EcrApi:
@@ -92,7 +93,7 @@ class EcrApi:
             "GetDownloadUrlForLayer": self._download_url_for_layer,
         }
         for part in (archive, backfill, managed_signing, pull_through):  # each answers its own actions
-            self._handlers.update(part.handlers(self))
+            self._handlers.update(part.handlers(state, iam, replicator))
 
     def answer(self, request: Request, action: str, data: bytes) -> Response | None:
         """The answer to one API call; None hands it to moto (the environ then names the account)."""

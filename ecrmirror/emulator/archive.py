@@ -27,7 +27,9 @@ from ecrmirror.emulator.repositories import Where
 from ecrmirror.emulator.state import State
 
 if TYPE_CHECKING:
-    from ecrmirror.emulator.api import EcrApi, Handler
+    from ecrmirror.emulator.iam import Iam
+    from ecrmirror.emulator.replication import Replicator
+    from ecrmirror.emulator.repositories import Handler
 
 ACTIVE, ARCHIVED, ACTIVATING = "ACTIVE", "ARCHIVED", "ACTIVATING"
 STORAGE_CLASSES = ("STANDARD", "ARCHIVE")  # UpdateImageStorageClass's targetStorageClass [BC]
@@ -129,9 +131,8 @@ def _restored_by_push(state: State, where: Any, repository: Any, image: Any, tag
 
 
 # -- the actions ------------------------------------------------------------------------------------------
-def handlers(api: EcrApi) -> dict[str, Handler]:
+def handlers(state: State, iam: Iam, replicator: Replicator) -> dict[str, Handler]:
     """The ECR actions this part answers."""
-    state = api.state
     if not any(getattr(hook, "func", None) is _restored_by_push for hook in state.push_hooks):
         state.push_hooks.append(functools.partial(_restored_by_push, state))
         state.advance_hooks.append(functools.partial(run_lifecycle_everywhere, state))

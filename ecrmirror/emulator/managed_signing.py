@@ -30,13 +30,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ecrmirror.emulator.images as images
+from ecrmirror import ecr_rules
 from ecrmirror import managed_signing as rules
 from ecrmirror.emulator.answers import Refused
 from ecrmirror.emulator.iam import Caller, Denied
 from ecrmirror.emulator.repositories import Where
 
 if TYPE_CHECKING:
-    from ecrmirror.emulator.api import EcrApi, Handler
+    from ecrmirror.emulator.iam import Iam
+    from ecrmirror.emulator.replication import Replicator
+    from ecrmirror.emulator.repositories import Handler
     from ecrmirror.emulator.state import State
 
 PART = "managed_signing"
@@ -78,15 +81,15 @@ def of(state: State) -> Signing:
     return found
 
 
-def handlers(api: EcrApi) -> dict[str, Handler]:
+def handlers(state: State, iam: Iam, replicator: Replicator) -> dict[str, Handler]:
     """The ECR actions this part answers; pushes are signed through a push hook."""
-    if not any(isinstance(hook, _Signer) for hook in api.state.push_hooks):
-        api.state.push_hooks.append(_Signer(api))
+    if not any(isinstance(hook, _Signer) for hook in state.push_hooks):
+        state.push_hooks.append(_Signer(state, iam))
     return {
-        "PutSigningConfiguration": lambda w, b, c: _put(of(api.state), w, b),
-        "GetSigningConfiguration": lambda w, b, c: _get(of(api.state), w, delete=False),
-        "DeleteSigningConfiguration": lambda w, b, c: _get(of(api.state), w, delete=True),
-        "DescribeImageSigningStatus": lambda w, b, c: _describe(api.state, w, b),
+        "PutSigningConfiguration": lambda w, b, c: _put(of(state), w, b),
+        "GetSigningConfiguration": lambda w, b, c: _get(of(state), w, delete=False),
+        "DeleteSigningConfiguration": lambda w, b, c: _get(of(state), w, delete=True),
+        "DescribeImageSigningStatus": lambda w, b, c: _describe(state, w, b),
     }
 
 
@@ -104,16 +107,17 @@ def _put(signing: Signing, where: Where, body: dict[str, Any]) -> dict[str, Any]
         raise Refused("SerializationException", "signingConfiguration.rules: expected a JSON list")
     held = [_rule(rule, n) for n, rule in enumerate(configuration["rules"], start=1)]
     problems = [problem for _, found in held for problem in found]
-    if len(held) > rules.MAX_RULES:
+    if len(held) > ecr_rules.MAX_SIGNING_RULES:
         problems.insert(
             0,
             f"Value '{json.dumps(configuration['rules'])[:200]}' at 'signingConfiguration.rules' failed to "
-            f"satisfy constraint: Member must have length less than or equal to {rules.MAX_RULES}",
+            "satisfy constraint: Member must have length less than or equal to "
+            f"{ecr_rules.MAX_SIGNING_RULES}",
         )
     if problems:
         raise _invalid(problems)
     for rule, _ in held:
-        region = rules.PROFILE_ARN.match(rule["signingProfileArn"])
+        region = ecr_rules.SIGNING_PROFILE_ARN.match(rule["signingProfileArn"])
         if region is not None and region["region"] != where.region:  # message: UNCONFIRMED
             raise Refused(
                 "InvalidParameterException",
@@ -138,12 +142,12 @@ def _rule(rule: Any, n: int) -> tuple[dict[str, Any], list[str]]:
         )
     elif not isinstance(arn, str):
         raise Refused("SerializationException", f"{at}.signingProfileArn: expected a JSON string")
-    elif len(arn) > rules.MAX_PROFILE_ARN:
+    elif len(arn) > ecr_rules.MAX_SIGNING_PROFILE_ARN:
         problems.append(
             f"Value '{arn}' at '{at}.signingProfileArn' failed to satisfy constraint: Member must have "
-            f"length less than or equal to {rules.MAX_PROFILE_ARN}"
+            f"length less than or equal to {ecr_rules.MAX_SIGNING_PROFILE_ARN}"
         )
-    elif not rules.PROFILE_ARN.match(arn):
+    elif not ecr_rules.SIGNING_PROFILE_ARN.match(arn):
         problems.append(
             f"Value '{arn}' at '{at}.signingProfileArn' failed to satisfy constraint: Member must satisfy "
             f"regular expression pattern: {_MODEL_ARN}"
@@ -154,8 +158,12 @@ def _rule(rule: Any, n: int) -> tuple[dict[str, Any], list[str]]:
         return stored, problems
     if not isinstance(filters, list):
         raise Refused("SerializationException", f"{at}.repositoryFilters: expected a JSON list")
-    if not 1 <= len(filters) <= rules.MAX_FILTERS:
-        bound = f"less than or equal to {rules.MAX_FILTERS}" if filters else "greater than or equal to 1"
+    if not 1 <= len(filters) <= ecr_rules.MAX_SIGNING_FILTERS:
+        bound = (
+            f"less than or equal to {ecr_rules.MAX_SIGNING_FILTERS}"
+            if filters
+            else "greater than or equal to 1"
+        )
         problems.append(
             f"Value '{json.dumps(filters)[:200]}' at '{at}.repositoryFilters' failed to satisfy constraint: "
             f"Member must have length {bound}"
@@ -171,21 +179,21 @@ def _rule(rule: Any, n: int) -> tuple[dict[str, Any], list[str]]:
             )
         elif (
             not isinstance(value, str)
-            or not 1 <= len(value) <= rules.MAX_FILTER
-            or not rules.FILTER.match(value)
+            or not 1 <= len(value) <= ecr_rules.MAX_SIGNING_FILTER
+            or not ecr_rules.SIGNING_FILTER.match(value)
         ):
             problems.append(
                 f"Value '{value}' at '{where}.filter' failed to satisfy constraint: Member must satisfy "
-                f"regular expression pattern: {rules.FILTER.pattern}"
+                f"regular expression pattern: {ecr_rules.SIGNING_FILTER.pattern}"
             )
         if kind is None:
             problems.append(
                 f"Value null at '{where}.filterType' failed to satisfy constraint: Member must not be null"
             )
-        elif kind != rules.FILTER_TYPE:
+        elif kind != ecr_rules.SIGNING_FILTER_TYPE:
             problems.append(
                 f"Value '{kind}' at '{where}.filterType' failed to satisfy constraint: Member must satisfy "
-                f"enum value set: [{rules.FILTER_TYPE}]"
+                f"enum value set: [{ecr_rules.SIGNING_FILTER_TYPE}]"
             )
     stored["repositoryFilters"] = [
         {"filter": e.get("filter"), "filterType": e.get("filterType")} for e in filters if isinstance(e, dict)
@@ -217,11 +225,12 @@ def _get(signing: Signing, where: Where, *, delete: bool) -> dict[str, Any]:
 class _Signer:
     """The push hook: a job per matching profile for each container image pushed."""
 
-    def __init__(self, api: EcrApi) -> None:
-        self.api = api
+    def __init__(self, state: State, iam: Iam) -> None:
+        self.state = state
+        self.iam = iam
 
     def __call__(self, where: Where, repository: Any, image: Any, tag: str | None, caller: Caller) -> None:
-        state = self.api.state
+        state = self.state
         signing = of(state)
         _settle(state, signing)
         configuration = signing.configurations.get((where.account, where.region))
@@ -238,7 +247,7 @@ class _Signer:
             if any(job.profile == profile for job in jobs):
                 continue  # a re-push of the same digest is not signed again (UNCONFIRMED)
             try:
-                self.api.iam.authorize(caller, [("signer:SignPayload", profile)])
+                self.iam.authorize(caller, [("signer:SignPayload", profile)])
                 failure = None
             except Denied as denied:
                 failure = (DENIED_CODE, str(denied))

@@ -22,9 +22,10 @@ from ecrmirror.emulator.answers import Refused
 from ecrmirror.emulator.images import paginate
 
 if TYPE_CHECKING:
-    from ecrmirror.emulator.api import EcrApi, Handler
-    from ecrmirror.emulator.iam import Caller
-    from ecrmirror.emulator.repositories import Where
+    from ecrmirror.emulator.iam import Caller, Iam
+    from ecrmirror.emulator.replication import Replicator
+    from ecrmirror.emulator.repositories import Handler, Where
+    from ecrmirror.emulator.state import State
 
 ROOT = "ROOT"
 MAX_RULES = 50  # "Pull through cache rules per registry: 50, not adjustable" (userguide/service-quotas.html)
@@ -80,21 +81,21 @@ UPSTREAMS = {
 ROLE_MEMBERS = ("credentialArn", "customRoleArn", "upstreamRoleArn")  # all Update may change
 
 
-def handlers(api: EcrApi) -> dict[str, Handler]:
+def handlers(state: State, iam: Iam, replicator: Replicator) -> dict[str, Handler]:
     """The ECR actions this part answers."""
 
     def rules(where: Where) -> dict[str, dict[str, Any]]:
-        held: dict[tuple[str, str], dict[str, dict[str, Any]]] = api.state.part("pull_through", dict)
+        held: dict[tuple[str, str], dict[str, dict[str, Any]]] = state.part("pull_through", dict)
         return held.setdefault((where.account, where.region), {})
 
     def create(where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return _create(rules(where), where, body, api.state.now())
+        return _create(rules(where), where, body, state.now())
 
     def describe(where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return _describe(rules(where), where, body)
 
     def update(where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return _update(rules(where), where, body, api.state.now())
+        return _update(rules(where), where, body, state.now())
 
     def delete(where: Where, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         held = rules(where)

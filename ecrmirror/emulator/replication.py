@@ -91,13 +91,18 @@ class Replicator:
         where: Where,
         record: dict[tuple[str, str], tuple[str, str]],
     ) -> None:
+        failure = self.copy(source, repository, image, tag, where)
+        record[(where.region, where.account)] = ("FAILED", failure) if failure else ("COMPLETE", "")
+
+    def copy(self, source: Where, repository: Any, image: Any, tag: str | None, where: Where) -> str:
+        """Copy one image into `where` as replication does: '' when stored, else ECR's failure code.
+        Inside AWS: no registry request is made (or recorded) for it."""
         with self.state.lock:
             replica = where.backend().repositories.get(repository.name)
             if where.account != source.account:
                 denied = self._refusal(source, where, repository.name, replica is None)
                 if denied:
-                    record[(where.region, where.account)] = ("FAILED", denied)
-                    return
+                    return denied
             if replica is None:
                 replica = create_from_template(self.state, where, repository.name, "REPLICATION")
             # The image's own blobs travel with it, not everything the source repository holds.
@@ -107,7 +112,12 @@ class Replicator:
             )
             body = image.image_manifest.encode("utf-8")
             images.put(where.account, replica, body, image.image_manifest_media_type, tag, untag_held=True)
-            record[(where.region, where.account)] = ("COMPLETE", "")
+            return ""
+
+    def record(self, source: Where, name: str, digest: str, where: Where, status: str, code: str) -> None:
+        """What DescribeImageReplicationStatus says of one image's copy into `where` from now on."""
+        statuses = self._statuses.setdefault((source.account, source.region, name, digest), {})
+        statuses[(where.region, where.account)] = (status, code)
 
     def _refusal(self, source: Where, where: Where, name: str, create: bool) -> str:
         """Why another account's registry refuses the copy ('' when its registry policy allows it)."""

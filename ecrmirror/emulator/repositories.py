@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ecrmirror import ecr_rules
 from ecrmirror.emulator.answers import Refused, validation_error
+from ecrmirror.emulator.iam import Caller
 from ecrmirror.emulator.images import epoch, paginate
 from ecrmirror.emulator.kms import Kms
 from ecrmirror.emulator.state import State
@@ -47,6 +49,11 @@ class Where:
                 f"The repository with name '{name}' does not exist in the registry with id '{self.account}'",
             )
         return repository
+
+
+# One ECR action as the emulator answers it: a dict is answered as JSON, a Response as it is,
+# None hands the call on to moto; Refused is ECR's error.
+Handler = Callable[[Where, dict[str, Any], Caller], Any]
 
 
 def document(repository: Any) -> dict[str, Any]:

@@ -32,7 +32,9 @@ STS_UNSIGNED = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
 
 # What the request log calls each signed service's requests.
 _KINDS = {"ecr": "api", "iam": "iam", "sts": "sts", "kms": "kms"}
-_READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck)")
+# Calls that change nothing in a registry; a lifecycle policy preview only computes what the rules
+# would do (its result is read with GetLifecyclePolicyPreview).
+_READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck|StartLifecyclePolicyPreview$)")
 WStart = Callable[..., Any]
 
 

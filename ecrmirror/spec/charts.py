@@ -13,7 +13,15 @@ import yaml
 from ecrmirror import ecr_rules, redact
 from ecrmirror.constraints import ConstraintError, parse_constraint, shown, version_problem
 from ecrmirror.spec.images import read_images
-from ecrmirror.spec.model import Access, ChartEntry, Credentials, Target, VersionEntry, VersionRange
+from ecrmirror.spec.model import (
+    ARCHIVED_CHOICES,
+    Access,
+    ChartEntry,
+    Credentials,
+    Target,
+    VersionEntry,
+    VersionRange,
+)
 from ecrmirror.spec.reader import Reader
 from ecrmirror.spec.target import read_verification
 
@@ -37,6 +45,7 @@ def read_chart(reader: Reader, node: yaml.Node, target: Target) -> ChartEntry:
             "verify",
             "copy_referrers",
             "images",
+            "archived",
         ),
     )
     name = reader.string(fields["name"], "name")
@@ -235,7 +244,11 @@ def _chart_options(reader: Reader, fields: dict[str, yaml.Node], repo: str) -> d
     provenance = "if-present"
     if "provenance" in fields:
         provenance = reader.choice(fields["provenance"], "provenance", ("if-present", "required"))
+    archived = None
+    if "archived" in fields:
+        archived = reader.choice(fields["archived"], "archived", ARCHIVED_CHOICES)
     return {
+        "archived": archived,
         "access": Access(
             credentials=credentials,
             ca_file=ca_file,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ecrmirror.ecr_rules import SIGNING_FILTER_TYPE, wildcard_match
 
 TAG_MUTABILITY = ("IMMUTABLE", "MUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 ENCRYPTION_TYPES = ("AES256", "KMS", "KMS_DSSE")
+ARCHIVED_CHOICES = ("restore", "accept")  # `archived:` on a target or a chart entry
 DEFAULT_TAG_MUTABILITY = "IMMUTABLE"  # what a created repository gets when the spec says nothing
 
 
@@ -55,6 +59,9 @@ class Destination:
 class Replication:
     destinations: tuple[Destination, ...]
     where: str
+    # What fills a destination that lacks versions: "native" (ECR's replication backfill, then
+    # ecrmirror's copy for what it leaves out) or "copy" (ecrmirror's copy alone).
+    backfill: str = "native"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,45 @@ class ImageNaming:
 
 
 @dataclass(frozen=True)
+class SigningRule:
+    """One rule: pushes to repositories matching `filters` (none: every repository) are signed
+    with the Signer profile `profile_arn`."""
+
+    profile_arn: str
+    filters: tuple[str, ...] = ()
+
+    def covers(self, repository: str) -> bool:
+        return not self.filters or any(wildcard_match(f, repository) for f in self.filters)
+
+    def document(self) -> dict[str, Any]:
+        """The rule as PutSigningConfiguration takes it."""
+        rule: dict[str, Any] = {"signingProfileArn": self.profile_arn}
+        if self.filters:
+            rule["repositoryFilters"] = [
+                {"filter": f, "filterType": SIGNING_FILTER_TYPE} for f in self.filters
+            ]
+        return rule
+
+
+@dataclass(frozen=True)
+class ManagedSigning:
+    """`target.managed_signing`: the rules the registry's signing configuration must hold, so that
+    ECR signs what the mirror pushes to those repositories (as the pusher)."""
+
+    rules: tuple[SigningRule, ...]
+    where: str
+
+
+@dataclass(frozen=True)
+class PullTimeExclusions:
+    """`target.pull_time_exclusions`: IAM roles whose pulls ECR does not record as pulls (an audit
+    role that must pull), so that `sinceImagePulled` lifecycle rules still see unused versions."""
+
+    roles: tuple[str, ...]
+    where: str
+
+
+@dataclass(frozen=True)
 class Target:
     registry: Registry
     prefix: str
@@ -103,6 +149,12 @@ class Target:
     verify: Verification | None = None  # the default of every chart entry
     sign: Signing | None = None
     images: ImageNaming = ImageNaming()
+    # What a version in ECR's archive storage class means: "restore" (the audit fails, --sync
+    # restores it) or "accept" (kept archived on purpose: cheap, not pullable). Chart entries may
+    # say otherwise.
+    archived: str = "restore"
+    managed_signing: ManagedSigning | None = None
+    pull_time_exclusions: PullTimeExclusions | None = None
 
     def repository_for(self, chart_name: str) -> str:
         """The repository `helm push x.tgz oci://<registry>/<prefix>` would use."""
@@ -224,6 +276,7 @@ class ChartEntry:
     copy_referrers: bool = True  # oci:// sources: carry signatures, attestations, SBOMs
     images: ImageSettings | None = None  # None: the chart alone, no image
     gitops: GitopsOrigin | None = None  # read from a GitOps manifest, not from `charts:`
+    archived: str | None = None  # "restore" or "accept"; None: the target's
 
     def source_location(self, spec_path: Path) -> str:
         """The repository as a URL, or a local directory resolved against the spec file."""

@@ -11,14 +11,18 @@ import yaml
 from ecrmirror import ecr_rules
 from ecrmirror.spec.images import read_naming
 from ecrmirror.spec.model import (
+    ARCHIVED_CHOICES,
     ENCRYPTION_TYPES,
     TAG_MUTABILITY,
     Destination,
     ImageNaming,
+    ManagedSigning,
+    PullTimeExclusions,
     Registry,
     Replication,
     RepositorySettings,
     Signing,
+    SigningRule,
     Target,
     Verification,
 )
@@ -41,7 +45,18 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         node,
         "target",
         ("registry",),
-        ("prefix", "create_repositories", "repository", "replication", "verify", "sign", "images"),
+        (
+            "prefix",
+            "create_repositories",
+            "repository",
+            "replication",
+            "verify",
+            "sign",
+            "images",
+            "archived",
+            "managed_signing",
+            "pull_time_exclusions",
+        ),
     )
     registry_node = fields["registry"]
     raw = reader.string(registry_node, "target.registry").strip()
@@ -81,6 +96,15 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
     verify = read_verification(reader, fields["verify"], "target.verify") if "verify" in fields else None
     sign = _signing(reader, fields["sign"]) if "sign" in fields else None
     naming = read_naming(reader, fields["images"]) if "images" in fields else ImageNaming()
+    archived = "restore"
+    if "archived" in fields:
+        archived = reader.choice(fields["archived"], "target.archived", ARCHIVED_CHOICES)
+    managed = (
+        _managed_signing(reader, fields["managed_signing"], registry) if "managed_signing" in fields else None
+    )
+    exclusions = None
+    if "pull_time_exclusions" in fields:
+        exclusions = _pull_time_exclusions(reader, fields["pull_time_exclusions"])
     return Target(
         registry=registry,
         prefix=prefix,
@@ -91,7 +115,72 @@ def read_target(reader: Reader, node: yaml.Node) -> Target:
         verify=verify,
         sign=sign,
         images=naming,
+        archived=archived,
+        managed_signing=managed,
+        pull_time_exclusions=exclusions,
     )
+
+
+def _managed_signing(reader: Reader, node: yaml.Node, registry: Registry) -> ManagedSigning:
+    """`managed_signing: [{profile: ARN, repositories: [WILDCARD, ...]}, ...]`."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise reader.fail(
+            node,
+            "target.managed_signing must be a list of rules",
+            "write - profile: arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME",
+        )
+    rules = []
+    for entry in node.value:
+        fields = reader.mapping(entry, "a managed_signing rule", ("profile",), ("repositories",))
+        profile = reader.string(fields["profile"], "managed_signing.profile").strip()
+        filters: tuple[str, ...] = ()
+        if "repositories" in fields:
+            listed = fields["repositories"]
+            if not isinstance(listed, yaml.SequenceNode) or not listed.value:
+                raise reader.fail(
+                    listed,
+                    "managed_signing.repositories must be a list of repository names (* for any run "
+                    "of characters)",
+                    "leave it out to sign every repository's images",
+                )
+            filters = tuple(reader.string(f, "managed_signing.repositories").strip() for f in listed.value)
+        problems = ecr_rules.signing_rule_problems(profile, filters, registry.region)
+        if problems:
+            raise reader.fail(entry, "; ".join(problems), "ECR's PutSigningConfiguration would refuse it")
+        rules.append(SigningRule(profile, filters))
+    if len(rules) > ecr_rules.MAX_SIGNING_RULES:
+        raise reader.fail(
+            node,
+            f"{len(rules)} managed_signing rules; a registry holds at most {ecr_rules.MAX_SIGNING_RULES}",
+        )
+    return ManagedSigning(tuple(rules), reader.where(node))
+
+
+# What RegisterPullTimeUpdateExclusion takes: IAM roles (userguide/pull-time-update-exclusions-
+# considerations.html; the model's pattern also admits users, the guide does not), up to 200 characters.
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,}$")
+
+
+def _pull_time_exclusions(reader: Reader, node: yaml.Node) -> PullTimeExclusions:
+    """`pull_time_exclusions: [arn:aws:iam::ACCOUNT:role/NAME, ...]`."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise reader.fail(
+            node,
+            "target.pull_time_exclusions must be a list of IAM role ARNs",
+            "write - arn:aws:iam::111122223333:role/ecrmirror-audit",
+        )
+    roles = []
+    for entry in node.value:
+        role = reader.string(entry, "pull_time_exclusions").strip()
+        if not _ROLE_ARN.match(role) or len(role) > 200:
+            raise reader.fail(
+                entry,
+                f"{role!r} is not an IAM role ARN",
+                "ECR excludes roles only: arn:aws:iam::ACCOUNT:role/NAME (give the role, not an "
+                "assumed-role session)",
+            )
+        roles.append(role)
+    return PullTimeExclusions(tuple(dict.fromkeys(roles)), reader.where(node))
 
 
 _KMS_KEY = re.compile(
@@ -288,7 +377,10 @@ def _lifecycle_policy(reader: Reader, node: yaml.Node) -> str:
 
 
 def _replication(reader: Reader, node: yaml.Node, registry: Registry) -> Replication:
-    fields = reader.mapping(node, "target.replication", ("regions",), ("registry_id",))
+    fields = reader.mapping(node, "target.replication", ("regions",), ("registry_id", "backfill"))
+    backfill = "native"
+    if "backfill" in fields:  # native: ECR's replication backfill, with ecrmirror's copy as fallback
+        backfill = reader.choice(fields["backfill"], "replication.backfill", ("native", "copy"))
     registry_id = registry.account
     if "registry_id" in fields:
         registry_id = reader.string(fields["registry_id"], "replication.registry_id").strip()
@@ -325,4 +417,4 @@ def _replication(reader: Reader, node: yaml.Node, registry: Registry) -> Replica
             f"{ecr_rules.MAX_REPLICATION_DESTINATIONS}",
             "list fewer regions",
         )
-    return Replication(destinations=tuple(destinations), where=reader.where(node))
+    return Replication(destinations=tuple(destinations), where=reader.where(node), backfill=backfill)
