@@ -403,22 +403,29 @@ class Ecr:
         return str(answer.get("value", "")).upper() == "ENABLED"
 
     def held_manifests(self, repository: str, digests: Iterable[str]) -> set[str]:
-        """The manifests among `digests` that `repository` holds, in ceil(n/100) calls."""
-        wanted = sorted(set(digests))
+        """The manifests among `digests` that `repository` holds, tagged or not, archived or not:
+        DescribeImages (metadata, not a pull, so no lastRecordedPullTime moves), 1,000 a call."""
+        wanted = set(digests)
         held: set[str] = set()
-        for start in range(0, len(wanted), BATCH_GET_IMAGE_LIMIT):
-            response = self.call(
-                "batch_get_image",
+        token: str | None = None
+        while wanted:
+            page = self.call(
+                "describe_images",
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
                 repositoryName=repository,
-                imageIds=[
-                    {"imageDigest": digest} for digest in wanted[start : start + BATCH_GET_IMAGE_LIMIT]
-                ],
+                filter={"tagStatus": "ANY", "imageStatus": "ANY"},
+                maxResults=1000,
+                **({"nextToken": token} if token else {}),
             )
-            if response is None:
-                return held
-            held.update(str(image["imageId"].get("imageDigest")) for image in response.get("images", []))
+            if page is None:
+                break
+            held.update(
+                str(d["imageDigest"]) for d in page.get("imageDetails", []) if d["imageDigest"] in wanted
+            )
+            token = page.get("nextToken")
+            if not token:
+                break
         return held
 
     def repositories(self, names: Iterable[str]) -> dict[str, RepositoryState]:

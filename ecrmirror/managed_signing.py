@@ -15,11 +15,12 @@ spec reader and the emulator share. No pytest here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ecrmirror.ecr_rules import MAX_SIGNING_RULES, wildcard_match
 from ecrmirror.errors import AwsError
+from ecrmirror.outcome import Outcome, Result
 from ecrmirror.spec.model import SigningRule
 
 if TYPE_CHECKING:
@@ -144,3 +145,38 @@ def statuses(ecr: Ecr, repository: str, digest: str) -> list[SigningStatus]:
         )
         for found in response.get("signingStatuses") or []
     ]
+
+
+def audited(ecr: Ecr, rules: Iterable[SigningRule], repository: str, digest: str, present: Result) -> Result:
+    """`present` (an image ECR holds as declared) with what ECR's managed signing did with it,
+    profile by profile: UNSIGNED when a profile FAILED, else the statuses in its message and
+    report, and a note while one is IN_PROGRESS. Unchanged outside the rules' repositories.
+
+    For the audit only: ECR has no batch form of DescribeImageSigningStatus, so this is one call
+    per image the rules cover."""
+    if not covering(rules, repository):
+        return present
+    found = statuses(ecr, repository, digest)
+    failed = [s for s in found if s.status == "FAILED"]
+    if failed:
+        return replace(
+            present,
+            outcome=Outcome.UNSIGNED,
+            message=f"{present.message}, but ECR's managed signing FAILED: "
+            + "; ".join(f"{s.profile}: {s.failure_code} {s.failure_reason}".strip() for s in failed)
+            + ". Give the pushing role signer:SignPayload on the profile (`pytest --ecrmirror-policy=sync` "
+            "prints it); ECR signs what is pushed after that",
+        )
+    described = (
+        ", ".join(f"{s.status} ({s.profile.rpartition('/')[2]})" for s in found)
+        or "none (ECR signs container images only)"
+    )
+    notes = present.notes
+    if any(s.status == "IN_PROGRESS" for s in found):
+        notes += (f"{repository}@{digest}: ECR's managed signing is in progress",)
+    return replace(
+        present,
+        message=f"{present.message}; managed signing: {described}",
+        notes=notes,
+        details=(*present.details, ("managed_signing", described)),
+    )

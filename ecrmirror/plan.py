@@ -115,7 +115,7 @@ def _spec(rows: list[Row], sync: bool) -> list[str]:
     if backfilled:
         uploaded = sum(row.bytes_uploaded for row in backfilled)
         lines.append(
-            f"- Copied into regions replication had not reached ({uploaded:,} bytes): "
+            f"- Backfilled into regions replication had not reached ({uploaded:,} bytes sent): "
             + _names([row.title for row in backfilled])
         )
     for kind, label in (("repository", "Repositories"), ("replica", "Replica repositories")):

@@ -127,7 +127,9 @@ def _check(run: Run, planned: PlannedVersion) -> Result:
     if result.outcome is Outcome.PRESENT and planned.target.sign is not None:
         result = _check_signed(run, planned, image, result)
     if result.outcome is Outcome.PRESENT and planned.target.managed_signing is not None:
-        result = _managed_signing_status(run, planned, image, result)
+        rules = planned.target.managed_signing.rules
+        ecr = run.ecr(planned.target.registry)
+        result = managed_signing.audited(ecr, rules, planned.repository, image.manifest_digest, result)
     if result.outcome is Outcome.PRESENT and planned.target.replication is not None:
         return replication.check_replicas(run, planned.target, planned.repository, image, result)
     return result
@@ -225,40 +227,6 @@ def _sync(run: Run, planned: PlannedVersion) -> Result:
     if result.outcome.ok and target.sign is not None:
         result = _sign(run, planned, release, image, result, verified)
     return result
-
-
-def _managed_signing_status(run: Run, planned: PlannedVersion, image: RemoteImage, present: Result) -> Result:
-    """What ECR's managed signing did with the version, profile by profile (audit only: ECR has
-    no batch form of DescribeImageSigningStatus, so this is one call per version it covers)."""
-    assert planned.target.managed_signing is not None
-    if not managed_signing.covering(planned.target.managed_signing.rules, planned.repository):
-        return present
-    found = managed_signing.statuses(
-        run.ecr(planned.target.registry), planned.repository, image.manifest_digest
-    )
-    failed = [s for s in found if s.status == "FAILED"]
-    if failed:
-        return replace(
-            present,
-            outcome=Outcome.UNSIGNED,
-            message=f"{present.message}, but ECR's managed signing FAILED: "
-            + "; ".join(f"{s.profile}: {s.failure_code} {s.failure_reason}".strip() for s in failed)
-            + ". Give the pushing role signer:SignPayload on the profile (`pytest --ecrmirror-policy=sync` "
-            "prints it); ECR signs what is pushed after that",
-        )
-    described = (
-        ", ".join(f"{s.status} ({s.profile.rpartition('/')[2]})" for s in found)
-        or "none (ECR signs container images only)"
-    )
-    notes = present.notes
-    if any(s.status == "IN_PROGRESS" for s in found):
-        notes += (f"{planned.reference}: ECR's managed signing is in progress",)
-    return replace(
-        present,
-        message=f"{present.message}; managed signing: {described}",
-        notes=notes,
-        details=(*present.details, ("managed_signing", described)),
-    )
 
 
 # -- the archive storage class ----------------------------------------------------------------------

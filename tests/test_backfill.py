@@ -79,8 +79,8 @@ def test_a_region_added_later_receives_every_earlier_version_and_the_spec_s_sett
     plan = (pytester.path / "plan.md").read_text().splitlines()
     assert "- Replica repositories created: mirror/gitlab in us-east-1" in plan
     assert any(
-        line.startswith("- Copied into regions replication had not reached (")
-        and line.endswith("bytes): gitlab 7.1.1, gitlab 7.1.2")
+        line.startswith("- Backfilled into regions replication had not reached (")
+        and line.endswith("bytes sent): gitlab 7.1.1, gitlab 7.1.2")
         for line in plan
     ), plan
     result.stdout.fnmatch_lines(

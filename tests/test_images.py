@@ -8,6 +8,7 @@ child); skopeo is the oracle that ECR's copy is the upstream's, byte for byte.
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -684,8 +685,6 @@ def test_image_items_are_named_by_their_reference_in_junit_and_collect_only(
     collected.stdout.fnmatch_lines([f"mirror.yaml::image::{world.extra}"])
 
     run("--check-only", "--junitxml=report.xml", "mirror.yaml")
-    import xml.etree.ElementTree as ET
-
     cases = {case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")}
     assert world.extra in cases
     assert cases[world.extra].get("classname") == "mirror.yaml"
@@ -831,3 +830,27 @@ def test_image_repositories_are_replicated_like_chart_repositories(
     rules = ecr().describe_registry()["replicationConfiguration"]["rules"]  # type: ignore[attr-defined]
     prefixes = {f["filter"] for rule in rules for f in rule.get("repositoryFilters", [])}
     assert any(world.mirrored(world.extra).startswith(prefix) for prefix in prefixes)
+
+
+def test_an_image_under_a_managed_signing_rule_reports_ecr_s_signature_per_profile(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    # given a spec whose registry signs its repositories on push (ECR's managed signing)
+    profile = "arn:aws:signer:eu-west-1:123456789012:/signing-profiles/mirror"
+    rule = f"  managed_signing:\n    - profile: {profile}\n      repositories: ['mirror/*']\n"
+    write_spec(extra_only(chart_server, world, target=rule))
+    run("--sync", "mirror.yaml").assert_outcomes(passed=5)  # 2 repositories, the rule, chart, image
+
+    # when ECR has had the time to sign, and the audit runs
+    emulator.app.state.advance(60)
+    audit = run("--check-only", "-v", "--junitxml=report.xml", "mirror.yaml")
+
+    # then the image says ECR signed it with the profile; the chart, not a container image, says none
+    audit.assert_outcomes(passed=5)
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "report.xml").iter("testcase")}
+    signed = {
+        name: {p.get("name"): p.get("value") for p in case.iter("property")}.get("managed_signing")
+        for name, case in cases.items()
+    }
+    assert signed[world.extra] == "COMPLETE (mirror)"
+    assert signed["app 1.0.0"] == "none (ECR signs container images only)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ecrmirror import __version__, repositories
+from ecrmirror import __version__, managed_signing, repositories
 from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.images.discovery import (
     Discovered,
@@ -329,7 +329,11 @@ def _complete(
             "upstream, and ecrmirror never overwrites a tag: compare the two, then decide by hand.",
             moved.uploaded,
         )
-    return replace(_result(planned, outcome, message, moved.uploaded), details=_details(digest, text))
+    result = replace(_result(planned, outcome, message, moved.uploaded), details=_details(digest, text))
+    signing = planned.target.managed_signing
+    if not sync and outcome is Outcome.PRESENT and signing is not None:
+        return managed_signing.audited(ecr, signing.rules, planned.repository, digest, result)
+    return result
 
 
 def _details(digest: str, text: str | None) -> tuple[tuple[str, str], ...]:
