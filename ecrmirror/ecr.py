@@ -271,7 +271,19 @@ class Ecr:
         DescribeImages reads metadata: it is not a pull, so it leaves lastRecordedPullTime alone.
         It pages 1,000 images a call, over the whole repository (given imageIds, it fails the
         whole call for one that is missing, so it cannot ask for just the run's tags)."""
-        found: dict[str, tuple[str, str]] = {}
+        details = self._image_details(repository, "TAGGED")
+        if details is None:
+            return None
+        return {
+            str(tag): (str(detail["imageDigest"]), str(detail.get("imageStatus") or ACTIVE))
+            for detail in details
+            for tag in detail.get("imageTags") or []
+        }
+
+    def _image_details(self, repository: str, tag_status: str) -> list[dict[str, Any]] | None:
+        """Every image of `repository` (DescribeImages' details, 1,000 a call), in any storage
+        class; None if there is no repository."""
+        details: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             page = self.call(
@@ -279,19 +291,16 @@ class Ecr:
                 missing_ok="RepositoryNotFoundException",
                 registryId=self.registry.account,
                 repositoryName=repository,
-                filter={"tagStatus": "TAGGED", "imageStatus": "ANY"},
+                filter={"tagStatus": tag_status, "imageStatus": "ANY"},
                 maxResults=1000,
                 **({"nextToken": token} if token else {}),
             )
             if page is None:
                 return None
-            for detail in page.get("imageDetails", []):
-                status = str(detail.get("imageStatus") or ACTIVE)
-                for tag in detail.get("imageTags") or []:
-                    found[str(tag)] = (str(detail["imageDigest"]), status)
+            details += page.get("imageDetails", [])
             token = page.get("nextToken")
             if not token:
-                return found
+                return details
 
     def _manifest_texts(
         self, repository: str, held: Iterable[tuple[str, str]], media_types: list[str]
@@ -373,7 +382,8 @@ class Ecr:
                 return acted
 
     def image_tags(self, repository: str) -> list[str] | None:
-        """Every tag `repository` holds (ListImages, 1,000 a page); None if there is no repository."""
+        """Every tag `repository` holds that can be pulled (ListImages, 1,000 a page: without an
+        imageStatus filter it lists ACTIVE images only); None if there is no repository."""
         found: list[str] = []
         token: str | None = None
         while True:
@@ -406,27 +416,8 @@ class Ecr:
         """The manifests among `digests` that `repository` holds, tagged or not, archived or not:
         DescribeImages (metadata, not a pull, so no lastRecordedPullTime moves), 1,000 a call."""
         wanted = set(digests)
-        held: set[str] = set()
-        token: str | None = None
-        while wanted:
-            page = self.call(
-                "describe_images",
-                missing_ok="RepositoryNotFoundException",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                filter={"tagStatus": "ANY", "imageStatus": "ANY"},
-                maxResults=1000,
-                **({"nextToken": token} if token else {}),
-            )
-            if page is None:
-                break
-            held.update(
-                str(d["imageDigest"]) for d in page.get("imageDetails", []) if d["imageDigest"] in wanted
-            )
-            token = page.get("nextToken")
-            if not token:
-                break
-        return held
+        details = (self._image_details(repository, "ANY") or []) if wanted else []
+        return {str(d["imageDigest"]) for d in details if d["imageDigest"] in wanted}
 
     def repositories(self, names: Iterable[str]) -> dict[str, RepositoryState]:
         """The repositories among `names` that exist, in one call per 100 names.
