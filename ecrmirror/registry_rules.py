@@ -66,7 +66,8 @@ def _rules(rules: tuple[SigningRule, ...] | list[SigningRule]) -> str:
 def check_exclusions(run: Run, target: Target) -> Result:
     assert target.pull_time_exclusions is not None
     wanted = target.pull_time_exclusions.roles
-    absent = [role for role in wanted if role not in excluded(run.ecr(target.registry))]
+    held = excluded(run.ecr(target.registry))
+    absent = [role for role in wanted if role not in held]
     if absent:
         return Result(
             Outcome.MISSING,
@@ -80,7 +81,8 @@ def sync_exclusions(run: Run, target: Target) -> Result:
     assert target.pull_time_exclusions is not None
     ecr = run.ecr(target.registry)
     wanted = target.pull_time_exclusions.roles
-    registered = [role for role in wanted if role not in excluded(ecr) and _register(ecr, role)]
+    held = excluded(ecr)
+    registered = [role for role in wanted if role not in held and _register(ecr, role)]
     if registered:
         return Result(Outcome.CREATED, f"ECR now records no pull by {', '.join(registered)}")
     return Result(Outcome.PRESENT, f"ECR records no pull by {', '.join(wanted)}")
