@@ -151,7 +151,7 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
                 by_resource[resource].add("ecr:ListImages")
         if any(chart.images for chart in spec.charts):
             for resource in _image_resources(target):
-                by_resource[resource] |= repository_actions(target, mode)
+                by_resource[resource] |= repository_actions(target, mode) | _source_actions(target, mode)
             if mode == SYNC:
                 registry_wide.add("ecr:GetAccountSetting")  # BLOB_MOUNTING: mount shared layers
         if target.sign is not None:

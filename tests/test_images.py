@@ -854,3 +854,28 @@ def test_an_image_under_a_managed_signing_rule_reports_ecr_s_signature_per_profi
     }
     assert signed[world.extra] == "COMPLETE (mirror)"
     assert signed["app 1.0.0"] == "none (ECR signs container images only)"
+
+
+def test_an_archived_image_fails_the_audit_and_sync_restores_it_without_a_push(
+    world: World, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given a mirrored image that someone archived
+    write_spec(extra_only(chart_server, world))
+    run("--sync", "mirror.yaml").assert_outcomes(passed=4)
+    ecr().update_image_storage_class(  # type: ignore[attr-defined]
+        repositoryName=world.mirrored(world.extra), imageId={"imageTag": "6.0"}, targetStorageClass="ARCHIVE"
+    )
+    emulator.app.requests.clear()
+
+    # when the audit runs, then --sync
+    audit = run("--check-only", "-v", "mirror.yaml")
+    synced = run("--sync", "-v", "mirror.yaml")
+
+    # then the audit says ARCHIVED (not MISSING, not PRESENT), and --sync restores it in place
+    audit.assert_outcomes(passed=3, failed=1)
+    audit.stdout.fnmatch_lines(
+        ["*ARCHIVED*", "*is in ECR's archive storage class*`pytest --sync` restores it*"]
+    )
+    synced.assert_outcomes(passed=4)
+    synced.stdout.fnmatch_lines(["*image*RESTORING*"])
+    assert [r.action for r in emulator.writes()] == ["UpdateImageStorageClass"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ecrmirror import __version__, managed_signing, repositories
+from ecrmirror.ecr import ACTIVATING
 from ecrmirror.errors import EcrMirrorError, SpecError, TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.images.discovery import (
     Discovered,
@@ -131,6 +132,9 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
         repository_exists = held is not None
         if held and planned.tag in held:
             held_digest, held_text = held[planned.tag]
+            archived = _archived(run, planned, held_digest, sync)
+            if archived is not None:
+                return archived
     else:
         held_digests = run.ecr(registry).held_manifests(planned.repository, [wanted])
         repository_exists = True  # an absent repository holds nothing: the copy makes it
@@ -157,6 +161,34 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
         f"{planned.reference} holds {held_digest}",
         Moved(),
     )
+
+
+def _archived(run: Run, planned: PlannedImage, digest: str, sync: bool) -> Result | None:
+    """None when the image can be pulled; else what its storage class means, as for a chart
+    version (versions.py): ARCHIVED in the audit, restored by --sync (never re-pushed), kept
+    under `archived: accept`. ECR's listing of the repository says which (one DescribeImages)."""
+    assert planned.tag is not None
+    held = run.inventory.digests(planned.target.registry, planned.repository, planned.tag) or {}
+    image = held.get(planned.tag)
+    if image is None or image.pullable or image.manifest_digest != digest:
+        return None
+    if image.status == ACTIVATING:
+        message = f"{planned.reference} is being restored from ECR's archive (ACTIVATING)"
+        return replace(_result(planned, Outcome.RESTORING, message), notes=(*planned.notes, message))
+    if planned.target.archived == "accept":
+        message = f"{planned.reference} is in ECR's archive storage class, as the spec accepts"
+        return replace(_result(planned, Outcome.KEPT_ARCHIVED, message), notes=(*planned.notes, message))
+    if not sync:
+        return _result(
+            planned,
+            Outcome.ARCHIVED,
+            f"{planned.reference} is in ECR's archive storage class ({digest}): ECR answers a pull of it "
+            "404, so a pod that runs it cannot start. `pytest --sync` restores it (UpdateImageStorageClass, "
+            "nothing re-pushed); to keep it archived on purpose, write `archived: accept` on the target",
+        )
+    status = run.ecr(planned.target.registry).restore(planned.repository, digest)
+    message = f"{planned.reference} was in ECR's archive storage class: restoring it ({status})"
+    return replace(_result(planned, Outcome.RESTORING, message), notes=(*planned.notes, message))
 
 
 def _document(text: str | None) -> dict[str, Any]:
