@@ -20,11 +20,12 @@ from pathlib import Path
 
 from ecrmirror import native_backfill, replication, repositories
 from ecrmirror.chart import Descriptor
+from ecrmirror.ecr import ARCHIVED as ARCHIVED_STATUS
 from ecrmirror.ecr import RemoteImage
 from ecrmirror.errors import AwsError, RegistryError, TagConflict, UpstreamError, VersionNotFound
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.replicas import natively, replica_registry, replica_target, writable, writable_destinations
-from ecrmirror.replication import COPYING, HELD, MISSING, ReplicaState, replica_states
+from ecrmirror.replication import ARCHIVED, COPYING, HELD, MISSING, ReplicaState, replica_states
 from ecrmirror.run import Run
 from ecrmirror.spec import Destination, Target
 
@@ -46,6 +47,12 @@ def backfill(
     uploaded = 0
     states: list[ReplicaState] = []
     for state in replica_states(run, target, repository, image):
+        if state.state == ARCHIVED and state.image_status == ARCHIVED_STATUS:
+            # A copy in the archive class: restored there, as the source would be (never re-pushed).
+            replica = replica_registry(target.registry, state.destination)
+            status = run.ecr(replica).restore(repository, image.manifest_digest)
+            states.append(replace(state, image_status=status))
+            continue
         # HELD needs nothing, COPYING is ECR's to finish, OTHER content is never overwritten.
         if state.state != MISSING:
             states.append(state)

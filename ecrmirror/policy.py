@@ -201,6 +201,8 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
             actions = repository_actions(replica, mode) - (_PUSH_ACTIONS if native else set())
             if native or mode == AUDIT:
                 actions.discard("ecr:BatchGetImage")
+            if mode == SYNC:
+                actions.add("ecr:UpdateImageStorageClass")  # an archived copy is restored (backfill.py)
             for resource in repository_resources(replica, repositories):
                 by_resource[resource] |= actions
     statements: list[dict[str, Any]] = []

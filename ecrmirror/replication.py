@@ -18,6 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 from ecrmirror import ecr_rules, templates
+from ecrmirror.ecr import ARCHIVED as ARCHIVED_STATUS
 from ecrmirror.ecr import Ecr, RemoteImage
 from ecrmirror.errors import AwsError, ReplicationLimit
 from ecrmirror.outcome import Outcome, Result
@@ -132,8 +133,10 @@ class ReplicaState:
     """Where one destination stands with one version."""
 
     destination: Destination
-    state: str  # HELD, COPYING (ECR is replicating it), MISSING, or OTHER (the tag holds other content)
+    state: str  # HELD, COPYING (ECR is replicating it), MISSING, OTHER (the tag holds other content),
+    # or ARCHIVED (held, not pullable)
     detail: str = ""  # why, for a message
+    image_status: str = ""  # ECR's imageStatus of an ARCHIVED copy: ARCHIVED or ACTIVATING
 
     @property
     def where(self) -> str:
@@ -141,6 +144,7 @@ class ReplicaState:
 
 
 HELD, COPYING, MISSING, OTHER = "HELD", "COPYING", "MISSING", "OTHER"
+ARCHIVED = "ARCHIVED"  # held, in the archive class (or being restored): not pullable there
 
 
 def replica_states(run: Run, target: Target, repository: str, image: RemoteImage) -> list[ReplicaState]:
@@ -153,6 +157,11 @@ def replica_states(run: Run, target: Target, repository: str, image: RemoteImage
         if writable(target, destination):
             replica = replica_registry(target.registry, destination)
             copy = (run.inventory.digests(replica, repository, image.tag) or {}).get(image.tag)
+            if copy is not None and copy.manifest_digest == image.manifest_digest and not copy.pullable:
+                what = "ARCHIVED" if copy.status == ARCHIVED_STATUS else "being restored (ACTIVATING)"
+                detail = f"{replica.host}/{repository}:{image.tag} is {what}: a pull in that region gets 404"
+                states.append(ReplicaState(destination, ARCHIVED, detail, copy.status))
+                continue
             if copy is not None and copy.manifest_digest == image.manifest_digest:
                 states.append(ReplicaState(destination, HELD))
                 continue
@@ -206,7 +215,17 @@ def verdict(
         for s in states
         if s.state == COPYING
     )
-    failing = [s for s in states if s.state in (MISSING, OTHER)]
+    notes += tuple(
+        f"{reference} in {s.where}: ECR is restoring the copy there from the archive ({s.image_status}); "
+        "a pull there gets 404 until it is ACTIVE"
+        for s in states
+        if s.state == ARCHIVED and s.image_status != ARCHIVED_STATUS
+    )
+    failing = [
+        s
+        for s in states
+        if s.state in (MISSING, OTHER) or (s.state == ARCHIVED and s.image_status == ARCHIVED_STATUS)
+    ]
     if not failing:
         return Result(present.outcome, present.message, present.release, notes=notes)
     return Result(
@@ -221,6 +240,8 @@ def verdict(
 
 
 def _remedy(target: Target, state: ReplicaState) -> str:
+    if state.state == ARCHIVED:
+        return "`pytest --sync` restores it there (UpdateImageStorageClass, nothing re-pushed)."
     if state.state == OTHER:
         return "Find out who pushed the other content to the replica, then decide by hand."
     if writable(target, state.destination):

@@ -230,3 +230,37 @@ def test_the_repository_item_says_what_the_specs_own_lifecycle_policy_would_do_t
         "StartLifecyclePolicyPreview",
         "GetLifecyclePolicyPreview",
     }
+
+
+def test_a_replica_archived_in_its_region_fails_the_audit_and_sync_restores_it_there(
+    upstream: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given versions replicated to eu-central-1, where one copy was archived
+    write_spec(spec(upstream, "  replication:\n    regions: [eu-central-1]\n"))
+    run("--sync", "mirror.yaml").assert_outcomes(passed=5)  # repository, replica, rule, 2 versions
+    frankfurt = boto3.client("ecr", region_name="eu-central-1", endpoint_url=emulator.url)
+    frankfurt.update_image_storage_class(
+        repositoryName="helm/app", imageId={"imageTag": "1.0.0"}, targetStorageClass="ARCHIVE"
+    )
+
+    # when the audit runs, then --sync, then the audit again
+    audit = run("--check-only", "-v", "mirror.yaml")
+    emulator.app.requests.clear()
+    synced = run("--sync", "mirror.yaml")
+    again = run("--check-only", "mirror.yaml")
+
+    # then the copy is named as archived in its region, and --sync restores it there, pushing nothing
+    audit.assert_outcomes(passed=4, failed=1)
+    audit.stdout.fnmatch_lines(
+        [
+            "mirror.yaml::app::1.0.0 UNREPLICATED*",
+            "*eu-central-1 (123456789012): *helm/app:1.0.0 is ARCHIVED: a pull in that region gets 404*"
+            "`pytest --sync` restores it there (UpdateImageStorageClass, nothing re-pushed).",
+        ]
+    )
+    synced.assert_outcomes(passed=5)
+    assert [r.action for r in emulator.writes()] == ["UpdateImageStorageClass"]
+    again.assert_outcomes(passed=5)
+    again.stdout.fnmatch_lines(
+        ["note: *helm/app:1.0.0 in eu-central-1 (*): ECR is restoring the copy there*(ACTIVATING)*"]
+    )

@@ -89,7 +89,8 @@ def account(upstream: ChartServer, emulator: Emulator, write_spec, run) -> Itera
     gitlab 7.1.1 was mirrored before replication was declared (the sync backfills it), the source
     repository and the eu-central-1 replica were changed by hand, and eu-central-1 has a
     creation template of other settings (made before ECR's template role, which the sync creates).
-    gitlab 7.1.2 was mirrored then too, and since archived (the sync restores it).
+    gitlab 7.1.2 was mirrored then too, and since archived (the sync restores it); 7.1.1 reached
+    eu-central-1 by other means and was archived there (the sync restores that copy too).
     """
     before = SCENARIO.split("  replication:")[0] + "charts:\n  - name: gitlab\n    repo: REPO\n"
     write_spec(before.replace("REPO", upstream.url) + "    versions: ['7.1.1', '7.1.2']\n")
@@ -108,6 +109,19 @@ def account(upstream: ChartServer, emulator: Emulator, write_spec, run) -> Itera
         imageTagMutability="MUTABLE",
         imageScanningConfiguration={"scanOnPush": False},
         encryptionConfiguration={"encryptionType": "KMS"},  # the region's AWS managed key
+    )
+    # gitlab 7.1.1 reached eu-central-1 by other means, and was archived there (the sync restores it)
+    held = source.batch_get_image(repositoryName="mirror/gitlab", imageIds=[{"imageTag": "7.1.1"}])["images"][
+        0
+    ]
+    frankfurt.put_image(
+        repositoryName="mirror/gitlab",
+        imageManifest=held["imageManifest"],
+        imageManifestMediaType=held["imageManifestMediaType"],
+        imageTag="7.1.1",
+    )
+    frankfurt.update_image_storage_class(
+        repositoryName="mirror/gitlab", imageId={"imageTag": "7.1.1"}, targetStorageClass="ARCHIVE"
     )
     frankfurt.create_repository_creation_template(
         prefix="mirror", appliedFor=["REPLICATION"], imageTagMutability="MUTABLE"
