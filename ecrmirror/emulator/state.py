@@ -90,6 +90,7 @@ class State:
             self.account_settings.clear()
             self.parts.clear()
             self.clock_offset = 0.0
+            self.restore_delay = RESTORE_DELAY
             shutil.rmtree(self.storage, ignore_errors=True)
             self.storage.mkdir(parents=True)
 
