@@ -218,6 +218,26 @@ class Ecr:
         except botocore.exceptions.BotoCoreError as exc:
             raise AwsError(f"ECR {action} in {self.registry.region} failed: {exc}") from None
 
+    def pages(
+        self,
+        operation: str,
+        missing_ok: str | None = None,
+        *,
+        first: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Every page of a listing `operation` (following `nextToken`), from `first` if a page is
+        already read; None when the first call's error code is `missing_ok`. One loop for ECR's
+        listings, some of which botocore has no paginator for (ListPullTimeUpdateExclusions)."""
+        page = first if first is not None else self.call(operation, missing_ok, **kwargs)
+        if page is None:
+            return None
+        read = [page]
+        while page.get("nextToken"):
+            page = self.call(operation, **kwargs, nextToken=page["nextToken"])
+            read.append(page)
+        return read
+
     def images(self, repository: str, tags: Iterable[str]) -> dict[str, RemoteImage] | None:
         """The tags among `tags` that `repository` holds, archived ones too; None if no repository.
 
@@ -227,7 +247,7 @@ class Ecr:
         if held is None:
             return None
         wanted = {tag: held[tag] for tag in set(tags) if tag in held}
-        texts = self._manifest_texts(repository, wanted.values(), ACCEPTED_MANIFESTS)
+        texts = self.manifest_texts(repository, wanted.values(), ACCEPTED_MANIFESTS)
         found: dict[str, RemoteImage] = {}
         for tag, (digest, status) in wanted.items():
             try:
@@ -251,7 +271,7 @@ class Ecr:
 
     def image_manifests(self, repository: str, tags: Iterable[str]) -> dict[str, tuple[str, str]] | None:
         """The tags among `tags` that `repository` holds, whatever they name (an image index too):
-        tag -> (digest, manifest text, "" when archived and never seen); None if no repository."""
+        tag -> (digest, manifest text: "" for an archived one never seen); None if no repository."""
         return self._manifests_by_tag(repository, tags, IMAGE_MANIFESTS)
 
     def _manifests_by_tag(
@@ -261,7 +281,7 @@ class Ecr:
         if held is None:
             return None
         wanted = {tag: held[tag] for tag in set(tags) if tag in held}
-        texts = self._manifest_texts(repository, wanted.values(), media_types)
+        texts = self.manifest_texts(repository, wanted.values(), media_types)
         return {tag: (digest, texts.get(digest, "")) for tag, (digest, _) in wanted.items()}
 
     def tagged(self, repository: str) -> dict[str, tuple[str, str]] | None:
@@ -283,26 +303,17 @@ class Ecr:
     def _image_details(self, repository: str, tag_status: str) -> list[dict[str, Any]] | None:
         """Every image of `repository` (DescribeImages' details, 1,000 a call), in any storage
         class; None if there is no repository."""
-        details: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            page = self.call(
-                "describe_images",
-                missing_ok="RepositoryNotFoundException",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                filter={"tagStatus": tag_status, "imageStatus": "ANY"},
-                maxResults=1000,
-                **({"nextToken": token} if token else {}),
-            )
-            if page is None:
-                return None
-            details += page.get("imageDetails", [])
-            token = page.get("nextToken")
-            if not token:
-                return details
+        pages = self.pages(
+            "describe_images",
+            "RepositoryNotFoundException",
+            registryId=self.registry.account,
+            repositoryName=repository,
+            filter={"tagStatus": tag_status, "imageStatus": "ANY"},
+            maxResults=1000,
+        )
+        return None if pages is None else [d for page in pages for d in page.get("imageDetails", [])]
 
-    def _manifest_texts(
+    def manifest_texts(
         self, repository: str, held: Iterable[tuple[str, str]], media_types: list[str]
     ) -> dict[str, str]:
         """digest -> manifest text of `held` (digest, status) pairs: from the store, else pulled
@@ -358,50 +369,40 @@ class Ecr:
             lifecyclePolicyText=policy,
         )
         deadline = time.monotonic() + wait
-        acted: dict[str, str] = {}
-        token: str | None = None
+        asked: dict[str, Any] = {
+            "registryId": self.registry.account,
+            "repositoryName": repository,
+            "maxResults": 100,
+        }
         while True:
-            page = self.call(
-                "get_lifecycle_policy_preview",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                maxResults=100,
-                **({"nextToken": token} if token else {}),
-            )
-            if page.get("status") == "IN_PROGRESS":
-                if time.monotonic() > deadline:
-                    return None
-                time.sleep(2.0)
-                continue
-            for result in page.get("previewResults") or []:
-                action = str((result.get("action") or {}).get("type") or "")
-                for tag in result.get("imageTags") or []:
-                    acted[str(tag)] = action
-            token = page.get("nextToken")
-            if not token:
-                return acted
+            first = self.call("get_lifecycle_policy_preview", **asked)
+            if first.get("status") != "IN_PROGRESS":
+                break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(2.0)
+        pages = self.pages("get_lifecycle_policy_preview", first=first, **asked) or []
+        return {
+            str(tag): str((result.get("action") or {}).get("type") or "")
+            for page in pages
+            for result in page.get("previewResults") or []
+            for tag in result.get("imageTags") or []
+        }
 
     def image_tags(self, repository: str) -> list[str] | None:
         """Every tag `repository` holds that can be pulled (ListImages, 1,000 a page: without an
         imageStatus filter it lists ACTIVE images only); None if there is no repository."""
-        found: list[str] = []
-        token: str | None = None
-        while True:
-            page = self.call(
-                "list_images",
-                missing_ok="RepositoryNotFoundException",
-                registryId=self.registry.account,
-                repositoryName=repository,
-                filter={"tagStatus": "TAGGED"},
-                maxResults=1000,
-                **({"nextToken": token} if token else {}),
-            )
-            if page is None:
-                return None
-            found += [str(i["imageTag"]) for i in page.get("imageIds", []) if i.get("imageTag")]
-            token = page.get("nextToken")
-            if not token:
-                return found
+        pages = self.pages(
+            "list_images",
+            "RepositoryNotFoundException",
+            registryId=self.registry.account,
+            repositoryName=repository,
+            filter={"tagStatus": "TAGGED"},
+            maxResults=1000,
+        )
+        if pages is None:
+            return None
+        return [str(i["imageTag"]) for page in pages for i in page.get("imageIds", []) if i.get("imageTag")]
 
     def blob_mounting(self) -> bool:
         """Whether the registry mounts a blob from one repository into another (its BLOB_MOUNTING
@@ -558,15 +559,12 @@ class Ecr:
 
     def creation_templates(self, prefixes: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The registry's repository creation templates for `prefixes`, as ECR describes them."""
-        found: dict[str, dict[str, Any]] = {}
-        kwargs: dict[str, Any] = {"prefixes": sorted(set(prefixes))}
-        while True:
-            response = self.call("describe_repository_creation_templates", **kwargs)
-            for template in response.get("repositoryCreationTemplates") or []:
-                found[str(template.get("prefix"))] = template
-            if not response.get("nextToken"):
-                return found
-            kwargs["nextToken"] = response["nextToken"]
+        pages = self.pages("describe_repository_creation_templates", prefixes=sorted(set(prefixes))) or []
+        return {
+            str(template.get("prefix")): template
+            for page in pages
+            for template in page.get("repositoryCreationTemplates") or []
+        }
 
     def create_creation_template(self, template: dict[str, Any]) -> bool:
         """Create a repository creation template; False if one for its prefix appeared meanwhile."""

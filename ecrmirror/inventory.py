@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ecrmirror.ecr import Ecr, RemoteImage, RepositoryState
+from ecrmirror.ecr import IMAGE_MANIFESTS, Ecr, RemoteImage, RepositoryState
 from ecrmirror.once import KeyedLocks
 from ecrmirror.share import once_per_run
 from ecrmirror.spec import Registry
@@ -98,16 +98,27 @@ class Inventory:
 
     def manifests(self, registry: Registry, repository: str, tag: str) -> dict[str, tuple[str, str]] | None:
         """The run's tags that image repository `repository` holds, with what each names: tag ->
-        (digest, manifest text), asked together with `tag`; None if there is no repository."""
+        (digest, manifest text), asked together with `tag`; None if there is no repository. The
+        tags come from the repository's one listing (`digests`), the texts from the manifest store
+        or, for those never seen, one BatchGetImage per 100."""
         key = (registry.host, repository)
         with self._locks(("manifests", key)):
             if key not in self._manifests:
-                tags = self._expected_tags[key] | {tag}
-                question = f"manifests {registry.host}/{repository} {' '.join(sorted(tags))}"
-                answer = once_per_run(
-                    self._shared, question, lambda: self._ecr(registry).image_manifests(repository, tags)
+                held = self.digests(registry, repository, tag)
+                if held is None:
+                    self._manifests[key] = None
+                    return None
+                wanted = {t: held[t] for t in self._expected_tags[key] | {tag} if t in held}
+                pairs = sorted({(i.manifest_digest, i.status) for i in wanted.values()})
+                question = f"manifests {registry.host}/{repository} {' '.join(d for d, _ in pairs)}"
+                texts = once_per_run(
+                    self._shared,
+                    question,
+                    lambda: self._ecr(registry).manifest_texts(repository, pairs, IMAGE_MANIFESTS),
                 )
-                self._manifests[key] = None if answer is None else {t: tuple(v) for t, v in answer.items()}
+                self._manifests[key] = {
+                    t: (i.manifest_digest, texts.get(i.manifest_digest, "")) for t, i in wanted.items()
+                }
             return self._manifests[key]
 
     def add_manifest(self, registry: Registry, repository: str, tag: str, digest: str, text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -369,8 +369,8 @@ class RegistrySetting:
 
     name: str  # the item's name and title
     attribute: str
-    check: Any  # (run, target) -> Result
-    sync: Any
+    check: Callable[[Run, Target], Result]
+    sync: Callable[[Run, Target], Result]
 
 
 REGISTRY_SETTINGS = (
@@ -400,8 +400,7 @@ class RegistrySettingItem(MirrorItem):
 
     def mirror(self, run: Run, sync: bool) -> Result:
         call = self.setting.sync if sync else self.setting.check
-        result: Result = call(run, self.spec.target)
-        return result
+        return call(run, self.spec.target)
 
     def title(self) -> str:
         return self.setting.name

@@ -115,17 +115,11 @@ def _backfill(ecr: Ecr, destination: Destination, bound: float) -> NativeBackfil
 
 def _running(ecr: Ecr, destination: dict[str, str]) -> str | None:
     """The id of the backfill that runs to `destination` now, if one does."""
-    token: str | None = None
-    while True:
-        page = ecr.call(
-            "list_replication_backfills", maxResults=50, **({"nextToken": token} if token else {})
-        )
+    for page in ecr.pages("list_replication_backfills", maxResults=50) or []:
         for summary in page.get("backfills") or []:
             if summary.get("destination") == destination and summary.get("status") in ACTIVE:
                 return str(summary["replicationBackfillId"])
-        token = page.get("nextToken")
-        if not token:
-            return None
+    return None
 
 
 def _waited(ecr: Ecr, backfill_id: str, joined: bool, bound: float) -> NativeBackfill:
@@ -143,25 +137,22 @@ def _waited(ecr: Ecr, backfill_id: str, joined: bool, bound: float) -> NativeBac
             return NativeBackfill(id=backfill_id, status=status, joined=joined)
         time.sleep(pause)
         pause = min(2 * pause, MAX_PAUSE)
-    results: dict[str, tuple[str, str, str]] = {}
-    while True:
-        for result in answer.get("results") or []:
-            image = result.get("imageId") or {}
-            if image.get("imageTag"):
-                results[f"{result['repositoryName']}:{image['imageTag']}"] = (
-                    str(image.get("imageDigest", "")),
-                    str(result.get("status", "")),
-                    str(result.get("failureCode") or ""),
-                )
-        token = answer.get("nextToken")
-        if not token:
-            break
-        answer = ecr.call(
-            "describe_replication_backfill_results",
-            replicationBackfillId=backfill_id,
-            maxResults=1000,
-            nextToken=token,
+    pages = ecr.pages(
+        "describe_replication_backfill_results",
+        first=answer,
+        replicationBackfillId=backfill_id,
+        maxResults=1000,
+    )
+    results = {
+        f"{result['repositoryName']}:{image['imageTag']}": (
+            str(image.get("imageDigest", "")),
+            str(result.get("status", "")),
+            str(result.get("failureCode") or ""),
         )
+        for page in pages or []
+        for result in page.get("results") or []
+        if (image := result.get("imageId") or {}).get("imageTag")
+    }
     return NativeBackfill(
         id=backfill_id,
         status=status,

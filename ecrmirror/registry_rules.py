@@ -90,16 +90,8 @@ def sync_exclusions(run: Run, target: Target) -> Result:
 
 def excluded(ecr: Ecr) -> set[str]:
     """The principals the registry's account excludes from pull-time updates (1,000 a call)."""
-    found: set[str] = set()
-    token: str | None = None
-    while True:
-        page = ecr.call(
-            "list_pull_time_update_exclusions", maxResults=1000, **({"nextToken": token} if token else {})
-        )
-        found.update(str(arn) for arn in page.get("pullTimeUpdateExclusions") or [])
-        token = page.get("nextToken")
-        if not token:
-            return found
+    pages = ecr.pages("list_pull_time_update_exclusions", maxResults=1000) or []
+    return {str(arn) for page in pages for arn in page.get("pullTimeUpdateExclusions") or []}
 
 
 def _register(ecr: Ecr, role: str) -> bool:
