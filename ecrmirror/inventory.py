@@ -10,16 +10,37 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecrmirror.ecr import IMAGE_MANIFESTS, Ecr, RemoteImage, RepositoryState
+from ecrmirror.ecr import ACTIVE, IMAGE_MANIFESTS, Ecr, RemoteImage, RepositoryState
 from ecrmirror.once import KeyedLocks
 from ecrmirror.share import once_per_run
 from ecrmirror.spec import Registry
 
 Images = dict[str, RemoteImage]  # tag -> what it holds
+
+
+@dataclass
+class Listing:
+    """Every image of one image repository, from one DescribeImages listing (any tag status, any
+    storage class): what each tag names, and every manifest it holds, tagged or not. An image
+    item's questions (its tag, its index's children, its cosign tags) are all answered from it."""
+
+    tags: dict[str, tuple[str, str]] = field(default_factory=dict)  # tag -> (digest, imageStatus)
+    digests: set[str] = field(default_factory=set)
+
+    def holds(self, digests: Iterable[str]) -> set[str]:
+        return set(digests) & self.digests
+
+    def tagged(self, tags: Iterable[str]) -> dict[str, RemoteImage]:
+        return {
+            tag: RemoteImage(tag=tag, manifest_digest=digest, chart_digest=None, status=status)
+            for tag in tags
+            if tag in self.tags
+            for digest, status in [self.tags[tag]]
+        }
 
 
 class Inventory:
@@ -33,6 +54,7 @@ class Inventory:
         self._images: dict[tuple[str, str], Images | None] = {}
         self._manifests: dict[tuple[str, str], dict[str, tuple[str, str]] | None] = {}
         self._digests: dict[tuple[str, str], Images | None] = {}
+        self._listings: dict[tuple[str, str], Listing | None] = {}
         self._repositories: dict[tuple[str, str], RepositoryState | None] = {}
         self._changed: set[tuple[str, str]] = set()  # to describe again, not from the share
         self._created: set[tuple[str, str]] = set()  # repositories this process created
@@ -60,7 +82,9 @@ class Inventory:
         if key in self._images and not fresh:
             return self._images[key]
         with self._locks(("images", key)):
-            if key not in self._images or fresh:
+            if key not in self._images and self.created_here(registry, repository) and not fresh:
+                self._images[key] = {}  # created by this process: it holds what add_image says
+            elif key not in self._images or fresh:
                 self._fetch_images(registry, repository, tag, fresh)
             return self._images[key]
 
@@ -96,29 +120,63 @@ class Inventory:
                 )
             return self._digests[key]
 
+    def listing(self, registry: Registry, repository: str) -> Listing | None:
+        """Every image `repository` holds (`Listing`), listed once per run; None if there is no
+        repository. A repository this process created holds only what it pushed: not listed."""
+        key = (registry.host, repository)
+        with self._locks(("listing", key)):
+            if key not in self._listings:
+                if self.created_here(registry, repository):
+                    self._listings[key] = Listing()
+                else:
+                    question = f"listing {registry.host}/{repository}"
+                    answer = once_per_run(
+                        self._shared, question, lambda: _listed(self._ecr(registry), repository)
+                    )
+                    self._listings[key] = (
+                        None
+                        if answer is None
+                        else Listing(
+                            {t: (d, s) for t, (d, s) in answer["tags"].items()}, set(answer["digests"])
+                        )
+                    )
+            return self._listings[key]
+
+    def pushed(self, registry: Registry, repository: str, digest: str, tag: str | None = None) -> None:
+        """This process put manifest `digest` (as `tag`) into `repository`: its listing holds it."""
+        key = (registry.host, repository)
+        with self._locks(("listing", key)):
+            listing = self._listings.get(key)
+            if listing is None:
+                return  # not listed yet: the listing, when asked for, will show it
+            listing.digests.add(digest)
+            if tag is not None:
+                listing.tags[tag] = (digest, ACTIVE)
+
     def manifests(self, registry: Registry, repository: str, tag: str) -> dict[str, tuple[str, str]] | None:
         """The run's tags that image repository `repository` holds, with what each names: tag ->
         (digest, manifest text), asked together with `tag`; None if there is no repository. The
-        tags come from the repository's one listing (`digests`), the texts from the manifest store
-        or, for those never seen, one BatchGetImage per 100."""
+        tags come from the repository's one listing, the texts from the manifest store or, for
+        those never seen, one BatchGetImage per 100."""
         key = (registry.host, repository)
         with self._locks(("manifests", key)):
             if key not in self._manifests:
-                held = self.digests(registry, repository, tag)
+                held = self.listing(registry, repository)
                 if held is None:
                     self._manifests[key] = None
                     return None
-                wanted = {t: held[t] for t in self._expected_tags[key] | {tag} if t in held}
-                pairs = sorted({(i.manifest_digest, i.status) for i in wanted.values()})
+                wanted = {t: held.tags[t] for t in self._expected_tags[key] | {tag} if t in held.tags}
+                pairs = sorted(set(wanted.values()))
+                if not pairs:
+                    self._manifests[key] = {}
+                    return {}
                 question = f"manifests {registry.host}/{repository} {' '.join(d for d, _ in pairs)}"
                 texts = once_per_run(
                     self._shared,
                     question,
                     lambda: self._ecr(registry).manifest_texts(repository, pairs, IMAGE_MANIFESTS),
                 )
-                self._manifests[key] = {
-                    t: (i.manifest_digest, texts.get(i.manifest_digest, "")) for t, i in wanted.items()
-                }
+                self._manifests[key] = {t: (d, texts.get(d, "")) for t, (d, _) in wanted.items()}
             return self._manifests[key]
 
     def add_manifest(self, registry: Registry, repository: str, tag: str, digest: str, text: str) -> None:
@@ -191,6 +249,10 @@ class Inventory:
         self._changed.add(key)
         if key in self._images and self._images[key] is None:
             self._images[key] = {}
+        if key in self._listings and self._listings[key] is None:
+            self._listings[key] = Listing()
+        if key in self._manifests and self._manifests[key] is None:
+            self._manifests[key] = {}
 
     # -- replication ----------------------------------------------------------------------------------
     def replication_statuses(self, registry: Registry, repository: str, tag: str) -> list[dict[str, Any]]:
@@ -200,3 +262,26 @@ class Inventory:
             if key not in self._replication_statuses:
                 self._replication_statuses[key] = self._ecr(registry).replication_statuses(repository, tag)
         return self._replication_statuses[key] or []
+
+
+def _listed(ecr: Ecr, repository: str) -> dict[str, Any] | None:
+    """A Listing as JSON (shared between xdist workers): DescribeImages, 1,000 images a call."""
+    pages = ecr.pages(
+        "describe_images",
+        "RepositoryNotFoundException",
+        registryId=ecr.registry.account,
+        repositoryName=repository,
+        filter={"tagStatus": "ANY", "imageStatus": "ANY"},
+        maxResults=1000,
+    )
+    if pages is None:
+        return None
+    details = [detail for page in pages for detail in page.get("imageDetails", [])]
+    return {
+        "tags": {
+            str(tag): (str(d["imageDigest"]), str(d.get("imageStatus") or ACTIVE))
+            for d in details
+            for tag in d.get("imageTags") or []
+        },
+        "digests": sorted({str(d["imageDigest"]) for d in details}),
+    }

@@ -93,15 +93,16 @@ def missing_referrers(
     run: Run, registry: Registry, repository: str, source: OciRepository, release: ChartRelease
 ) -> Attached:
     """What the source attaches to the release that ECR does not hold, and the cosign tags ECR
-    holds with other content (a BatchGetImage by tag for cosign's, by digest for the others)."""
+    holds with other content: from the repository's one listing (by digest, nothing pulled),
+    however many versions ask."""
     found = source.referrers(release, run.alongside)
     if not found:
         return Attached()
-    ecr = run.ecr(registry)
+    listing = run.inventory.listing(registry, repository)
     untagged = [r.manifest.digest for r in found if r.tag is None]
-    held = ecr.held_manifests(repository, untagged) if untagged else set()
+    held = listing.holds(untagged) if listing else set()
     tagged = [r.tag for r in found if r.tag is not None]
-    tags = (ecr.images(repository, tagged) or {}) if tagged else {}
+    tags = listing.tagged(tagged) if listing else {}
     missing, differing = [], []
     for referrer in found:
         if referrer.tag is None:
@@ -147,6 +148,7 @@ def copy_referrers(
                 run.options.max_chart_size,
                 mutable=referrer.tag is not None and may_move(referrer.tag),
             )
+            run.inventory.pushed(registry, repository, referrer.manifest.digest, referrer.tag)
         except TagConflict:
             if referrer.tag is None:
                 raise

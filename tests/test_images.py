@@ -751,6 +751,47 @@ def test_with_jobs_the_shared_layer_still_goes_up_once(
     assert mounts == 5
 
 
+def test_with_jobs_ecr_is_asked_about_each_image_repository_once_and_a_new_one_not_at_all(
+    world: World, upstream: FaultProxy, chart_server: ChartServer, emulator: Emulator, write_spec, run
+) -> None:
+    # given six signed multi-arch images, each in a repository the run creates
+    images = sorted(world.pushed)
+    write_spec(
+        extra_only(chart_server, world).replace(f"extra: ['{world.extra}']", f"extra: {json.dumps(images)}")
+    )
+
+    # when they are copied eight at a time
+    run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=7 + 1 + 6)
+
+    # then ECR was not asked what a repository the run just created holds: no listing, no blob
+    # HEAD; the upstream was asked once whether it has the referrers API, and no tag was HEADed
+    # (a copy pulls the tag's manifest at once)
+    image_paths = tuple(f"/v2/{world.mirrored(reference)}/" for reference in images)
+    registry = [r for r in emulator.app.requests if r.kind == "registry" and r.path.startswith(image_paths)]
+    assert [r.path for r in registry if r.method == "HEAD"] == []
+    assert sum(r.action == "DescribeImages" for r in emulator.app.requests) == 0
+    assert sum("/referrers/" in path for _, path in upstream.log) == 1
+    assert [path for method, path in upstream.log if method == "HEAD"] == []
+    held = {world.mirrored(reference) for reference in images}
+    assert all(raw_tags(name) for name in held)
+
+    # when the run is repeated with nothing new
+    emulator.app.requests.clear()
+    upstream.log.clear()
+    run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=7 + 1 + 6)
+
+    # then each image repository was listed once (its children and cosign tags are read from that
+    # listing), and nothing was written
+    api = [r.action for r in emulator.app.requests if r.kind == "api"]
+    assert api.count("DescribeImages") == len(images) + 1  # and the chart's repository
+    assert [r for r in emulator.app.requests if r.is_write] == []
+
+
+def raw_tags(repository: str) -> list[str]:
+    listed = ecr().list_images(repositoryName=repository, filter={"tagStatus": "TAGGED"})  # type: ignore[attr-defined]
+    return [image["imageTag"] for image in listed["imageIds"]]
+
+
 def test_the_readmes_images_example_is_a_valid_spec(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme[readme.index("### Images") :]

@@ -28,7 +28,14 @@ from ecrmirror.images.discovery import (
     to_json,
 )
 from ecrmirror.images.references import BadReference, ImageReference, mirrored_repository
-from ecrmirror.images.transfer import SOURCE_ANNOTATION, Moved, copy_image, filtered_index, platform_of
+from ecrmirror.images.transfer import (
+    SOURCE_ANNOTATION,
+    Moved,
+    copy_blobs,
+    copy_image,
+    filtered_index,
+    platform_of,
+)
 from ecrmirror.junit import DIGEST_PROPERTY, PLATFORM_PROPERTY
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.run import Run
@@ -107,24 +114,35 @@ def _wanted(run: Run, planned: PlannedImage) -> str:
     try:
         digest = upstream.manifest_digest(planned.image.path, planned.image.reference, indexes=True)
     except VersionNotFound:
-        raise VersionNotFound(
-            f"{planned.image} is not in its registry (no tag {planned.image.tag})"
-        ) from None
+        raise _not_upstream(planned) from None
     if digest is None:
         digest = _pull(run, planned, planned.image.reference).digest
     return digest
 
 
 def _pull(run: Run, planned: PlannedImage, reference: str) -> Manifest:
-    """A manifest of the image, pulled once per run however many items or steps ask."""
+    """A manifest of the image, pulled once per run however many items or steps ask. Pulled by
+    tag, it is kept under its digest too (taken from its bytes), so that nothing pulls it again."""
     upstream = _upstream(run, planned)
-    key = ("image manifest", planned.image.endpoint, planned.image.path, reference)
-    return run.remember(key, lambda: upstream.manifest(planned.image.path, reference, indexes=True))
+    where = (planned.image.endpoint, planned.image.path)
+    try:
+        manifest: Manifest = run.remember(
+            ("image manifest", *where, reference),
+            lambda: upstream.manifest(planned.image.path, reference, indexes=True),
+        )
+    except VersionNotFound:
+        if reference != planned.image.tag:
+            raise
+        raise _not_upstream(planned) from None
+    return run.remember(("image manifest", *where, manifest.digest), lambda: manifest)
+
+
+def _not_upstream(planned: PlannedImage) -> VersionNotFound:
+    return VersionNotFound(f"{planned.image} is not in its registry (no tag {planned.image.tag})")
 
 
 def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
     registry = planned.target.registry
-    wanted = _wanted(run, planned)
     held_text: str | None = None
     held_digest: str | None = None
     if planned.tag:
@@ -136,18 +154,22 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
             if archived is not None:
                 return archived
     else:
-        held_digests = run.ecr(registry).held_manifests(planned.repository, [wanted])
+        listing = run.inventory.listing(registry, planned.repository)
         repository_exists = True  # an absent repository holds nothing: the copy makes it
-        held_digest = wanted if wanted in held_digests else None
+        held_digest = planned.image.digest if listing and planned.image.digest in listing.digests else None
     if held_digest is None:
         if not sync:
+            _wanted(run, planned)  # an image the upstream lacks is an error, not just MISSING
             where = "" if repository_exists else f" (repository {planned.repository} does not exist)"
             return _result(
                 planned,
                 Outcome.MISSING,
                 f"{planned.reference} is not in ECR{where}; `pytest --sync` copies it",
             )
+        # To be copied: pulled by its tag at once (its digest from its bytes), with no HEAD first.
+        wanted = planned.image.digest or _pull(run, planned, planned.image.reference).digest
         return _copy(run, planned, wanted, repository_exists)
+    wanted = _wanted(run, planned)
     source = _source_digest(held_text) if planned.platforms else held_digest
     if source != wanted:
         return _moved_or_differs(run, planned, wanted, held_digest, source)
@@ -168,8 +190,8 @@ def _archived(run: Run, planned: PlannedImage, digest: str, sync: bool) -> Resul
     version (versions.py): ARCHIVED in the audit, restored by --sync (never re-pushed), kept
     under `archived: accept`. ECR's listing of the repository says which (one DescribeImages)."""
     assert planned.tag is not None
-    held = run.inventory.digests(planned.target.registry, planned.repository, planned.tag) or {}
-    image = held.get(planned.tag)
+    listing = run.inventory.listing(planned.target.registry, planned.repository)
+    image = listing.tagged([planned.tag]).get(planned.tag) if listing else None
     if image is None or image.pullable or image.manifest_digest != digest:
         return None
     if image.status == ACTIVATING:
@@ -296,9 +318,8 @@ def _complete(
     children = _children(text)
     # A copy just made wrote every child before its index; one found in ECR is asked about.
     asked = children and outcome is not Outcome.PUSHED
-    absent_children = (
-        sorted(set(children) - ecr.held_manifests(planned.repository, children)) if asked else []
-    )
+    listing = run.inventory.listing(registry, planned.repository) if asked else None
+    absent_children = sorted(set(children) - listing.holds(children)) if listing else []
     subjects = [digest, *children] if not planned.platforms else [*children]
     missing, differing = _referrers(run, planned, subjects)
     if not sync and (absent_children or missing):
@@ -330,6 +351,20 @@ def _complete(
                 moved.uploaded += copy_children.uploaded
                 moved.mounted += copy_children.mounted
                 message += f"; copied its {len(absent_children)} missing child manifest(s)"
+            # The blobs of every referrer first, side by side: then each manifest goes up alone.
+            blobs = [blob for r in missing if not r.manifest.is_index for blob in r.manifest.blobs()]
+            client = run.registry_client(registry)
+            copy_blobs(
+                run,
+                registry,
+                client,
+                upstream,
+                planned.image.path,
+                blobs,
+                planned.repository,
+                Path(tmp),
+                moved,
+            )
             copied = []
             for referrer in missing:
                 reference = referrer.tag or referrer.manifest.digest
@@ -411,11 +446,12 @@ def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[li
             f"more than {MAX_REFERRERS} manifests refer to {planned.image}: more than an ECR repository "
             "holds by default (10,000 images); ecrmirror copies none of them"
         )
-    ecr = run.ecr(planned.target.registry)
+    # ECR's one listing of the repository says what it holds of them, by digest: nothing pulled.
+    listing = run.inventory.listing(planned.target.registry, planned.repository) if wanted else None
     untagged = [reference for reference, tag in wanted if tag is None]
-    held = ecr.held_manifests(planned.repository, untagged) if untagged else set()
+    held = listing.holds(untagged) if listing else set()
     tagged = [tag for _, tag in wanted if tag is not None]
-    in_ecr = (ecr.images(planned.repository, tagged) or {}) if tagged else {}
+    in_ecr = listing.tagged(tagged) if listing else {}
     missing: list[tuple[str, str | None]] = []
     differing = []
     for reference, tag in wanted:

@@ -18,13 +18,15 @@ from ecrmirror.chart import Descriptor
 from ecrmirror.errors import UpstreamError
 from ecrmirror.registry import RegistryClient
 from ecrmirror.run import Run
-from ecrmirror.sources.oci import Manifest, OciClient
+from ecrmirror.sources.oci import Manifest, OciClient, side_by_side
 from ecrmirror.spec import Registry
 
 # ECR's largest layer (service quotas: 52,000 MiB); a manifest saying more cannot be mirrored.
 MAX_LAYER_SIZE = 52_000 * 1024 * 1024
 # Which of the run's image repositories holds each blob it uploaded: (registry host, digest) -> repository.
 _UPLOADED = "images: uploaded blobs"
+# Every blob the run put (uploaded or mounted) in each repository: (registry host, repository, digest).
+_PLACED = "images: placed blobs"
 
 
 @dataclass
@@ -53,27 +55,40 @@ def copy_image(
     `reference`: the children ECR lacks first (`children`: pulled already), each with its blobs,
     then `top` itself."""
     client = run.registry_client(registry)
-    ecr = run.ecr(registry)
     moved = Moved()
     if top.is_index:
-        wanted = [str(child["digest"]) for child in top.children()]
-        held = ecr.held_manifests(repository, wanted)
+        wanted = list(dict.fromkeys(str(child["digest"]) for child in top.children()))
+        listing = run.inventory.listing(registry, repository)
+        held = listing.holds(wanted) if listing else set()
         pulled = {manifest.digest: manifest for manifest in children or ()}
-        for digest in dict.fromkeys(wanted):
-            if digest in held:
-                continue
-            child = pulled.get(digest) or upstream.manifest(upstream_repository, digest, indexes=True)
-            if child.is_index:
+        lacking = [digest for digest in wanted if digest not in held]
+        # Three steps, each side by side with jobs: the children ECR lacks are pulled, their
+        # blobs copied, their manifests put; the index last, once all of them are in.
+        copied = side_by_side(
+            lambda digest: pulled.get(digest) or upstream.manifest(upstream_repository, digest, indexes=True),
+            [digest for digest in lacking if digest not in pulled],
+            run.alongside,
+        )
+        pulled.update((child.digest, child) for child in copied)
+        for digest in lacking:
+            if pulled[digest].is_index:
                 raise UpstreamError(
                     f"{upstream.host}/{upstream_repository}@{top.digest} lists another index ({digest}) "
                     "as a child; ecrmirror copies an index of image manifests"
                 )
-            copy_blobs(run, registry, client, upstream, upstream_repository, child, repository, tmp, moved)
-            client.put_manifest(repository, digest, child.body, child.media_type)
-            moved.manifests += 1
+        blobs = [blob for digest in lacking for blob in pulled[digest].blobs()]
+        copy_blobs(run, registry, client, upstream, upstream_repository, blobs, repository, tmp, moved)
+
+        def put_child(digest: str) -> None:
+            client.put_manifest(repository, digest, pulled[digest].body, pulled[digest].media_type)
+            run.inventory.pushed(registry, repository, digest)
+
+        side_by_side(put_child, lacking, run.alongside)
+        moved.manifests += len(lacking)
     else:
-        copy_blobs(run, registry, client, upstream, upstream_repository, top, repository, tmp, moved)
+        copy_blobs(run, registry, client, upstream, upstream_repository, top.blobs(), repository, tmp, moved)
     client.put_manifest(repository, reference, top.body, top.media_type, mutable=mutable)
+    run.inventory.pushed(registry, repository, top.digest, None if reference == top.digest else reference)
     moved.manifests += 1
     return moved
 
@@ -84,30 +99,39 @@ def copy_blobs(
     client: RegistryClient,
     upstream: OciClient,
     upstream_repository: str,
-    manifest: Manifest,
+    blobs: list[dict[str, Any]],
     repository: str,
     tmp: Path,
     moved: Moved,
 ) -> None:
-    """The blobs of one image manifest that `repository` lacks: mounted, or downloaded (verified
-    by digest) and uploaded."""
+    """The blobs (descriptors) that `repository` lacks: mounted, or downloaded (verified by
+    digest) and uploaded, side by side with jobs. A repository this process created holds only
+    what the run put in it: no blob is asked about there (a HEAD each)."""
     uploaded: dict[tuple[str, str], str] = run.remember(_UPLOADED, dict)
-    for blob in {str(each["digest"]): each for each in manifest.blobs()}.values():
+    placed: set[tuple[str, str, str]] = run.remember(_PLACED, set)
+    created_here = run.inventory.created_here(registry, repository)
+    descriptors = []
+    for blob in {str(each["digest"]): each for each in blobs}.values():
         descriptor = Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
         if descriptor.size > MAX_LAYER_SIZE:
             raise UpstreamError(
-                f"{upstream.host}/{upstream_repository}@{manifest.digest}: blob {descriptor.digest} is "
+                f"{upstream.host}/{upstream_repository}: blob {descriptor.digest} is "
                 f"{descriptor.size} bytes, more than ECR takes in one layer ({MAX_LAYER_SIZE})"
             )
+        descriptors.append(descriptor)
+
+    def copy(descriptor: Descriptor) -> tuple[int, int]:
+        """(bytes uploaded, blobs mounted)"""
         key = (registry.host, descriptor.digest)
+        here = (registry.host, repository, descriptor.digest)
         with run.locks(("blob", key)):  # one upload of a blob per registry, however many jobs need it
-            if client.has_blob(repository, descriptor.digest):
-                continue
+            if here in placed or (not created_here and client.has_blob(repository, descriptor.digest)):
+                return 0, 0
             holder = uploaded.get(key)
             mountable = holder is not None and holder != repository and _mounts(run, registry)
             if mountable and client.mount_blob(repository, descriptor.digest, str(holder)):
-                moved.mounted += 1
-                continue
+                placed.add(here)
+                return 0, 1
             path = tmp / descriptor.digest.replace(":", "-")
             upstream.blob(upstream_repository, descriptor.digest, path, descriptor.size)
             try:
@@ -115,7 +139,12 @@ def copy_blobs(
             finally:
                 path.unlink(missing_ok=True)
             uploaded[key] = repository
-            moved.uploaded += descriptor.size
+            placed.add(here)
+            return descriptor.size, 0
+
+    for sent, mounted in side_by_side(copy, descriptors, run.alongside):
+        moved.uploaded += sent
+        moved.mounted += mounted
 
 
 def _mounts(run: Run, registry: Registry) -> bool:

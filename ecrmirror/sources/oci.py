@@ -86,6 +86,7 @@ _JSON_KINDS = {
     bool: "a boolean",
 }
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,9 @@ class OciClient:
         self._verify = verify
         self._authorization: dict[str, str] = {}  # scope -> Authorization header value
         self._scope_locks = KeyedLocks()  # jobs (threads) answering one scope's challenge: one token
+        self._unchallenged: set[str] = set()  # scopes the registry answered without a challenge
         self._referrers_api: bool | None = None  # unknown until the first referrers request
+        self._probe_lock = threading.Lock()  # jobs asking at once: one of them probes for the API
         # Docker Hub's RateLimit-Remaining, as last seen: pulls left in its window (None: no limit said)
         self.pulls_left: int | None = None
         self._pull_lock = threading.Lock()
@@ -179,6 +182,13 @@ class OciClient:
     def referrers(self, repository: str, digest: str) -> list[str] | None:
         """The digests of the manifests whose subject is `digest`, from the referrers API; None
         when the registry does not have it (then the referrers tag schema is the way)."""
+        if self._referrers_api is None:
+            with self._probe_lock:  # the others wait for its answer: one probe per registry
+                if self._referrers_api is None:
+                    return self._listed_referrers(repository, digest)
+        return self._listed_referrers(repository, digest)
+
+    def _listed_referrers(self, repository: str, digest: str) -> list[str] | None:
         if self._referrers_api is False:
             return None
         what = f"the referrers of {self.host}/{repository}@{digest}"
@@ -467,6 +477,20 @@ class OciClient:
         if self._basic_first and credentials is not None and scope not in self._authorization:
             pair = f"{credentials.username}:{credentials.password}".encode()
             self._authorization[scope] = "Basic " + base64.b64encode(pair).decode()
+        if scope not in self._authorization and scope not in self._unchallenged:
+            # A scope's first request goes alone: jobs sending theirs at once would each be
+            # challenged (401), and each ask again with the token the first one fetched.
+            with self._scope_locks(scope):
+                if scope not in self._authorization and scope not in self._unchallenged:
+                    response = self._follow(url, scope, accept, method)
+                    if response.status_code != 401:
+                        self._unchallenged.add(scope)
+                    else:
+                        self._http.discard(response)  # the challenge is in its headers
+                        if self._answer(response, scope):
+                            response = self._follow(url, scope, accept, method)
+                    self._count_pulls(response)
+                    return response
         sent = self._authorization.get(scope)
         response = self._follow(url, scope, accept, method)
         if response.status_code == 401:
@@ -776,7 +800,7 @@ def pull_referrers(
     alongside: Callable[..., futures.Future[Any]] | None = None,
 ) -> list[Referrer]:
     """The manifests of `wanted` (from attached_references), each once."""
-    manifests = _each(
+    manifests = side_by_side(
         lambda reference: client.manifest(repository, reference),
         [reference for reference, _ in wanted],
         alongside,
@@ -834,12 +858,13 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:200]
 
 
-def _each(
-    work: Callable[[str], T], calls: list[str], alongside: Callable[..., futures.Future[Any]] | None
+def side_by_side(
+    work: Callable[[A], T], calls: list[A], alongside: Callable[..., futures.Future[Any]] | None
 ) -> list[T]:
     """`work(call)` for each of `calls`, in order. With `alongside` (run.alongside), three at a
     time: two on other threads (a job's share of the run's side threads) while this one does the
-    third; the first failure is raised once those running have ended, so nothing is left running."""
+    third; the first failure is raised once those running have ended, so nothing is left running.
+    `work` must not itself go alongside: a side thread waiting for a side thread could wait forever."""
     if alongside is None:
         return [work(call) for call in calls]
     results: list[T] = []
