@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from concurrent import futures
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from ecrmirror.sources.oci import (
     OciClient,
     Referrer,
     pull_referrers,
+    side_by_side,
 )
 from ecrmirror.spec import ChartEntry, ImageSettings, Spec, Target, VersionEntry
 
@@ -141,7 +143,27 @@ def _not_upstream(planned: PlannedImage) -> VersionNotFound:
     return VersionNotFound(f"{planned.image} is not in its registry (no tag {planned.image.tag})")
 
 
+def _tags(run: Run, planned: PlannedImage) -> set[str]:
+    """The upstream repository's tags (cosign's among them), listed once per run."""
+    path = planned.image.path
+    return run.remember(
+        ("image tags", planned.image.endpoint, path), lambda: set(_upstream(run, planned).tags(path))
+    )
+
+
 def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
+    # A sync reads the upstream's tag list whatever ECR holds (for the image's cosign tags, once
+    # it is there): it is listed while ECR is asked. An audit of a missing image needs none.
+    if not sync:
+        return _mirrored(run, planned, sync)
+    listing = run.alongside(_tags, run, planned)
+    try:
+        return _mirrored(run, planned, sync)
+    finally:
+        futures.wait([listing])
+
+
+def _mirrored(run: Run, planned: PlannedImage, sync: bool) -> Result:
     registry = planned.target.registry
     held_text: str | None = None
     held_digest: str | None = None
@@ -429,7 +451,7 @@ def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[li
     is compared by digest (a HEAD for a tag), never pulled again."""
     upstream = _upstream(run, planned)
     path = planned.image.path
-    tags = run.remember(("image tags", planned.image.endpoint, path), lambda: set(upstream.tags(path)))
+    tags = _tags(run, planned)
     listed = {subject: upstream.referrers(path, subject) for subject in subjects}
     # A registry without the referrers API lists them under the referrers tag schema's tag.
     schema_tags = [f"sha256-{s.partition(':')[2]}" for s, found in listed.items() if found is None]
@@ -452,21 +474,23 @@ def _referrers(run: Run, planned: PlannedImage, subjects: list[str]) -> tuple[li
     held = listing.holds(untagged) if listing else set()
     tagged = [tag for _, tag in wanted if tag is not None]
     in_ecr = listing.tagged(tagged) if listing else {}
-    missing: list[tuple[str, str | None]] = []
-    differing = []
-    for reference, tag in wanted:
-        if tag is None:
-            if reference not in held:
-                missing.append((reference, tag))
-        elif tag not in in_ecr:
-            missing.append((reference, tag))
-        else:
-            now = (
-                upstream.manifest_digest(path, tag)
-                or pull_referrers(upstream, path, [(tag, tag)])[0].manifest.digest
-            )
-            if in_ecr[tag].manifest_digest != now:
-                differing.append(f"{tag} holds {in_ecr[tag].manifest_digest} in ECR and {now} upstream")
+    missing = [
+        (reference, tag) for reference, tag in wanted if (tag not in in_ecr if tag else reference not in held)
+    ]
+    # A cosign tag ECR holds is compared with the upstream's by digest: HEADs, side by side.
+    compared = [tag for _, tag in wanted if tag is not None and tag in in_ecr]
+
+    def upstream_digest(tag: str) -> str:
+        return (
+            upstream.manifest_digest(path, tag)
+            or pull_referrers(upstream, path, [(tag, tag)])[0].manifest.digest
+        )
+
+    differing = [
+        f"{tag} holds {in_ecr[tag].manifest_digest} in ECR and {now} upstream"
+        for tag, now in zip(compared, side_by_side(upstream_digest, compared, run.alongside), strict=True)
+        if in_ecr[tag].manifest_digest != now
+    ]
     pulled = pull_referrers(upstream, path, missing, run.alongside)
     # The schema's own index last: its children (the referrers) are in ECR by then.
     pulled += [Referrer(index, tag) for tag, (_, index) in schemas.items() if index is not None]
