@@ -1,11 +1,11 @@
-"""Concurrency where the waiting is: ecrmirror's jobs against one job, the seed's recipe and skopeo.
+"""Concurrency where the waiting is: ecrmirror's jobs against one job and the seed's recipe.
 
 Every run goes through the same latency (the fault proxy's slow answers, on every request to ECR
 and to the upstream) into a fresh emulator, and is counted from the emulator's, the chart
 server's and the proxies' own records: wall time, registry and API requests, upstream requests,
 archive downloads and bytes on the wire. The seed's recipe is the loop the README replaces
-(`helm repo add`, then per version `helm pull` and `helm push`, real helm); skopeo copies one
-version per process, 8 processes at a time, as ecrmirror runs 8 jobs.
+(`helm repo add`, then per version `helm pull` and `helm push`, real helm). skopeo, the peer a
+user writes in five minutes, is in peers.py.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chartfactory import package_chart, write_index
-from common import REGISTRY, Figure, create_repositories, pytest_measured, registry_password, serve, spec_text
+from common import Figure, create_repositories, pytest_measured, registry_password, serve, spec_text
 from faultproxy import FaultProxy
 
 from ecrmirror.emulator import Emulator
@@ -280,118 +279,3 @@ def peer_rows(runs: dict[str, Measured]) -> list[Figure]:
             ),
         ]
     return rows
-
-
-def skopeo_figures(work: Path, charts_count: int, versions_each: int, skopeo: str | None) -> list[Figure]:
-    """Target 3: from an OCI source, ecrmirror's 8 jobs against 8 `skopeo copy` at a time."""
-    from ociregistry import TokenRegistry
-
-    if skopeo is None:
-        return [Figure("skopeo copy from the OCI source", "no skopeo", "measured", False)]
-    source = TokenRegistry().start()
-    packages = work / "skopeo-packages"
-    charts = {f"oci{c}": [f"4.{v // 10}.{v % 10}" for v in range(versions_each)] for c in range(charts_count)}
-    for name, versions in charts.items():
-        for version in versions:
-            source.add_chart(f"library/{name}", package_chart(packages, name, version).path, name, version)
-    total = charts_count * versions_each
-    slow = {"rate": 1.0, "seed": 1, "kinds": ("slow",), "slow_seconds": LATENCY}
-    runs: dict[str, Measured] = {}
-    for tool in ("ecrmirror", "skopeo"):
-        with Emulator() as emulator:
-            emulator.reset()
-            to_ecr = FaultProxy(emulator.url, **slow).start()
-            to_source = FaultProxy(f"http://{source.host}", **slow).start()
-            directory = work / f"oci-{tool}"
-            directory.mkdir()
-            source_host = to_source.url.removeprefix("http://")
-            if tool == "ecrmirror":
-                entries = "".join(
-                    f"  - name: {n}\n    repo: oci://{source_host}/library\n    plain_http: true\n"
-                    f"    versions: {v}\n"
-                    for n, v in charts.items()
-                )
-                (directory / "oci.yaml").write_text(
-                    f"target:\n  registry: {REGISTRY}\n  prefix: oci\n  create_repositories: true\n"
-                    f"charts:\n{entries}"
-                )
-                seconds, cpu = pytest_measured(
-                    directory, emulator, "--sync", "--ecrmirror-jobs=8", "oci.yaml", via=to_ecr.url
-                )
-            else:
-                create_repositories(emulator, [f"oci/{name}" for name in charts])
-                emulator.app.requests.clear()
-                seconds, cpu = _skopeo_copies(skopeo, emulator, source_host, to_ecr, charts)
-            blobs = sum(1 for host, _, _ in source.seen if host == source.storage_host)
-            registry = sum(1 for r in emulator.requests if r.kind == "registry")
-            api = sum(1 for r in emulator.requests if r.kind == "api")
-            runs[tool] = Measured(
-                seconds, cpu, registry, api, to_source.requests, blobs, to_ecr.bytes + to_source.bytes
-            )
-            source.seen.clear()
-            to_ecr.stop()
-            to_source.stop()
-    source.stop()
-    ours, theirs = runs["ecrmirror"], runs["skopeo"]
-    return [
-        Figure(
-            "OCI source, 8 at a time: registry requests per version, ecrmirror",
-            round(ours.registry / total, 2),
-            f"< {theirs.registry / total:.2f}",
-            ours.registry < theirs.registry,
-        ),
-        Figure(
-            "OCI source, 8 at a time: registry requests per version, skopeo",
-            round(theirs.registry / total, 2),
-            "measured",
-            None,
-        ),
-        Figure(
-            "OCI source, 8 at a time: seconds per version, ecrmirror",
-            round(ours.seconds / total, 3),
-            f"<= {theirs.seconds / total:.3f}",
-            ours.seconds <= theirs.seconds,
-        ),
-        Figure(
-            "OCI source, 8 at a time: seconds per version, skopeo",
-            round(theirs.seconds / total, 3),
-            "measured",
-            None,
-        ),
-        *peer_rows(
-            {
-                f"OCI source, {total} versions, ecrmirror 8 jobs": ours,
-                f"OCI source, {total} versions, skopeo x8": theirs,
-            }
-        ),
-    ]
-
-
-def _skopeo_copies(
-    skopeo: str, emulator: Emulator, source_host: str, to_ecr: FaultProxy, charts: dict[str, list[str]]
-) -> tuple[float, float]:
-    creds = f"AWS:{registry_password(emulator)}"
-    destination = to_ecr.url.removeprefix("http://")
-
-    def copy(name: str, version: str) -> None:
-        done = subprocess.run(
-            [
-                skopeo,
-                "copy",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                creds,
-                f"docker://{source_host}/library/{name}:{version}",
-                f"docker://{destination}/oci/{name}:{version}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"skopeo copy of {name}:{version} failed: {done.stderr[-1000:]}")
-
-    cpu_before, started = _children_cpu(), time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda pair: copy(*pair), [(n, v) for n, vs in charts.items() for v in vs]))
-    return time.perf_counter() - started, _children_cpu() - cpu_before

@@ -1,20 +1,20 @@
-"""Images a chart runs, copied into ECR: ecrmirror's 8 jobs against 8 `skopeo copy --all` at a time.
+"""Images a chart runs, copied into ECR: ecrmirror's 8 jobs against `xargs -P 8 skopeo copy --all`.
 
 The upstream is Debian's docker-registry holding multi-arch images as buildx and cosign push them
 (an OCI index of amd64, arm64 and an attestation; cosign signatures of the index and of amd64),
 every image with the same ~1 MiB base layer and small layers of its own. It is reached through a
-pass-through proxy that logs every request; ECR is the emulator, with BLOB_MOUNTING enabled, so a
-blob one image repository holds can be mounted into another. Both tools copy into the same
-emulator from the same upstream, once into empty repositories and once more with nothing new.
+pass-through proxy that logs every request and adds 20 ms to each (concurrency.LATENCY); ECR is
+a fresh emulator per tool and repetition, with BLOB_MOUNTING enabled (a blob one image repository
+holds can be mounted into another), behind 20 ms too. Each tool copies every image once into
+empty repositories and once more with nothing new; the tools take turns, repetition by repetition.
 
-Counted from the proxy's log, the emulator's own records, and ecrmirror's summary line for the
+Counted from the proxies' logs, the emulator's own records, and ecrmirror's summary line for the
 bytes it uploaded; the unique bytes are every distinct blob's size over all the images, read back
 from the upstream: what a copy that uploads each blob once per registry uploads.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import re
@@ -22,18 +22,33 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 from chartfactory import package_chart, write_index  # type: ignore[import-not-found, unused-ignore]
-from common import REGISTRY, Figure, create_repositories, registry_password, serve
+from common import (
+    REGISTRY,
+    Figure,
+    create_repositories,
+    ecr_kinds,
+    registry_password,
+    request_kind,
+    serve,
+    skopeo_xargs,
+)
 from ecrclient import admin  # type: ignore[import-not-found, unused-ignore]
 from faultproxy import FaultProxy  # type: ignore[import-not-found, unused-ignore]
-from imagefactory import push_multiarch_image, tar_gz_layer  # type: ignore[import-not-found, unused-ignore]
+from imagefactory import (  # type: ignore[import-not-found, unused-ignore]
+    manifest_digest,
+    push_multiarch_image,
+    tar_gz_layer,
+)
 from ociregistry import DockerRegistry  # type: ignore[import-not-found, unused-ignore]
+from peers import TOOLS, Run, comparison_rows, slow
 
 from ecrmirror.emulator import Emulator
 
@@ -62,8 +77,13 @@ class Copied:
     writes: list[str]  # ECR's writes, "METHOD path" or the API action
     upstream: list[tuple[str, str]]  # (method, path) of every request to the upstream
     blob_uploads: int  # blob uploads ECR completed into image repositories (mounts are not uploads)
+    ecr: Counter[str] = field(default_factory=Counter)  # ECR's requests by kind
     uploaded: int | None = None  # bytes, as ecrmirror's summary says them
     pushed: int | None = None  # images, as ecrmirror's summary says them
+
+    def run(self) -> Run:
+        """The run as the peers' comparison counts it: time and requests by kind."""
+        return Run(self.seconds, 0.0, self.ecr, Counter(request_kind(m, p) for m, p in self.upstream))
 
     @property
     def manifest_gets(self) -> list[str]:
@@ -78,12 +98,13 @@ class Blob:
 
 @dataclass
 class World:
-    """The upstream behind its recording proxy, and the emulator."""
+    """The upstream behind its recording proxy, and the emulator behind one of its own."""
 
     directory: Path
     emulator: Emulator
     proxy: Any  # a RecordingProxy: a pass-through that logs (method, path)
     references: list[str]  # HOST/PATH:TAG of every image, HOST the proxy's
+    to_ecr: Any  # a RecordingProxy in front of the emulator
 
     @property
     def host(self) -> str:
@@ -91,13 +112,15 @@ class World:
 
     def clear(self) -> None:
         self.emulator.app.requests.clear()
-        self.proxy.log.clear()
-        self.proxy.requests = 0
+        for proxy in (self.proxy, self.to_ecr):
+            proxy.log.clear()
+            proxy.requests = 0
 
     def copied(self, seconds: float) -> Copied:
         recorded = self.emulator.requests
         return Copied(
             seconds=seconds,
+            ecr=ecr_kinds(recorded, list(self.to_ecr.log)),
             registry=sum(1 for r in recorded if r.kind == "registry"),
             api=sum(1 for r in recorded if r.kind == "api"),
             writes=[
@@ -129,7 +152,7 @@ class RecordingProxy(FaultProxy):  # type: ignore[misc, unused-ignore]
         return FaultProxy._forward(netloc, method, path, merged, body)
 
 
-def image_figures(work: Path, images: int, skopeo: str | None) -> list[Figure]:
+def image_figures(work: Path, images: int, skopeo: str | None, repeats: int = 2) -> list[Figure]:
     """ecrmirror's first sync and re-run of `images` images, and skopeo's, side by side."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -138,28 +161,83 @@ def image_figures(work: Path, images: int, skopeo: str | None) -> list[Figure]:
     directory = work / f"images-{images}"
     (directory / "registry").mkdir(parents=True)
     upstream = DockerRegistry(binary, directory / "registry")
+    tries: list[dict[str, Copied]] = []
+    identical: dict[str, list[tuple[int, int]]] = {tool: [] for tool in TOOLS}
     try:
         paths = push_images(upstream.host, images)
         blobs = unique_blobs(upstream.host, paths)
-        proxy = RecordingProxy(target=f"http://{upstream.host}", rate=0.0, seed=0).start()
+        digests = {path: manifest_digest(upstream.host, path, TAG) for path in paths}
+        proxy = RecordingProxy(target=f"http://{upstream.host}", **slow()).start()
+        tools = TOOLS if skopeo is not None else ("ecrmirror",)
         try:
-            with Emulator() as emulator:
-                emulator.reset()  # moto's state is per process: start each measurement empty
-                admin("ecr", emulator).put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
-                host = str(proxy.url).removeprefix("http://")
-                world = World(directory, emulator, proxy, [f"{host}/{path}:{TAG}" for path in paths])
-                runs = {"ecrmirror": ecrmirror_sync(world), "ecrmirror again": ecrmirror_sync(world)}
-                if skopeo is None:
-                    print("images: no skopeo (apt-get install skopeo): skopeo rows skipped")
-                else:
-                    create_repositories(emulator, [f"skopeo/{path}" for path in paths])
-                    runs["skopeo"] = skopeo_copies(world, skopeo, paths)
-                    runs["skopeo again"] = skopeo_copies(world, skopeo, paths)
+            for attempt in range(repeats if skopeo is not None else 1):
+                runs: dict[str, Copied] = {}
+                for tool in tools:
+                    world = directory / f"{tool}-{attempt}"
+                    first, again, same = image_runs(world, tool, skopeo or "", proxy, paths, digests)
+                    runs[tool], runs[f"{tool} again"] = first, again
+                    identical[tool].append(same)
+                tries.append(runs)
         finally:
             proxy.stop()
     finally:
         upstream.stop()
-    return figures(images, blobs, runs)
+    rows = figures(images, blobs, tries[0])
+    if skopeo is None:
+        print("images: no skopeo (apt-get install skopeo): skopeo rows skipped")
+        return rows
+    firsts = {tool: [runs[tool].run() for runs in tries] for tool in TOOLS}
+    agains = {tool: [runs[f"{tool} again"].run() for runs in tries] for tool in TOOLS}
+    label = f"images, {images} images"
+    return rows + comparison_rows(label, "image", images, firsts, agains, identical, len(tries))
+
+
+def image_runs(
+    directory: Path, tool: str, skopeo: str, proxy: Any, paths: list[str], digests: dict[str, str | None]
+) -> tuple[Copied, Copied, tuple[int, int]]:
+    """`tool`'s first sync and re-run into a fresh emulator behind 20 ms; how many images' ECR
+    tags have the upstream's digest, of how many."""
+    directory.mkdir()
+    with Emulator() as emulator:
+        emulator.reset()  # moto's state is per process: start each measurement empty
+        admin("ecr", emulator).put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
+        to_ecr = RecordingProxy(target=emulator.url, **slow()).start()
+        host = str(proxy.url).removeprefix("http://")
+        world = World(directory, emulator, proxy, [f"{host}/{path}:{TAG}" for path in paths], to_ecr)
+        try:
+            if tool == "skopeo":
+                create_repositories(emulator, [f"skopeo/{path}" for path in paths])
+
+            def copy() -> Copied:
+                return ecrmirror_sync(world) if tool == "ecrmirror" else skopeo_copies(world, skopeo, paths)
+
+            first = copy()
+            same = same_digests(emulator, digests)
+            again = copy()
+        finally:
+            to_ecr.stop()
+    return first, again, same
+
+
+def same_digests(emulator: Emulator, digests: dict[str, str | None]) -> tuple[int, int]:
+    """How many images' ECR tags have the upstream's index digest, of how many: an image's
+    repository is the one whose name ends with its upstream path."""
+    ecr = admin("ecr", emulator)
+    names = [
+        repository["repositoryName"]
+        for page in ecr.get_paginator("describe_repositories").paginate()
+        for repository in page["repositories"]
+    ]
+    same = 0
+    for path, digest in digests.items():
+        repository = next((name for name in names if name == path or name.endswith(f"/{path}")), None)
+        if repository is None:
+            continue
+        found = ecr.batch_get_image(
+            repositoryName=repository, imageIds=[{"imageTag": TAG}], acceptedMediaTypes=MANIFESTS.split(", ")
+        )["images"]
+        same += bool(found) and found[0]["imageId"]["imageDigest"] == digest
+    return same, len(digests)
 
 
 def push_images(host: str, images: int) -> list[str]:
@@ -231,7 +309,8 @@ def ecrmirror_sync(world: World) -> Copied:
 
 def _pytest(world: World, *args: str) -> tuple[float, str]:
     """As common.pytest_measured, but what pytest printed: (wall seconds, its stdout)."""
-    env = {**os.environ, **world.emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    via = {"AWS_ENDPOINT_URL_ECR": world.to_ecr.url, "ECRMIRROR_REGISTRY_ENDPOINT": world.to_ecr.url}
+    env = {**os.environ, **world.emulator.environ(), **via, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     command = [sys.executable, "-m", "pytest", "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", "-q"]
     started = time.perf_counter()
     done = subprocess.run([*command, *args], cwd=world.directory, env=env, capture_output=True, text=True)
@@ -242,45 +321,22 @@ def _pytest(world: World, *args: str) -> tuple[float, str]:
 
 
 def skopeo_copies(world: World, skopeo: str, paths: list[str]) -> Copied:
-    """`skopeo copy --all` of every image into skopeo/<path>:<tag>, 8 processes at a time."""
-    creds = f"AWS:{registry_password(world.emulator)}"
-    destination = world.emulator.url.removeprefix("http://")
-
-    def copy(path: str) -> None:
-        done = subprocess.run(
-            [
-                skopeo,
-                "copy",
-                "--all",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                creds,
-                f"docker://{world.host}/{path}:{TAG}",
-                f"docker://{destination}/skopeo/{path}:{TAG}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"skopeo copy of {path}:{TAG} failed: {done.stderr[-1000:]}")
-
-    # skopeo tries TLS first on a registry it may reach insecurely: the emulator logs each try as a
-    # bad request, noise here
-    quiet = logging.getLogger("werkzeug")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    """`xargs -P 8 -n 2 skopeo copy --all` of every image into skopeo/<path>:<tag>."""
+    password = registry_password(world.emulator)  # `aws ecr get-login-password`, before the clock starts
+    destination = str(world.to_ecr.url).removeprefix("http://")
+    pairs = [
+        (f"docker://{world.host}/{path}:{TAG}", f"docker://{destination}/skopeo/{path}:{TAG}")
+        for path in paths
+    ]
     world.clear()
-    try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=JOBS) as pool:
-            list(pool.map(copy, paths))
-        return world.copied(time.perf_counter() - started)
-    finally:
-        quiet.setLevel(level)
+    options = ("--all", "--src-tls-verify=false", "--dest-tls-verify=false")
+    seconds, _ = skopeo_xargs(skopeo, world.directory, pairs, password, *options, jobs=JOBS)
+    return world.copied(seconds)
 
 
 def figures(images: int, blobs: dict[str, Blob], runs: dict[str, Copied]) -> list[Figure]:
+    """ecrmirror's targets for images (one repetition's runs): each blob uploaded once, nothing
+    read or written again by a re-run."""
     first, again = runs["ecrmirror"], runs["ecrmirror again"]
     uploaded, unique = first.uploaded or 0, sum(blob.size for blob in blobs.values())
     signatures = sum(blob.size for blob in blobs.values() if blob.signature)
@@ -305,7 +361,6 @@ def figures(images: int, blobs: dict[str, Blob], runs: dict[str, Copied]) -> lis
         _explain(f"ecrmirror's re-run: {len(writes)} ECR writes", writes)
     n = f"{images} images"
     rows = [
-        Figure(f"images first sync ({n}): ecrmirror (s)", round(first.seconds, 1), "measured", None),
         Figure(
             f"images first sync ({n}): bytes uploaded / unique bytes",
             round(ratio, 3),
@@ -327,41 +382,9 @@ def figures(images: int, blobs: dict[str, Blob], runs: dict[str, Copied]) -> lis
         Figure(
             f"images first sync ({n}): images pushed", first.pushed or 0, str(images), first.pushed == images
         ),
-        Figure(f"images re-run ({n}): ecrmirror (s)", round(again.seconds, 1), "measured", None),
         Figure(f"images re-run ({n}): ecrmirror upstream manifest GETs", len(gets), "0", not gets),
         Figure(f"images re-run ({n}): ecrmirror ECR writes", len(writes), "0", not writes),
     ]
-    if "skopeo" in runs:
-        rows += [
-            Figure(
-                f"images first sync ({n}): skopeo copy --all -P {JOBS} (s)",
-                round(runs["skopeo"].seconds, 1),
-                "measured",
-                None,
-            ),
-            Figure(
-                f"images re-run ({n}): skopeo copy --all -P {JOBS} (s)",
-                round(runs["skopeo again"].seconds, 1),
-                "measured",
-                None,
-            ),
-        ]
-    for name, run in runs.items():
-        label = name.replace(" again", ", re-run")
-        rows += [
-            Figure(
-                f"images ({n}), {label}: requests (ECR registry / API / upstream)",
-                f"{run.registry} / {run.api} / {len(run.upstream)}",
-                "measured",
-                None,
-            ),
-            Figure(
-                f"images ({n}), {label}: upstream manifest GETs, ECR writes, blob uploads",
-                f"{len(run.manifest_gets)}, {len(run.writes)}, {run.blob_uploads}",
-                "measured",
-                None,
-            ),
-        ]
     return rows
 
 

@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import concurrency  # noqa: E402
 import images  # noqa: E402
+import peers  # noqa: E402
+import startup  # noqa: E402
 from chartfactory import ChartFile, package_chart, write_index  # noqa: E402
 from common import REGISTRY, Figure, pytest_run, serve, spec_text  # noqa: E402
 
@@ -387,7 +389,7 @@ def _tool(name: str) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Small inputs: under a minute on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="Small inputs: under 7 minutes on 2 cores")
     parser.add_argument("--json", metavar="PATH", help="Also write the figures as JSON")
     args = parser.parse_args()
     repositories, versions_each = (4, 25) if args.quick else (20, 100)
@@ -407,9 +409,11 @@ def main() -> int:
         figures += big_charts_with_jobs_figures(work, 8, 200)
         helm, skopeo = _tool("helm"), _tool("skopeo")
         figures += concurrency.latency_figures(work, 200, helm)
-        figures += concurrency.skopeo_figures(work, *((10, 20) if args.quick else (10, 40)), skopeo)
-        for count in (30,) if args.quick else (30, 200):
-            figures += images.image_figures(work, count, skopeo)
+        figures += startup.start_up_figures(work)
+        # Against `xargs -P 8 skopeo copy`: 3 charts of 10 versions, 10 of 20; 30 images, 200
+        for (charts, each), count in [((3, 10), 30), ((10, 20), 200)][: 1 if args.quick else 2]:
+            figures += peers.chart_figures(work, charts, each, skopeo, repeats=2)
+            figures += images.image_figures(work, count, skopeo, repeats=2)
     width = max(len(f.name) for f in figures)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':<14}  met")
     for f in figures:

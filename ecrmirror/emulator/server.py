@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,6 +37,7 @@ _KINDS = {"ecr": "api", "iam": "iam", "sts": "sts", "kms": "kms"}
 # would do (its result is read with GetLifecyclePolicyPreview).
 _READ_ACTIONS = re.compile(r"^(Describe|List|Get|BatchGet|BatchCheck|StartLifecyclePolicyPreview$)")
 WStart = Callable[..., Any]
+_ARRIVED = "ecrmirror.emulator.arrived"  # the environ key of a request's arrival time
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class RecordedRequest:
     path: str
     action: str
     status: int
+    at: float = 0.0  # time.time() when the request arrived: how long a client took to its first
 
     @property
     def is_write(self) -> bool:
@@ -94,6 +97,7 @@ class EmulatorApp:
         self.state.close()
 
     def __call__(self, environ: dict[str, Any], start_response: WStart) -> Iterable[bytes]:
+        environ[_ARRIVED] = time.time()
         request = Request(environ)
         path = request.path
         if path.startswith("/_emulator/"):
@@ -106,7 +110,9 @@ class EmulatorApp:
             if path == "/v2/" or path.startswith("/v2/"):
                 response = self.registry.answer(request)
                 self.requests.append(
-                    RecordedRequest("registry", request.method, path, "", response.status_code)
+                    RecordedRequest(
+                        "registry", request.method, path, "", response.status_code, environ[_ARRIVED]
+                    )
                 )
                 return response(environ, start_response)
             data = request.get_data()
@@ -124,6 +130,7 @@ class EmulatorApp:
                             path,
                             action.rpartition(".")[2],
                             refused.status_code,
+                            environ[_ARRIVED],
                         )
                     )
                     return refused(environ, start_response)
@@ -139,14 +146,18 @@ class EmulatorApp:
                 refused = self.kms.authorize(self.iam, caller, account, scope["region"], action, data)
                 if refused is not None:
                     self.requests.append(
-                        RecordedRequest("kms", request.method, path, action, refused.status_code)
+                        RecordedRequest(
+                            "kms", request.method, path, action, refused.status_code, environ[_ARRIVED]
+                        )
                     )
                     return refused(environ, start_response)
                 return self._moto_app(self._moto_kms, "kms", action, environ, start_response)
             answer = self.api.answer(request, action, data)
             if answer is None:
                 return self._moto_app(self._moto, "api", action, environ, start_response)
-            self.requests.append(RecordedRequest("api", request.method, path, action, answer.status_code))
+            self.requests.append(
+                RecordedRequest("api", request.method, path, action, answer.status_code, environ[_ARRIVED])
+            )
             return answer(environ, start_response)
 
     def _query_api(
@@ -159,7 +170,9 @@ class EmulatorApp:
             refused = refuse_web_identity(params)
             if refused is not None:
                 self.requests.append(
-                    RecordedRequest("sts", request.method, request.path, action, refused.status_code)
+                    RecordedRequest(
+                        "sts", request.method, request.path, action, refused.status_code, environ[_ARRIVED]
+                    )
                 )
                 return refused(environ, start_response)
         app = self._moto_sts if service == "sts" else self._moto_iam
@@ -177,7 +190,12 @@ class EmulatorApp:
         body = list(app(environ, recording_start))
         self.requests.append(
             RecordedRequest(
-                kind, environ["REQUEST_METHOD"], environ["PATH_INFO"], action, status[0] if status else 0
+                kind,
+                environ["REQUEST_METHOD"],
+                environ["PATH_INFO"],
+                action,
+                status[0] if status else 0,
+                environ[_ARRIVED],
             )
         )
         return body
