@@ -14,19 +14,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
+from ecrmirror import __version__
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, chart_layer_digest, provenance_layer_digest
 from ecrmirror.errors import AwsError, CredentialsMissing, CredentialsRefused
 from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
-from ecrmirror.transport import USER_AGENT
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_ecr import ECRClient
 
+# transport.USER_AGENT, without importing requests for it before the first ECR call
+# (tests/test_startup.py holds the two equal).
+USER_AGENT = f"ecrmirror/{__version__}"
 # Charts from OCI sources keep their manifest type; Docker's v2 type is what older tools push.
 ACCEPTED_MANIFESTS = [MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json"]
 # An image tag may name any of these: ECR converts none of them when asked by its own type.
@@ -161,6 +163,8 @@ class Ecr:
         connections: int = 10,
         manifest_store: ManifestStore | None = None,
     ) -> None:
+        from botocore.config import Config  # with the first client: it loads most of botocore
+
         self.registry = registry
         self.manifest_store = manifest_store or ManifestStore()
         self.max_attempts = max_attempts

@@ -6,15 +6,12 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ecrmirror import dependencies, options, registry_rules, replication, repositories, selection, versions
+from ecrmirror import options, registry_rules, replication, repositories, selection, versions
 from ecrmirror.errors import CredentialsError, EcrMirrorError, SpecError
-from ecrmirror.images import mirror as images
-from ecrmirror.images.mirror import NotFound, PlannedImage
-from ecrmirror.jobs import Jobs
 from ecrmirror.junit import (
     ASKED_BY_PROPERTY,
     BYTES_PROPERTY,
@@ -37,6 +34,10 @@ from ecrmirror.replicas import replica_target, writable_destinations
 from ecrmirror.run import Options, Run
 from ecrmirror.spec import ChartEntry, NotMirrored, Spec, Target, VersionEntry, load_spec
 from ecrmirror.versions import PlannedVersion
+
+if TYPE_CHECKING:
+    from ecrmirror.images.mirror import NotFound, PlannedImage
+    from ecrmirror.jobs import Jobs
 
 
 @dataclass
@@ -137,6 +138,8 @@ class SpecFile(pytest.File):
         item of its own, as --collect-only shows it."""
         if not any(chart.images for chart in spec.charts) or self.config.getoption("ecrmirror_policy"):
             return [], []
+        from ecrmirror.images import mirror as images  # specs with images only: OCI copies, oras-py
+
         run = self.config.stash[RUN_KEY].run
         try:
             return images.plan(run, spec, lambda chart: _chart_versions(self.config, spec, chart))
@@ -146,6 +149,8 @@ class SpecFile(pytest.File):
     def _dependencies(self, spec: Spec) -> list[tuple[ChartEntry, dict[str, str]]]:
         if not any(chart.with_dependencies for chart in spec.charts):
             return []
+        from ecrmirror import dependencies
+
         return dependencies.entries(self.config.stash[RUN_KEY].run, spec)
 
 
@@ -622,6 +627,8 @@ class ImageItem(MirrorItem):
         )
 
     def mirror(self, run: Run, sync: bool) -> Result:
+        from ecrmirror.images import mirror as images
+
         return (images.sync if sync else images.check)(run, self.planned)
 
     def record(self, result: Result) -> None:

@@ -7,12 +7,19 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ecrmirror import policy
-from ecrmirror.sources import IndexCache
-from ecrmirror.transport import READ_DEADLINE, RetryPolicy
+
+if TYPE_CHECKING:
+    from ecrmirror.sources.index import IndexCache
+    from ecrmirror.transport import RetryPolicy
+
+# transport.READ_DEADLINE, for the help texts: every pytest process reads them, and importing
+# transport (requests) would cost each one ~40 ms. tests/test_startup.py holds the two equal.
+READ_DEADLINE = 300.0
 
 # Threads per process, from benchmarks/concurrency.py (the README's "Jobs" quotes it): on 2 cores
 # 8 jobs sync 200 versions through 20 ms of latency within 1.25x of the CPU floor, so more would
@@ -241,6 +248,8 @@ def index_cache(config: pytest.Config, shared: Path | None) -> IndexCache:
     keep = (config.invocation_params.dir / option) if option else (config.rootpath / ini) if ini else None
     if keep is not None:
         _require_private(keep.resolve(), "--ecrmirror-cache-dir" if option else "ini ecrmirror_cache_dir")
+    from ecrmirror.sources.index import IndexCache
+
     return IndexCache(shared=shared, keep=keep.resolve() if keep else None)
 
 
@@ -294,6 +303,8 @@ def retry_policy(config: pytest.Config) -> RetryPolicy:
         ) from None
     if retries < 0 or backoff < 0:
         raise pytest.UsageError("--ecrmirror-retries and ecrmirror_retry_backoff cannot be negative")
+    from ecrmirror.transport import RetryPolicy
+
     return RetryPolicy(attempts=retries + 1, backoff=backoff)
 
 

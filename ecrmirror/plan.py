@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ecrmirror.changes import SpecChanges
 from ecrmirror.escape import for_markdown
+
+if TYPE_CHECKING:
+    from ecrmirror.changes import SpecChanges
 
 MAX_REASON = 400  # characters of a failure's reason; the JUnit report has all of it
 MAX_LISTED = 20  # versions named per line before "and N more"

@@ -6,45 +6,34 @@ is already imported (an in-process run with -p ecrmirror.plugin, next to the ent
 
 from __future__ import annotations
 
-import gc
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ecrmirror import options, policy, redact, reporting, repositories, scheduling, shards, versions
-from ecrmirror.ecr import require_credentials
+# Only what every pytest process needs: options and fixtures. The rest (spec reading, items, boto3,
+# requests) is imported by the hooks that use it, so that a project's own `pytest` without spec
+# files pays almost nothing for the plugin being installed.
+from ecrmirror import options
 from ecrmirror.emulator.fixtures import (
     MARKER_HELP,
     ecr_emulator,  # noqa: F401 - a fixture, for pytest to find
     ecr_emulator_server,  # noqa: F401 - a fixture, for pytest to find
 )
-from ecrmirror.errors import CredentialsError
-from ecrmirror.images import mirror as images
-from ecrmirror.items import (
-    RUN_KEY,
-    ChartVersionItem,
-    ImageItem,
-    ImagesNotFoundItem,
-    NotMirroredItem,
-    ReplicationItem,
-    RepositoryItem,
-    Runner,
-    SpecFile,
-)
-from ecrmirror.plan import Heading
-from ecrmirror.run import Endpoints, Options
-from ecrmirror.spec import looks_like_spec
+
+if TYPE_CHECKING:
+    from ecrmirror.items import SpecFile
+    from ecrmirror.run import Endpoints
 
 REGISTRY_ENDPOINT_ENV = "ECRMIRROR_REGISTRY_ENDPOINT"
 _WORKER_EMULATOR = "ecrmirror_emulator_url"
 _WORKER_LOCKS = "ecrmirror_lock_dir"
 _STATE = pytest.StashKey[dict[str, Any]]()
 _COLLECT_SPECS = pytest.StashKey[bool]()
+# Set when this process runs ecrmirror (spec files, or --offline): the hooks that every test passes
+# through do nothing otherwise.
+_ACTIVE = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +52,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
     if not (config.stash[_COLLECT_SPECS] or config.getoption("offline")):
         return
+    import gc
+    import tempfile
+
+    from ecrmirror import redact, reporting
+    from ecrmirror.items import RUN_KEY, Runner
+    from ecrmirror.run import Options
+
+    config.stash[_ACTIVE] = True
     config.pluginmanager.register(reporting.Totals(), "ecrmirror-totals")
     worker = getattr(config, "workerinput", None)
     xmlpath = config.getoption("xmlpath", None)
@@ -70,16 +67,18 @@ def pytest_configure(config: pytest.Config) -> None:
         path = Path(os.path.abspath(os.path.expandvars(os.path.expanduser(xmlpath))))
         config.pluginmanager.register(reporting.JunitNames(path), "ecrmirror-junit")
     if worker is not None:
-        # An xdist worker lives for this one run, and what it has loaded by now (pytest, boto3's
-        # models, requests) lives as long as it does: out of the collector's way, pytest's
-        # gc.collect() calls at exit cost each worker ~0.1 s of CPU less. (Not in a process that
-        # may run pytest again, where frozen garbage would never be freed.)
+        # An xdist worker lives for this one run, and what it has loaded by now (pytest, the
+        # plugin's modules) lives as long as it does: out of the collector's way, pytest's
+        # gc.collect() calls at exit cost each worker less CPU. (Not in a process that may run
+        # pytest again, where frozen garbage would never be freed.)
         gc.freeze()
     state["log_factory"] = redact.install()
     jobs = options.jobs(config)
     endpoints = _offline_endpoints(config, state) if config.getoption("offline") else _endpoints()
     plan_path = config.getoption("ecrmirror_plan")
     if plan_path and worker is None:  # the main process (or xdist controller) sees every report
+        from ecrmirror.plan import Heading
+
         base = config.getoption("ecrmirror_plan_base") or os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA", "")
         where = "the offline emulator" if "emulator_url" in state else _aws_endpoint()
         heading = Heading(sync=sync, where=where, base=base)
@@ -114,11 +113,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[RUN_KEY] = Runner(sync=sync, options=run_options)
     if jobs > 1 and not config.getoption("ecrmirror_policy"):
+        from ecrmirror import scheduling
+
         config.pluginmanager.register(scheduling.JobsHooks(jobs), "ecrmirror-jobs")
     config.pluginmanager.register(_XdistHooks(state), "ecrmirror-xdist")  # inert without xdist
 
 
 def _endpoints() -> Endpoints:
+    from ecrmirror.run import Endpoints
+
     return Endpoints(registry=os.environ.get(REGISTRY_ENDPOINT_ENV) or None)
 
 
@@ -127,6 +130,7 @@ def _offline_endpoints(config: pytest.Config, state: dict[str, Any]) -> Endpoint
     # Imported only here: the emulator's werkzeug and moto would slow every worker's start.
     from ecrmirror.emulator.iam import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
     from ecrmirror.emulator.server import Emulator
+    from ecrmirror.run import Endpoints
 
     account = options.offline_account(config)
     url = getattr(config, "workerinput", {}).get(_WORKER_EMULATOR)
@@ -163,7 +167,14 @@ class _XdistHooks:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(_STATE, {})
+    if not config.stash.get(_ACTIVE, False):
+        return
+    import shutil
+
+    from ecrmirror import redact
+    from ecrmirror.items import RUN_KEY
+
+    state = config.stash[_STATE]
     if RUN_KEY in config.stash:
         config.stash[RUN_KEY].close()
     if "emulator" in state:
@@ -175,6 +186,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
+    if not config.stash.get(_ACTIVE, False):
+        return None
+    from ecrmirror.items import RUN_KEY
+
     if RUN_KEY not in config.stash:
         return None
     state = config.stash[_STATE]
@@ -199,6 +214,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
         return None
     # In a directory, only files with a top-level `charts` are specs; a file named on the command
     # line is one, so that an empty or unreadable spec says so instead of being skipped.
+    from ecrmirror.items import SpecFile
+    from ecrmirror.spec import looks_like_spec
+
     named = file_path.resolve() in _named_files(config)
     if named or looks_like_spec(file_path):
         return SpecFile.from_parent(parent, path=file_path)
@@ -214,7 +232,7 @@ def _named_files(config: pytest.Config) -> set[Path]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     explicit = config.getoption("sync") or config.getoption("check_only")
-    if explicit and RUN_KEY in config.stash and config.pluginmanager.has_plugin("dsession"):
+    if explicit and config.stash.get(_ACTIVE, False) and config.pluginmanager.has_plugin("dsession"):
         # The xdist controller collects nothing, and a worker cannot end the run with a usage
         # error: check before the workers start, so the run says it once.
         _require_credentials(config)
@@ -225,6 +243,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     shard = options.shard(config)
     if shard is None:
         return
+    from ecrmirror import shards
+
     selected = shards.share(items, _shard_key, *shard)
     deselected = [item for item in items if item not in selected]
     if deselected:
@@ -233,6 +253,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _shard_key(item: pytest.Item) -> str | None:
+    from ecrmirror.items import (
+        ChartVersionItem,
+        ImageItem,
+        ImagesNotFoundItem,
+        NotMirroredItem,
+        ReplicationItem,
+        RepositoryItem,
+    )
+
     if isinstance(item, ChartVersionItem | RepositoryItem | ReplicationItem | ImageItem | ImagesNotFoundItem):
         return item.shard_key
     if isinstance(item, NotMirroredItem):
@@ -242,8 +271,11 @@ def _shard_key(item: pytest.Item) -> str | None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if config.getoption("ecrmirror_policy"):
+    if config.getoption("ecrmirror_policy") or not config.stash.get(_ACTIVE, False):
         return
+    from ecrmirror import repositories, versions
+    from ecrmirror.items import RUN_KEY, ChartVersionItem, ImageItem, ReplicationItem, RepositoryItem
+
     planned = [item for item in session.items if isinstance(item, ChartVersionItem)]
     repository_items = [item for item in session.items if isinstance(item, RepositoryItem)]
     if not (planned or repository_items or any(isinstance(i, ReplicationItem) for i in session.items)):
@@ -254,19 +286,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _declare_kms_keys(config.stash[_STATE]["emulator_url"], session.items)
     run = config.stash[RUN_KEY].run
     versions.announce(run, (item.planned for item in planned))
-    images.announce(run, (item.planned for item in session.items if isinstance(item, ImageItem)))
+    image_items = [item for item in session.items if isinstance(item, ImageItem)]
+    if image_items:  # oras-py and the OCI client, for runs with images only
+        from ecrmirror.images import mirror as images
+
+        images.announce(run, (item.planned for item in image_items))
     for item in repository_items:
         repositories.announce(run, item.repository_target, [item.repository])
     # Spec errors first: they stop the run anyway, and say more than missing credentials.
     # On an xdist worker, the first item reports missing credentials and stops the worker.
     if not session.testsfailed and not hasattr(config, "workerinput"):
         _require_credentials(config)
+        # With jobs, the run's first requests start now, side by side: each Helm repository's
+        # index, and ECR's description of the repositories (whose client takes longer to make).
+        # A worker runs only what it is sent: it starts nothing ahead.
+        versions.warm_up(run, (item.planned for item in planned))
+        for item in repository_items:
+            repositories.warm_up(run, item.repository_target, item.repository)
 
 
 def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:
     """--offline: the KMS keys the specs name are the user's, which the emulator cannot see: the
     repositories' keys are taken as existing, and each signing alias gets a key of its own."""
     from ecrmirror.emulator.kms import declare_keys, declare_signing_keys
+    from ecrmirror.items import RepositoryItem
 
     targets = [item.spec.target for item in items if isinstance(item, RepositoryItem)]
     keys = {target.repository.kms_key for target in targets if target.repository.kms_key}
@@ -287,6 +330,11 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     mode = session.config.getoption("ecrmirror_policy")
     if not mode:
         return None
+    import json
+
+    from ecrmirror import policy
+    from ecrmirror.items import RepositoryItem
+
     if session.testsfailed:  # a spec did not load: a policy without it would be wrong
         raise session.Interrupted(f"{session.testsfailed} spec(s) could not be collected: no policy printed")
     specs = {item.spec.path: item.spec for item in session.items if isinstance(item, RepositoryItem)}
@@ -303,6 +351,10 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def _require_credentials(config: pytest.Config) -> None:
     if config.option.collectonly or "emulator_url" in config.stash[_STATE]:
         return
+    from ecrmirror.ecr import require_credentials
+    from ecrmirror.errors import CredentialsError
+    from ecrmirror.items import RUN_KEY
+
     try:
         require_credentials(config.stash[RUN_KEY].run.boto_session)
     except CredentialsError as exc:
@@ -311,6 +363,10 @@ def _require_credentials(config: pytest.Config) -> None:
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """How each version constraint resolved, also under --collect-only."""
+    if not config.stash.get(_ACTIVE, False):
+        return []
+    from ecrmirror import reporting
+
     return reporting.resolved_constraints(items)
 
 
@@ -319,16 +375,24 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
-    if RUN_KEY in item.config.stash:
+    if item.config.stash.get(_ACTIVE, False):
+        from ecrmirror import reporting
+
         reporting.clean(outcome.get_result())
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     outcome = yield
-    if RUN_KEY in collector.config.stash:
+    if collector.config.stash.get(_ACTIVE, False):
+        from ecrmirror import reporting
+
         reporting.clean(outcome.get_result())
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    if not config.stash.get(_ACTIVE, False):
+        return None
+    from ecrmirror import reporting
+
     return reporting.teststatus(report)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ecrmirror.replicas import natively, replica_target, writable_destinations
-from ecrmirror.spec import Registry, SigningRule, Spec, Target
+if TYPE_CHECKING:  # the plugin reads MODES in every pytest process: no spec reading for that
+    from ecrmirror.spec import Registry, SigningRule, Spec, Target
 
 SYNC = "sync"
 AUDIT = "audit"
@@ -127,6 +127,8 @@ def policy_document(specs: Iterable[Spec], mode: str) -> dict[str, Any]:
     except what ECR only authorizes on `*` (GetAuthorizationToken, the replication configuration)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    from ecrmirror.replicas import natively, replica_target, writable_destinations
+
     by_resource: dict[str, set[str]] = defaultdict(set)
     registry_wide: set[str] = set()
     replication_roles: set[str] = set()

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ecrmirror import changes, escape, junit, plan, redact
+from ecrmirror import escape, junit, plan, redact
 from ecrmirror.errors import PlanError
-from ecrmirror.images.relocation import values_override
 from ecrmirror.items import RUN_KEY, ChartVersionItem
 from ecrmirror.junit import (
     BYTES_PROPERTY,
@@ -245,6 +244,8 @@ class PlanWriter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        from ecrmirror import changes  # --ecrmirror-plan-base only: git, and specs read at the base
+
         self.rows.sort(key=lambda row: (row.spec, row.order))
         found: list[changes.SpecChanges] = []
         error = ""
@@ -297,6 +298,8 @@ class ImageLock:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        from ecrmirror.images import relocation
+
         self.images.sort(key=lambda image: str(image["upstream"]))
         overrides: dict[str, tuple[list[tuple[tuple[str, ...], str, str]], bool]] = {}
         for image in self.images:
@@ -312,7 +315,7 @@ class ImageLock:
             if not moved:
                 continue
             name = self.path.parent / f"{chart.replace(' ', '-')}.ecr-values.yaml"
-            text = yaml.safe_dump(values_override(moved, bitnami), sort_keys=True)
+            text = yaml.safe_dump(relocation.values_override(moved, bitnami), sort_keys=True)
             write_atomically(
                 name, f"# ecrmirror: {chart}'s images from ECR (helm -f {name.name})\n{text}".encode()
             )

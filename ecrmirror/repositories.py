@@ -26,10 +26,27 @@ def announce(run: Run, target: Target, names: Iterable[str]) -> None:
     run.inventory.expect_repositories(target.registry, names)
 
 
+def warm_up(run: Run, target: Target, name: str) -> None:
+    """Once every repository is announced: describe them now, beside the upstreams' first reads,
+    before the first repository item asks (with more than one job; see Run.warm)."""
+    registry = target.registry
+    run.warm(_described_key(registry), lambda: run.inventory.repository(registry, name))
+
+
+def _described_key(registry: Registry) -> tuple[str, str]:
+    return ("repositories", registry.host)
+
+
+def _described(run: Run, registry: Registry, name: str) -> RepositoryState | None:
+    """`name`'s settings (None if missing), from the run's batched description (`warm_up`)."""
+    run.warmed(_described_key(registry))
+    return run.inventory.repository(registry, name)
+
+
 def check(run: Run, spec_path: Path, target: Target, name: str, preview: bool = True) -> Result:
     """Read-only: does `name` exist with every setting the spec declares? `preview`: and what
     would the spec's lifecycle policy do to its versions (a replica's source says it for both)."""
-    state = run.inventory.repository(target.registry, name)
+    state = _described(run, target.registry, name)
     if state is None:
         how = (
             "`pytest --sync` creates it"
@@ -57,7 +74,7 @@ def sync(
     A repository is created only for a chart its upstream has, so that a misspelt chart name
     fails without leaving an empty repository behind.
     """
-    state = run.inventory.repository(target.registry, name)
+    state = _described(run, target.registry, name)
     if state is None:
         _require_upstream(run, spec_path, charts)
         if ensure_exists(run, spec_path, target, name):
@@ -143,7 +160,7 @@ def tag_may_move(run: Run, target: Target, repository: str) -> Callable[[str], b
         mutability: str | None = target.repository.image_tag_mutability or DEFAULT_TAG_MUTABILITY
         exclusions: tuple[str, ...] = target.repository.mutability_exclusions or ()
     else:
-        state = run.inventory.repository(target.registry, repository)
+        state = _described(run, target.registry, repository)
         mutability = None if state is None else state.image_tag_mutability
         exclusions = () if state is None else state.mutability_exclusions
     return lambda tag: ecr_rules.tag_is_mutable(mutability, exclusions, tag)

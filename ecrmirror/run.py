@@ -2,7 +2,8 @@
 
 Nothing here checks or pushes anything: versions.py, repositories.py and replication.py do, each
 through the one Run of its process. It is made on first use, so a pytest run without spec files
-pays nothing for it.
+pays nothing for it. Its clients are made, and their libraries imported, when first asked for:
+boto3 at the first ECR call, oras-py's registry client at the first push.
 """
 
 from __future__ import annotations
@@ -11,26 +12,28 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-
 from ecrmirror.chart import MAX_CHART_SIZE
-from ecrmirror.ecr import Ecr
-from ecrmirror.inventory import Inventory
 from ecrmirror.jobs import carrying_job, inline, side_threads
 from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.once import KeyedLocks, once
-from ecrmirror.registry import RegistryClient
-from ecrmirror.sources import IndexCache, Source, Sources
-from ecrmirror.sources.oci import OciClient
-from ecrmirror.spec import ChartEntry, Credentials, Registry
-from ecrmirror.transport import DEFAULT_POLICY, Http, RetryPolicy
+from ecrmirror.sources.index import IndexCache
+
+if TYPE_CHECKING:
+    import boto3
+
+    from ecrmirror.ecr import Ecr
+    from ecrmirror.inventory import Inventory
+    from ecrmirror.registry import RegistryClient
+    from ecrmirror.sources import Source, Sources
+    from ecrmirror.sources.oci import OciClient
+    from ecrmirror.spec import ChartEntry, Registry
+    from ecrmirror.transport import Http, RetryPolicy
 
 T = TypeVar("T")
 
@@ -48,12 +51,19 @@ class Endpoints:
     aws_secret_access_key: str | None = None
 
 
+def _default_retry() -> RetryPolicy:
+    """transport.DEFAULT_POLICY, imported when an Options is made without a policy."""
+    from ecrmirror.transport import DEFAULT_POLICY
+
+    return DEFAULT_POLICY
+
+
 @dataclass(frozen=True)
 class Options:
     """How a run reaches ECR and the upstreams; the plugin fills it from the command line and ini."""
 
     endpoints: Endpoints = Endpoints()
-    retry: RetryPolicy = DEFAULT_POLICY
+    retry: RetryPolicy = field(default_factory=_default_retry)
     index_cache: IndexCache = field(default_factory=IndexCache)
     # Where manifests seen in ECR are kept by digest, across runs, so that an audit need not pull
     # what it reads (manifest_store.py); None: this process's memory only.
@@ -88,18 +98,6 @@ class Run:
         self.interrupted = threading.Event()
         self._side = side_threads(2 * max(1, options.jobs))  # a job sends two at most
         self.lock_dir = options.lock_dir or self.workdir
-        self.http = Http(
-            options.retry,
-            options.upstream_connections,
-            options.pull_reserve,
-            read_deadline=options.read_deadline,
-        )
-        self.sources = Sources(self.http, options.index_cache, options.max_chart_size)
-        self.boto_session = boto3.session.Session(
-            aws_access_key_id=options.endpoints.aws_access_key_id,
-            aws_secret_access_key=options.endpoints.aws_secret_access_key,
-        )
-        self.inventory = Inventory(self.ecr, options.shared)
         self.manifest_store = ManifestStore(options.manifests)
         # Registry-wide steps this process has finished (a replication rule merged): done once a run.
         self.settled: set[Hashable] = set()
@@ -107,10 +105,70 @@ class Run:
         self._registries: dict[tuple[str, ...], RegistryClient] = {}
         self._readers: dict[tuple[str, ...], OciClient] = {}
         self._kms: dict[tuple[str, ...], Any] = {}
+        # The run's clients, made on first use (`_made`): http, sources, boto_session, inventory.
+        self._clients: dict[str, Any] = {}
+        # The run's first requests, started before the items that need their answers (`warm`).
+        self._warming: dict[Hashable, Future[Any] | None] = {}
+        self._warm_lock = threading.Lock()
+        self._warm_threads: ThreadPoolExecutor | None = None
+        # boto3's sessions are not thread-safe: their clients are made one at a time (a warm-up
+        # and a job may each make one).
+        self._making_clients = threading.Lock()
         # What the kinds' modules work out once a process and reuse (a signer, a public key):
         # through `remember`, so that threads asking at once work it out once.
         self.memo: dict[Hashable, Any] = {}
         self._memo_locks = KeyedLocks()
+
+    def _made(self, name: str, make: Callable[[], T]) -> T:
+        made: T = once(self._clients, self.locks, name, make)
+        return made
+
+    @property
+    def http(self) -> Http:
+        """Upstream HTTP (requests), with the run's retries and per-host limits."""
+
+        def make() -> Http:
+            from ecrmirror.transport import Http
+
+            options = self.options
+            return Http(
+                options.retry,
+                options.upstream_connections,
+                options.pull_reserve,
+                read_deadline=options.read_deadline,
+            )
+
+        return self._made("http", make)
+
+    @property
+    def sources(self) -> Sources:
+        def make() -> Sources:
+            from ecrmirror.sources import Sources
+
+            return Sources(self.http, self.options.index_cache, self.options.max_chart_size)
+
+        return self._made("sources", make)
+
+    @property
+    def boto_session(self) -> boto3.session.Session:
+        def make() -> boto3.session.Session:
+            import boto3
+
+            return boto3.session.Session(
+                aws_access_key_id=self.options.endpoints.aws_access_key_id,
+                aws_secret_access_key=self.options.endpoints.aws_secret_access_key,
+            )
+
+        return self._made("boto_session", make)
+
+    @property
+    def inventory(self) -> Inventory:
+        def make() -> Inventory:
+            from ecrmirror.inventory import Inventory
+
+            return Inventory(self.ecr, self.options.shared)
+
+        return self._made("inventory", make)
 
     def alongside(self, work: Callable[..., T], *args: Any) -> Future[T]:
         """Start `work(*args)` on another thread, for the item working now: to overlap two requests
@@ -120,30 +178,60 @@ class Run:
             return inline(work, *args)
         return self._side.submit(carrying_job(work), *args)
 
+    def warm(self, key: Hashable, work: Callable[[], object]) -> None:
+        """Start `work()` (a first request: ECR's listing, an upstream's index) on a thread now,
+        before the item that needs its answer runs, so that the run's first requests go out side
+        by side; once per key. With one job, nothing starts: the items ask, one at a time.
+
+        `work` fills a cache that the item then reads. What it raises is kept for `warmed`."""
+        if self.options.jobs <= 1:
+            return
+        with self._warm_lock:
+            if key in self._warming:
+                return
+            if self._warm_threads is None:
+                self._warm_threads = ThreadPoolExecutor(
+                    max_workers=self.options.jobs, thread_name_prefix="ecrmirror-warm"
+                )
+            self._warming[key] = self._warm_threads.submit(work)
+
+    def warmed(self, key: Hashable) -> None:
+        """Wait for the warm-up of `key`, if one is under way. Its error is raised here, once, to
+        the first item that needs the answer, as if that item had asked itself (it had: earlier);
+        any other asks again, as after any failed request."""
+        with self._warm_lock:
+            future = self._warming.get(key)
+            self._warming[key] = None  # taken: never started again
+        if future is not None:
+            future.result()
+
     def remember(self, key: Hashable, make: Callable[[], T]) -> T:
         """`make()`, once per run and key, however many threads ask for it at the same time."""
         value: T = once(self.memo, self._memo_locks, key, make)
         return value
 
     def ecr(self, registry: Registry) -> Ecr:
-        return once(
-            self._ecr,
-            self.locks,
-            ("ecr", registry.host),
-            lambda: Ecr(
-                registry,
-                self._session(registry),
-                self.options.endpoints.ecr_api,
-                max_attempts=self.options.retry.attempts,
-                connections=self.options.connections,
-                manifest_store=self.manifest_store,
-            ),
-        )
+        def make() -> Ecr:
+            from ecrmirror.ecr import Ecr
+
+            with self._making_clients:
+                return Ecr(
+                    registry,
+                    self._session(registry),
+                    self.options.endpoints.ecr_api,
+                    max_attempts=self.options.retry.attempts,
+                    connections=self.options.connections,
+                    manifest_store=self.manifest_store,
+                )
+
+        return once(self._ecr, self.locks, ("ecr", registry.host), make)
 
     def _session(self, registry: Registry) -> boto3.session.Session:
         key = self.options.endpoints.aws_access_key_id
         if key is None or "{account}" not in key:
             return self.boto_session
+        import boto3
+
         return boto3.session.Session(
             aws_access_key_id=key.format(account=registry.account),
             aws_secret_access_key=self.options.endpoints.aws_secret_access_key,
@@ -151,11 +239,11 @@ class Run:
 
     def registry_client(self, registry: Registry) -> RegistryClient:
         endpoint = self.options.endpoints.registry or f"https://{registry.host}"
-        return once(
-            self._registries,
-            self.locks,
-            ("registry", registry.host),
-            lambda: RegistryClient(
+
+        def make() -> RegistryClient:
+            from ecrmirror.registry import RegistryClient
+
+            return RegistryClient(
                 endpoint,
                 self.ecr(registry).registry_token,
                 self.options.retry,
@@ -163,24 +251,26 @@ class Run:
                 self.interrupted,
                 self.alongside,
                 self.manifest_store,
-            ),
-        )
+            )
+
+        return once(self._registries, self.locks, ("registry", registry.host), make)
 
     def kms(self, registry: Registry, region: str) -> Any:
         """AWS KMS in `region`, with the credentials the run reaches `registry` with, and retries."""
+        from botocore.config import Config
+
         config = Config(
             region_name=region,
             retries={"mode": "standard", "max_attempts": self.options.retry.attempts},
             max_pool_connections=self.options.connections,
         )
-        return once(
-            self._kms,
-            self.locks,
-            ("kms", registry.account, region),
-            lambda: self._session(registry).client(
-                "kms", endpoint_url=self.options.endpoints.kms, config=config
-            ),
-        )
+
+        def make() -> Any:
+            with self._making_clients:
+                session = self._session(registry)
+                return session.client("kms", endpoint_url=self.options.endpoints.kms, config=config)
+
+        return once(self._kms, self.locks, ("kms", registry.account, region), make)
 
     def registry_reader(self, registry: Registry) -> OciClient:
         """Reads manifests and blobs of an ECR registry (a backfill's source) with its registry token.
@@ -189,6 +279,9 @@ class Run:
         """
 
         def reader() -> OciClient:
+            from ecrmirror.sources.oci import OciClient
+            from ecrmirror.spec import Credentials
+
             endpoint = urlsplit(self.options.endpoints.registry or f"https://{registry.host}")
             token = self.ecr(registry).registry_token()
             return OciClient(
@@ -212,5 +305,7 @@ class Run:
         return tempfile.TemporaryDirectory(dir=self.workdir, prefix="chart-")
 
     def close(self) -> None:
+        if self._warm_threads is not None:
+            self._warm_threads.shutdown(wait=True)
         self._side.shutdown(wait=True)
         shutil.rmtree(self.workdir, ignore_errors=True)

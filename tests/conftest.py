@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import shutil
 import textwrap
 import threading
@@ -17,7 +19,16 @@ from chartfactory import ChartFile, package_chart, write_index
 from ociregistry import DockerRegistry
 from tools import require_tool
 
+import ecrmirror
 from ecrmirror.emulator import Emulator
+
+# The plugin imports most of ecrmirror when a run first needs it. Pytester's in-process runs
+# remove what a test imported when the test ends, so a module first imported inside one would be
+# imported afresh by the next, while modules kept from before still hold the old one's classes
+# and stash keys. A user's process imports each module once; the test process, up front.
+for _module in pkgutil.walk_packages(ecrmirror.__path__, "ecrmirror."):
+    if _module.name != "ecrmirror.__main__":
+        importlib.import_module(_module.name)
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 # The same retries as a user gets, with short waits: failure tests need not sleep for seconds.

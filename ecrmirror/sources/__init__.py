@@ -7,20 +7,48 @@ verified by digest (`Source` in release.py). `Sources` opens each location of a 
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ecrmirror import transport
 from ecrmirror.chart import MAX_CHART_SIZE
 from ecrmirror.errors import UpstreamError
-from ecrmirror.sources.http import HttpRepository
 from ecrmirror.sources.index import IndexCache, parse_index
-from ecrmirror.sources.local import LocalRepository
-from ecrmirror.sources.oci import OciRepository
 from ecrmirror.sources.release import NO_ACCESS, ChartRelease, Source
-from ecrmirror.spec import Access
 
-__all__ = ["NO_ACCESS", "ChartRelease", "IndexCache", "OciRepository", "Source", "Sources", "parse_index"]
+if TYPE_CHECKING:
+    from ecrmirror import transport
+    from ecrmirror.sources.oci import OciRepository
+    from ecrmirror.spec import Access
+
+__all__ = [
+    "NO_ACCESS",
+    "ChartRelease",
+    "IndexCache",
+    "OciRepository",
+    "Source",
+    "Sources",
+    "is_registry",
+    "parse_index",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The kinds' modules are imported when a run opens a source of their kind: an OCI registry's
+    # client (and its requests) costs nothing to a run with none.
+    if name == "OciRepository":
+        from ecrmirror.sources.oci import OciRepository
+
+        return OciRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def is_registry(source: Source) -> TypeGuard[OciRepository]:
+    """`source` is an OCI registry, asked without importing the OCI client: a run that made an
+    OciRepository has its module loaded, and one that has not holds none."""
+    oci = sys.modules.get("ecrmirror.sources.oci")
+    return oci is not None and isinstance(source, oci.OciRepository)
 
 
 class Sources:
@@ -44,8 +72,12 @@ class Sources:
         location, access = key
         source: Source
         if re.match(r"^https?://", location):
+            from ecrmirror.sources.http import HttpRepository
+
             source = HttpRepository(location, self._http, access, self._cache, self.max_chart_size)
         elif location.startswith("oci://"):
+            from ecrmirror.sources.oci import OciRepository
+
             source = OciRepository(location, self._http, access, self.max_chart_size)
         elif re.match(r"^[a-z][a-z0-9+.-]*://", location):
             raise UpstreamError(
@@ -53,6 +85,8 @@ class Sources:
                 "an oci:// registry path, or a local directory"
             )
         else:
+            from ecrmirror.sources.local import LocalRepository
+
             source = LocalRepository(Path(location), self._http, self.max_chart_size)
         self._sources[key] = source
         return source

@@ -16,7 +16,6 @@ import yaml
 
 from ecrmirror.errors import SpecError
 from ecrmirror.spec.charts import read_chart
-from ecrmirror.spec.gitops_section import read_gitops_section
 from ecrmirror.spec.model import (
     DEFAULT_TAG_MUTABILITY,
     Access,
@@ -130,6 +129,8 @@ def _read_spec(reader: Reader, root: yaml.Node | None) -> Spec:
     gitops: tuple[ChartEntry, ...] = ()
     not_mirrored: tuple[NotMirrored, ...] = ()
     if "gitops" in fields:
+        from ecrmirror.spec.gitops_section import read_gitops_section  # Flux and Argo CD: specs that ask
+
         gitops, not_mirrored = read_gitops_section(reader, fields["gitops"], target)
     seen: dict[tuple[str, str], ChartEntry] = {}
     for chart in charts:
