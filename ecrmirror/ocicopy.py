@@ -50,13 +50,16 @@ def copy_manifest(
     *,
     mutable: bool = False,
     before_upload: Callable[[], bool] | None = None,
+    new_repository: bool = False,
 ) -> int:
     """Copy one manifest and the blobs ECR lacks; the manifest last, as `reference` (a tag or its
     digest). Everything is downloaded and verified before the first upload: a bad source leaves
     nothing behind in ECR, not even an untagged blob. A blob the manifest lists more than once
     moves once. `mutable`: ECR would let the tag move (RegistryClient.put_manifest).
     `before_upload`, once all is verified: makes room in ECR (creates the repository) and says
-    whether the tag may move there, in place of `mutable`. Returns the bytes uploaded."""
+    whether the tag may move there, in place of `mutable`. `new_repository`: the run created
+    the repository, so it holds no blob the run did not upload (RegistryClient.push). Returns the
+    bytes uploaded."""
     config, *listed = (
         Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
         for blob in manifest.blobs()
@@ -75,7 +78,7 @@ def copy_manifest(
     for descriptor in blobs:
         # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
         # costs one request to download either way, so asking ECR for it first only adds one.
-        if descriptor is not config and client.has_blob(repository, descriptor.digest):
+        if descriptor is not config and not new_repository and client.has_blob(repository, descriptor.digest):
             continue
         target = tmp / descriptor.digest.replace(":", "-")
         downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))

@@ -12,19 +12,11 @@ import concurrent.futures
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ecrmirror import (
-    backfill,
-    constraints,
-    managed_signing,
-    ocicopy,
-    replication,
-    repositories,
-    selection,
-    signing,
-)
+from ecrmirror import backfill, constraints, managed_signing, replication, repositories, selection
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import ACTIVATING, RemoteImage
 from ecrmirror.errors import TagConflict, Unverified, UpstreamError
@@ -32,7 +24,7 @@ from ecrmirror.outcome import Outcome, Result
 from ecrmirror.provenance import Verified, verify
 from ecrmirror.replicas import replica_registry, writable
 from ecrmirror.run import Run
-from ecrmirror.sources import ChartRelease, OciRepository
+from ecrmirror.sources import ChartRelease, is_registry
 from ecrmirror.spec import ChartEntry, Target, VersionEntry
 
 
@@ -66,7 +58,7 @@ def _skipped_note(run: Run, planned: PlannedVersion) -> tuple[str, ...]:
     if chart.range is None:
         return ()
     source = run.source(planned.spec_path, chart)
-    if isinstance(source, OciRepository):
+    if is_registry(source):
         return ()  # a registry's tags are not all versions: cosign's, `latest` and the like are normal
     skipped = constraints.unreadable(source.versions(chart.name))
     if not skipped or selection.select(run, planned.spec_path, chart)[0] != planned.version.version:
@@ -96,6 +88,24 @@ def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
             run.inventory.expect_tags(replica, item.repository, [item.tag])
             if writable(target, destination):
                 run.inventory.expect_repositories(replica, [item.repository])
+
+
+def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
+    """Once the run's versions are known: download each Helm repository's index now, beside
+    ECR's first answers, before the first version item reads it (with more than one job; see
+    Run.warm). The repository keeps a failed download, which each version that needs it says."""
+    for item in planned:
+        location = item.chart.source_location(item.spec_path)
+        if location.startswith(("http://", "https://")):  # a Helm repository (sources.Sources)
+            run.warm(("index", location, item.chart.access), partial(_read_index, run, item))
+
+
+def _read_index(run: Run, planned: PlannedVersion) -> None:
+    from ecrmirror.sources.http import HttpRepository
+
+    source = run.source(planned.spec_path, planned.chart)
+    if isinstance(source, HttpRepository):
+        source.index()
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:
@@ -167,7 +177,7 @@ def sync(run: Run, planned: PlannedVersion) -> Result:
 def _sync(run: Run, planned: PlannedVersion) -> Result:
     target = planned.target
     source = run.source(planned.spec_path, planned.chart)
-    if isinstance(source, OciRepository):
+    if is_registry(source):
         held = run.inventory.images(target.registry, planned.repository, planned.tag)
         if held is None or planned.tag not in held:
             # A copy needs the manifest: pulled now, its digest needs no HEAD of its own.
@@ -284,6 +294,8 @@ def _sign(
     verified: Verified | None,
 ) -> Result:
     """Sign what ECR holds of the version, unless it is signed already; the result says what was added."""
+    from ecrmirror import signing  # specs that sign only: KMS and cryptography
+
     assert planned.target.sign is not None
     archive = image.chart_digest or (None if release.oci else release.digest)
     mirrored = signing.Mirrored(release, archive, verified)
@@ -298,6 +310,8 @@ def _sign(
 
 
 def _check_signed(run: Run, planned: PlannedVersion, image: RemoteImage, present: Result) -> Result:
+    from ecrmirror import signing
+
     assert planned.target.sign is not None
     found = signing.problems(run, planned.target.sign, planned.target.registry, planned.repository, image)
     if not found:
@@ -435,8 +449,10 @@ def _copy_oci(
 ) -> tuple[str, int, Verified | None]:
     """Copy an OCI source's manifest and blobs unchanged (the digest in ECR is the source's), and
     then what refers to it. Blobs the target already holds are neither downloaded nor uploaded."""
+    from ecrmirror import ocicopy  # OCI sources only: their copies, through oras-py's registry client
+
     source = run.source(planned.spec_path, planned.chart)
-    assert isinstance(source, OciRepository)
+    assert is_registry(source)
     manifest = source.manifest(release)
     wanted = planned.chart.verify is not None or planned.chart.provenance == "required"
     provenance = source.provenance(release, tmp) if wanted else None
@@ -458,6 +474,7 @@ def _copy_oci(
         tmp,
         limit,
         before_upload=make_room,
+        new_repository=run.inventory.created_here(planned.target.registry, planned.repository),
     )
     return manifest.digest, uploaded, verified
 
@@ -469,7 +486,9 @@ def _referrers(
     if not (release.oci and planned.chart.copy_referrers) or not result.outcome.ok:
         return result
     source = run.source(planned.spec_path, planned.chart)
-    assert isinstance(source, OciRepository)
+    assert is_registry(source)
+    from ecrmirror import ocicopy
+
     registry = planned.target.registry
     attached = ocicopy.missing_referrers(run, registry, planned.repository, source, release)
     if not attached.missing and not attached.differing:
