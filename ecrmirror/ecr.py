@@ -417,49 +417,66 @@ class Ecr:
             return False
         return str(answer.get("value", "")).upper() == "ENABLED"
 
-    def held_manifests(self, repository: str, digests: Iterable[str]) -> set[str]:
-        """The manifests among `digests` that `repository` holds, tagged or not, archived or not:
-        DescribeImages (metadata, not a pull, so no lastRecordedPullTime moves), 1,000 a call."""
-        wanted = set(digests)
-        details = (self._image_details(repository, "ANY") or []) if wanted else []
-        return {str(d["imageDigest"]) for d in details if d["imageDigest"] in wanted}
-
     def repositories(self, names: Iterable[str]) -> dict[str, RepositoryState]:
-        """The repositories among `names` that exist, in one call per 100 names.
+        """The repositories among `names` that exist, asked for 100 names a call.
 
-        DescribeRepositories fails the whole call when one name is missing (and names it), so a
-        missing repository costs one more call; listing the registry instead would need
-        ecr:DescribeRepositories on every repository, which a least-privilege policy does not give.
+        DescribeRepositories fails the whole call when one name is missing (and names it): the
+        call's other names are asked for again in two halves side by side, so that k missing names
+        cost at most 2k+1 calls in about log2(n) rounds, not k rounds one after another. Listing the
+        registry instead would need ecr:DescribeRepositories on every repository, which a
+        least-privilege policy does not give.
         """
-        found: dict[str, RepositoryState] = {}
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
         wanted = sorted(set(names))
-        for start in range(0, len(wanted), DESCRIBE_REPOSITORIES_LIMIT):
-            batch = wanted[start : start + DESCRIBE_REPOSITORIES_LIMIT]
-            while batch:
-                try:
-                    response = self._invoke(
-                        "describe_repositories", registryId=self.registry.account, repositoryNames=batch
-                    )
-                except botocore.exceptions.ClientError as exc:
-                    missing = _NOT_FOUND_NAME.search(str(exc.response.get("Error", {}).get("Message", "")))
-                    if _code(exc) != "RepositoryNotFoundException":
-                        raise _translate(exc, "DescribeRepositories", self.registry) from None
-                    if missing is None or missing["name"] not in batch:  # unexpected wording
-                        found.update(self._one_by_one(batch))
-                        break
-                    batch = [name for name in batch if name != missing["name"]]
-                    continue
-                except botocore.exceptions.NoCredentialsError:
-                    raise CredentialsMissing(CREDENTIALS_HELP) from None
-                except botocore.exceptions.BotoCoreError as exc:
-                    raise AwsError(
-                        f"ECR DescribeRepositories in {self.registry.region} failed: {exc}"
-                    ) from None
-                for repository in response.get("repositories", []):
-                    state = _repository_state(repository)
-                    found[state.name] = state
-                break
+        batches = [
+            wanted[start : start + DESCRIBE_REPOSITORIES_LIMIT]
+            for start in range(0, len(wanted), DESCRIBE_REPOSITORIES_LIMIT)
+        ]
+        found: dict[str, RepositoryState] = {}
+        if not batches:
+            return found
+        # As many calls at once as the client has connections (botocore's stubs leave that field
+        # out); workers never wait on each other: this thread hands out the halves a failure leaves.
+        connections = int(getattr(self.client.meta.config, "max_pool_connections", None) or 10)
+        pool = ThreadPoolExecutor(connections, "ecrmirror-describe")
+        try:
+            pending: set[Future[tuple[dict[str, RepositoryState], list[str]]]] = {
+                pool.submit(self._describe_batch, batch) for batch in batches
+            }
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    described, unanswered = future.result()
+                    found.update(described)
+                    half = (len(unanswered) + 1) // 2
+                    for part in (unanswered[:half], unanswered[half:]):
+                        if part:
+                            pending.add(pool.submit(self._describe_batch, part))
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a refusal, the calls not yet sent never go
         return found
+
+    def _describe_batch(self, batch: list[str]) -> tuple[dict[str, RepositoryState], list[str]]:
+        """One DescribeRepositories call for `batch`: the repositories it described, and the names
+        still unanswered when it failed naming a missing one (every other name in `batch`)."""
+        try:
+            response = self._invoke(
+                "describe_repositories", registryId=self.registry.account, repositoryNames=batch
+            )
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) != "RepositoryNotFoundException":
+                raise _translate(exc, "DescribeRepositories", self.registry) from None
+            missing = _NOT_FOUND_NAME.search(str(exc.response.get("Error", {}).get("Message", "")))
+            if missing is None or missing["name"] not in batch:  # unexpected wording
+                return self._one_by_one(batch), []
+            return {}, [name for name in batch if name != missing["name"]]
+        except botocore.exceptions.NoCredentialsError:
+            raise CredentialsMissing(CREDENTIALS_HELP) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"ECR DescribeRepositories in {self.registry.region} failed: {exc}") from None
+        states = [_repository_state(repository) for repository in response.get("repositories", [])]
+        return {state.name: state for state in states}, []
 
     def _one_by_one(self, names: list[str]) -> dict[str, RepositoryState]:
         found: dict[str, RepositoryState] = {}
