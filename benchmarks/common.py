@@ -48,6 +48,10 @@ class _Recorder(SimpleHTTPRequestHandler):
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's backlog of 5 would hold the sixth of many connections opened at once back
+    # by a second (a SYN retried), as no real registry does
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client closing its kept-alive connection is no news
 

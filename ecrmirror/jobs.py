@@ -154,10 +154,17 @@ def inline(work: Callable[..., Any], *args: Any) -> Future[Any]:
     return done
 
 
-def side_threads(threads: int) -> ThreadPoolExecutor:
-    """A pool for what a job does alongside its own requests (one upstream request while another
-    is in flight): its own threads, so a job never waits for a thread another job holds."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{_THREAD_PREFIX}-side")
+# Requests one job has in flight at most: its own, and those it sends alongside (a copy's blobs,
+# say); as oras-go copies 3 layers at a time.
+IN_FLIGHT_PER_JOB = 3
+
+
+def side_threads(jobs: int) -> ThreadPoolExecutor:
+    """A pool for what `jobs` jobs do alongside their own requests (one upstream request while
+    another is in flight): its own threads, so a job never waits for a thread another job holds."""
+    return ThreadPoolExecutor(
+        max_workers=(IN_FLIGHT_PER_JOB - 1) * max(1, jobs), thread_name_prefix=f"{_THREAD_PREFIX}-side"
+    )
 
 
 class _JobRecords(logging.Handler):

@@ -25,7 +25,10 @@ READ_DEADLINE = 300.0
 # 8 jobs sync 200 versions through 20 ms of latency within 1.25x of the CPU floor, so more would
 # only wait for CPU; against AWS, more concurrent uploads meet ECR's per-action rate quotas.
 DEFAULT_JOBS = 8
-DEFAULT_UPSTREAM_CONNECTIONS = 6  # skopeo copies 6 layers at a time, oras-go 3: a polite few
+# Requests in flight to one upstream host: a polite few (skopeo copies 6 layers at a time, oras-go
+# 3), or with jobs, as many as the jobs send at once (jobs.IN_FLIGHT_PER_JOB each), as that many
+# parallel copies would.
+DEFAULT_UPSTREAM_CONNECTIONS = 6
 DEFAULT_PULL_RESERVE = 10
 
 
@@ -135,8 +138,8 @@ def add_options(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="At most N requests in flight to one upstream host, however many jobs "
-        f"(default: ini ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS})",
+        help="At most N requests in flight to one upstream host, however many jobs (default: ini "
+        f"ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS} or 3 per job, the more)",
     )
     group.addoption(
         "--ecrmirror-upstream-read-deadline",
@@ -171,8 +174,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "ecrmirror_upstream_connections",
-        default=str(DEFAULT_UPSTREAM_CONNECTIONS),
-        help="Requests in flight to one upstream host at most",
+        default="",
+        help=f"Requests in flight to one upstream host at most (default {DEFAULT_UPSTREAM_CONNECTIONS} "
+        "or 3 per job, the more)",
     )
     parser.addini(
         "ecrmirror_upstream_pull_reserve",
@@ -368,7 +372,12 @@ def jobs(config: pytest.Config) -> int:
     return _whole(config, "ecrmirror_jobs", "ecrmirror_jobs", 1)
 
 
-def upstream_connections(config: pytest.Config) -> int:
+def upstream_connections(config: pytest.Config, jobs: int) -> int:
+    given = config.getoption("ecrmirror_upstream_connections", None)
+    if given is None and not str(config.getini("ecrmirror_upstream_connections")).strip():
+        from ecrmirror.jobs import IN_FLIGHT_PER_JOB
+
+        return max(DEFAULT_UPSTREAM_CONNECTIONS, IN_FLIGHT_PER_JOB * jobs)
     return _whole(config, "ecrmirror_upstream_connections", "ecrmirror_upstream_connections", 1)
 
 

@@ -57,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from ecrmirror import redact, reporting
     from ecrmirror.items import RUN_KEY, Runner
+    from ecrmirror.jobs import IN_FLIGHT_PER_JOB
     from ecrmirror.run import Options
 
     config.stash[_ACTIVE] = True
@@ -105,8 +106,9 @@ def pytest_configure(config: pytest.Config) -> None:
         lock_dir=Path(lock_dir),
         shared=shared / "ecr" if shared else None,
         jobs=jobs,
-        connections=max(10, 2 * jobs),  # a job's own requests, and those it sends alongside
-        upstream_connections=options.upstream_connections(config),
+        # A job's own requests and those it sends alongside; one job sends one request at a time.
+        connections=IN_FLIGHT_PER_JOB * jobs if jobs > 1 else 1,
+        upstream_connections=options.upstream_connections(config, jobs),
         pull_reserve=options.pull_reserve(config),
         read_deadline=options.read_deadline(config),
         helm=options.helm(config),

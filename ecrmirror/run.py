@@ -96,7 +96,7 @@ class Run:
         self.locks = KeyedLocks()  # for what is made once, when jobs (threads) ask at the same time
         # Set on Ctrl-C: the jobs' pushes stop before their next upload or tag (registry.py).
         self.interrupted = threading.Event()
-        self._side = side_threads(2 * max(1, options.jobs))  # a job sends two at most
+        self._side = side_threads(options.jobs)
         self.lock_dir = options.lock_dir or self.workdir
         self.manifest_store = ManifestStore(options.manifests)
         # Registry-wide steps this process has finished (a replication rule merged): done once a run.

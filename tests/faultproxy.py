@@ -36,6 +36,10 @@ _HOP_BY_HOP = {
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's backlog of 5 would hold the sixth of many connections opened at once back
+    # by a second (a SYN retried), as no real registry does
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client resetting its kept-alive connection is no news
 

@@ -212,7 +212,14 @@ def answer_token(handler: QuietHandler, registry: TokenRegistry, auth: str) -> N
     return handler._send(200, json.dumps({"token": "granted"}).encode(), {})
 
 
-class _TlsOrPlainServer(ThreadingHTTPServer):
+class _ManyAtOnce(ThreadingHTTPServer):
+    """A backlog of 128, not socketserver's 5: many jobs connecting at once are not held back a
+    second each (a SYN retried), as no real registry would hold them."""
+
+    request_queue_size = 128
+
+
+class _TlsOrPlainServer(_ManyAtOnce):
     """Speaks TLS to a client that starts with a TLS handshake, and plain http to any other, on
     one port: so that https://HOST:PORT and http://HOST:PORT are the same host to a client."""
 
@@ -236,7 +243,7 @@ def serve(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = No
     http both (see _TlsOrPlainServer)."""
     server: ThreadingHTTPServer
     if tls is None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = _ManyAtOnce(("127.0.0.1", 0), handler)
     else:
         server = _TlsOrPlainServer(("127.0.0.1", 0), handler)
         server.tls = tls

@@ -43,17 +43,19 @@ class SlowRepository:
                     repository.archive_gets.append(self.path)
                     repository.in_flight += 1
                     repository.most_in_flight = max(repository.most_in_flight, repository.in_flight)
-                try:
-                    time.sleep(repository.delay)
-                    super().do_GET()
-                finally:
-                    with repository._lock:
-                        repository.in_flight -= 1
+                time.sleep(repository.delay)
+                # Counted out before the answer goes: a client that has read it may send its next
+                # request on another connection before this thread would get to count it out.
+                with repository._lock:
+                    repository.in_flight -= 1
+                super().do_GET()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # socketserver's backlog of 5 would make a sixth connection at once wait for a SYN retry
+        server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 64})
+        self.server = server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
 
@@ -108,6 +110,23 @@ def test_items_report_in_collection_order_while_their_downloads_overlap(
     # and the audit, also with jobs, finds them all
     audited = run("--check-only", "-v", "--ecrmirror-jobs=8", "mirror.yaml")
     assert reported_versions(audited) == VERSIONS
+
+
+def test_by_default_the_upstream_s_share_grows_with_the_jobs(
+    slow_repository: SlowRepository, emulator: Emulator, write_spec, run
+) -> None:
+    # given twelve versions whose archives each take 0.6 s to download (long enough for the jobs
+    # to meet on a busy machine)
+    slow_repository.delay = 0.6
+    slow_repository.publish("app", VERSIONS)
+    write_spec(spec(slow_repository.url, VERSIONS))
+
+    # when they are synced with 8 jobs and no limit given
+    run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=1 + len(VERSIONS))
+
+    # then more downloads overlap than the fixed 6 of a run without jobs: the default share is 3
+    # requests a job
+    assert slow_repository.most_in_flight > 6
 
 
 def test_one_job_downloads_one_archive_at_a_time(

@@ -120,18 +120,30 @@ def copy_blobs(
             )
         descriptors.append(descriptor)
 
+    def held_or_mounted(descriptor: Descriptor) -> tuple[int, int] | None:
+        """(0, 0) when `repository` holds the blob, (0, 1) when it was mounted from the run's
+        repository that holds it, None when it must be uploaded."""
+        here = (registry.host, repository, descriptor.digest)
+        if here in placed or (not created_here and client.has_blob(repository, descriptor.digest)):
+            return 0, 0
+        holder = uploaded.get((registry.host, descriptor.digest))
+        mountable = holder is not None and holder != repository and _mounts(run, registry)
+        if mountable and client.mount_blob(repository, descriptor.digest, str(holder)):
+            placed.add(here)
+            return 0, 1
+        return None
+
     def copy(descriptor: Descriptor) -> tuple[int, int]:
         """(bytes uploaded, blobs mounted)"""
         key = (registry.host, descriptor.digest)
         here = (registry.host, repository, descriptor.digest)
+        # A blob the run uploaded already is mounted at once: mounts of it need not take turns.
+        asked = key in uploaded
+        if asked and (done := held_or_mounted(descriptor)) is not None:
+            return done
         with run.locks(("blob", key)):  # one upload of a blob per registry, however many jobs need it
-            if here in placed or (not created_here and client.has_blob(repository, descriptor.digest)):
-                return 0, 0
-            holder = uploaded.get(key)
-            mountable = holder is not None and holder != repository and _mounts(run, registry)
-            if mountable and client.mount_blob(repository, descriptor.digest, str(holder)):
-                placed.add(here)
-                return 0, 1
+            if not asked and (done := held_or_mounted(descriptor)) is not None:
+                return done
             path = tmp / descriptor.digest.replace(":", "-")
             upstream.blob(upstream_repository, descriptor.digest, path, descriptor.size)
             try:

@@ -34,6 +34,7 @@ from ecrmirror.chart import (
     tag_for,
 )
 from ecrmirror.errors import DigestMismatch, UpstreamError, VersionNotFound
+from ecrmirror.jobs import IN_FLIGHT_PER_JOB
 from ecrmirror.once import KeyedLocks, once
 from ecrmirror.sources.download import MAX_PROVENANCE_SIZE
 from ecrmirror.sources.release import ChartRelease, nearest_versions
@@ -861,15 +862,16 @@ def _shown(url: str) -> str:
 def side_by_side(
     work: Callable[[A], T], calls: list[A], alongside: Callable[..., futures.Future[Any]] | None
 ) -> list[T]:
-    """`work(call)` for each of `calls`, in order. With `alongside` (run.alongside), three at a
-    time: two on other threads (a job's share of the run's side threads) while this one does the
-    third; the first failure is raised once those running have ended, so nothing is left running.
-    `work` must not itself go alongside: a side thread waiting for a side thread could wait forever."""
+    """`work(call)` for each of `calls`, in order. With `alongside` (run.alongside), a job's
+    IN_FLIGHT_PER_JOB at a time: the others on other threads (the job's share of the run's side
+    threads) while this one does one; the first failure is raised once those running have ended,
+    so nothing is left running. `work` must not itself go alongside: a side thread waiting for a
+    side thread could wait forever."""
     if alongside is None:
         return [work(call) for call in calls]
     results: list[T] = []
-    for start in range(0, len(calls), 3):
-        batch = calls[start : start + 3]
+    for start in range(0, len(calls), IN_FLIGHT_PER_JOB):
+        batch = calls[start : start + IN_FLIGHT_PER_JOB]
         others = [alongside(work, call) for call in batch[:-1]]
         try:
             last = work(batch[-1])
