@@ -15,7 +15,6 @@ from the upstream: what a copy that uploads each blob once per registry uploads.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
@@ -33,6 +32,7 @@ from chartfactory import package_chart, write_index  # type: ignore[import-not-f
 from common import (
     REGISTRY,
     Figure,
+    child_environ,
     create_repositories,
     ecr_kinds,
     registry_password,
@@ -310,7 +310,7 @@ def ecrmirror_sync(world: World) -> Copied:
 def _pytest(world: World, *args: str) -> tuple[float, str]:
     """As common.pytest_measured, but what pytest printed: (wall seconds, its stdout)."""
     via = {"AWS_ENDPOINT_URL_ECR": world.to_ecr.url, "ECRMIRROR_REGISTRY_ENDPOINT": world.to_ecr.url}
-    env = {**os.environ, **world.emulator.environ(), **via, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = child_environ(world.emulator.environ(), via, {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     command = [sys.executable, "-m", "pytest", "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", "-q"]
     started = time.perf_counter()
     done = subprocess.run([*command, *args], cwd=world.directory, env=env, capture_output=True, text=True)

@@ -31,7 +31,7 @@ import images  # noqa: E402
 import peers  # noqa: E402
 import startup  # noqa: E402
 from chartfactory import ChartFile, package_chart, write_index  # noqa: E402
-from common import REGISTRY, Figure, pytest_run, serve, spec_text  # noqa: E402
+from common import REGISTRY, Figure, child_environ, compile_ecrmirror, pytest_run, serve, spec_text  # noqa: E402
 
 from ecrmirror.emulator import Emulator  # noqa: E402
 from ecrmirror.sources import IndexCache, Sources, parse_index  # noqa: E402
@@ -202,7 +202,7 @@ def memory_figures(work: Path, small: int, large: int) -> list[Figure]:
         (directory / "mirror.yaml").write_text(spec_text(url, charts))
         with Emulator() as emulator:
             emulator.reset()  # moto's state is per process: start each measurement empty
-            env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+            env = child_environ(emulator.environ(), {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
             command = [sys.executable, "-c", _PEAK_RSS, "--sync", "mirror.yaml"]
             done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
             peaks.append(int(done.stdout.strip().splitlines()[-1]))
@@ -249,7 +249,7 @@ def _sync_big_charts(directory: Path, charts: int, megabytes: int, *args: str) -
     limit = f"{size // (1024 * 1024) * 2}MiB"  # above helm's 100 MiB: the chart needs the limit raised
     with Emulator() as emulator:
         emulator.reset()  # moto's state is per process: start each measurement empty
-        env = {**os.environ, **emulator.environ(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        env = child_environ(emulator.environ(), {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
         command = [
             sys.executable,
             "-c",
@@ -395,6 +395,7 @@ def main() -> int:
     repositories, versions_each = (4, 25) if args.quick else (20, 100)
     index_mb = 3 if args.quick else 30
     figures: list[Figure] = []
+    compile_ecrmirror()
     with tempfile.TemporaryDirectory(prefix="ecrmirror-bench-") as tmp:
         work = Path(tmp)
         (work / "mirror").mkdir()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from chartfactory import package_chart, write_index  # type: ignore[import-not-found, unused-ignore]
-from common import Figure, pytest_measured, serve, spec_text
+from common import Figure, child_environ, pytest_measured, serve, spec_text
 
 from ecrmirror.emulator import Emulator
 
@@ -29,7 +29,9 @@ def import_seconds(repeats: int = 5) -> tuple[float, float]:
     """Medians over `repeats` fresh processes: (the plugin's import beyond pytest's, pytest's)."""
     plugin, pytest = [], []
     for _ in range(repeats):
-        done = subprocess.run([sys.executable, "-c", _IMPORT], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORT], capture_output=True, text=True, check=True, env=child_environ()
+        )
         ours, theirs = (float(word) for word in done.stdout.split())
         plugin.append(ours)
         pytest.append(theirs)

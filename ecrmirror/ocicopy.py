@@ -11,15 +11,17 @@ and a person decides.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ecrmirror.chart import Descriptor
 from ecrmirror.errors import TagConflict, UpstreamError
 from ecrmirror.registry import RegistryClient
 from ecrmirror.run import Run
 from ecrmirror.sources import ChartRelease, OciRepository
-from ecrmirror.sources.oci import Manifest, Referrer
+from ecrmirror.sources.oci import Manifest, Referrer, side_by_side
 from ecrmirror.spec import Registry
 
 
@@ -51,6 +53,7 @@ def copy_manifest(
     mutable: bool = False,
     before_upload: Callable[[], bool] | None = None,
     new_repository: bool = False,
+    alongside: Callable[..., futures.Future[Any]] | None = None,
 ) -> int:
     """Copy one manifest and the blobs ECR lacks; the manifest last, as `reference` (a tag or its
     digest). Everything is downloaded and verified before the first upload: a bad source leaves
@@ -58,8 +61,8 @@ def copy_manifest(
     moves once. `mutable`: ECR would let the tag move (RegistryClient.put_manifest).
     `before_upload`, once all is verified: makes room in ECR (creates the repository) and says
     whether the tag may move there, in place of `mutable`. `new_repository`: the run created
-    the repository, so it holds no blob the run did not upload (RegistryClient.push). Returns the
-    bytes uploaded."""
+    the repository, so it holds no blob the run did not upload (RegistryClient.push). With
+    `alongside` (run.alongside), the blobs move side by side. Returns the bytes uploaded."""
     config, *listed = (
         Descriptor(str(blob.get("mediaType", "")), str(blob["digest"]), int(blob["size"]))
         for blob in manifest.blobs()
@@ -74,20 +77,25 @@ def copy_manifest(
                 f"{release.url}: blob {descriptor.digest} is {descriptor.size} bytes, more than a "
                 f"chart may be ({limit}; ini ecrmirror_max_chart_size); nothing was pushed"
             )
-    downloaded: list[tuple[Descriptor, Path]] = []
-    for descriptor in blobs:
+
+    def download(descriptor: Descriptor) -> tuple[Descriptor, Path] | None:
         # As in RegistryClient.push: the config (a few hundred bytes, new with each version)
         # costs one request to download either way, so asking ECR for it first only adds one.
         if descriptor is not config and not new_repository and client.has_blob(repository, descriptor.digest):
-            continue
+            return None
         target = tmp / descriptor.digest.replace(":", "-")
-        downloaded.append((descriptor, source.blob(release, descriptor.digest, target, descriptor.size)))
+        return descriptor, source.blob(release, descriptor.digest, target, descriptor.size)
+
+    # The blobs do not depend on each other: downloaded side by side, then uploaded side by side.
+    downloaded = [each for each in side_by_side(download, blobs, alongside) if each is not None]
     if before_upload is not None:
         mutable = before_upload()
-    uploaded = 0
-    for descriptor, path in downloaded:
-        client.upload_blob(repository, path, descriptor)
-        uploaded += descriptor.size
+
+    def upload(each: tuple[Descriptor, Path]) -> int:
+        client.upload_blob(repository, each[1], each[0])
+        return each[0].size
+
+    uploaded = sum(side_by_side(upload, downloaded, alongside))
     client.put_manifest(repository, reference, manifest.body, manifest.media_type, mutable=mutable)
     return uploaded
 
@@ -150,6 +158,7 @@ def copy_referrers(
                 tmp,
                 run.options.max_chart_size,
                 mutable=referrer.tag is not None and may_move(referrer.tag),
+                alongside=run.alongside,
             )
             run.inventory.pushed(registry, repository, referrer.manifest.digest, referrer.tag)
         except TagConflict:

@@ -302,9 +302,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # With jobs, the run's first requests start now, side by side: each Helm repository's
         # index, and ECR's description of the repositories (whose client takes longer to make).
         # A worker runs only what it is sent: it starts nothing ahead.
-        versions.warm_up(run, (item.planned for item in planned))
+        # The description first: the warm-ups of what ECR holds wait for it.
         for item in repository_items:
             repositories.warm_up(run, item.repository_target, item.repository)
+        versions.warm_up(run, (item.planned for item in planned))
+        if image_items:
+            images.warm_up(run, (item.planned for item in image_items))
 
 
 def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:

@@ -37,6 +37,13 @@ def _described_key(registry: Registry) -> tuple[str, str]:
     return ("repositories", registry.host)
 
 
+def described_ahead(run: Run, registry: Registry, name: str) -> bool:
+    """For another warm-up: `name` exists, as the run's batched description (`warm_up`) says,
+    once it has ended well. False when it failed or was not started: asking again here would
+    add a request that one job would not send."""
+    return run.warmed_well(_described_key(registry)) and run.inventory.repository(registry, name) is not None
+
+
 def _described(run: Run, registry: Registry, name: str) -> RepositoryState | None:
     """`name`'s settings (None if missing), from the run's batched description (`warm_up`)."""
     run.warmed(_described_key(registry))

@@ -205,6 +205,15 @@ class Run:
         if future is not None:
             future.result()
 
+    def warmed_well(self, key: Hashable) -> bool:
+        """Whether the warm-up of `key` ended without an error (waiting for it to end); False when
+        none was started or it was taken already. Its error stays for `warmed` to raise."""
+        with self._warm_lock:
+            future = self._warming.get(key)
+        if future is None:
+            return False
+        return future.exception() is None
+
     def remember(self, key: Hashable, make: Callable[[], T]) -> T:
         """`make()`, once per run and key, however many threads ask for it at the same time."""
         value: T = once(self.memo, self._memo_locks, key, make)

@@ -9,6 +9,7 @@ overwritten, and copied into the destination regions that lack it (backfill.py).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from ecrmirror import backfill, constraints, managed_signing, replication, repositories, selection
 from ecrmirror.chart import build_artifact, chart_layer_digest, tag_for
 from ecrmirror.ecr import ACTIVATING, RemoteImage
-from ecrmirror.errors import TagConflict, Unverified, UpstreamError
+from ecrmirror.errors import EcrMirrorError, TagConflict, Unverified, UpstreamError
 from ecrmirror.outcome import Outcome, Result
 from ecrmirror.provenance import Verified, verify
 from ecrmirror.replicas import replica_registry, writable
@@ -98,6 +99,11 @@ def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
         location = item.chart.source_location(item.spec_path)
         if location.startswith(("http://", "https://")):  # a Helm repository (sources.Sources)
             run.warm(("index", location, item.chart.access), partial(_read_index, run, item))
+        elif location.startswith("oci://"):  # its tag list, and with it the registry's challenge
+            run.warm(("tags", location, item.chart.access, item.chart.name), partial(_read_tags, run, item))
+        # What ECR holds of the version's repository, once the batched description says it exists.
+        registry = item.target.registry
+        run.warm(("ecr images", registry.host, item.repository), partial(_read_images, run, item))
 
 
 def _read_index(run: Run, planned: PlannedVersion) -> None:
@@ -106,6 +112,20 @@ def _read_index(run: Run, planned: PlannedVersion) -> None:
     source = run.source(planned.spec_path, planned.chart)
     if isinstance(source, HttpRepository):
         source.index()
+
+
+def _read_tags(run: Run, planned: PlannedVersion) -> None:
+    """An OCI source's tag list, read ahead; a failure is left for the item to meet again."""
+    with contextlib.suppress(EcrMirrorError):
+        run.source(planned.spec_path, planned.chart).versions(planned.chart.name)
+
+
+def _read_images(run: Run, planned: PlannedVersion) -> None:
+    """ECR's answer for the version's repository, read ahead; a failure is left for the item."""
+    registry = planned.target.registry
+    with contextlib.suppress(EcrMirrorError):
+        if repositories.described_ahead(run, registry, planned.repository):
+            run.inventory.images(registry, planned.repository, planned.tag)
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:
@@ -475,6 +495,7 @@ def _copy_oci(
         limit,
         before_upload=make_room,
         new_repository=run.inventory.created_here(planned.target.registry, planned.repository),
+        alongside=run.alongside,
     )
     return manifest.digest, uploaded, verified
 

@@ -8,11 +8,13 @@ DRIFTED when the upstream's tag has moved on from it since it was mirrored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,30 @@ def announce(run: Run, planned: Iterable[PlannedImage]) -> None:
         if item.tag:
             run.inventory.expect_tags(item.target.registry, item.repository, [item.tag])
         run.inventory.expect_repositories(item.target.registry, [item.repository])
+
+
+def warm_up(run: Run, planned: Iterable[PlannedImage]) -> None:
+    """Once the run's images are known: ECR's listing of each image repository that exists, and
+    each upstream repository's tag list, read now, side by side, before the items that need them
+    (with more than one job; see Run.warm). A failure is left for the item to meet again."""
+    for item in planned:
+        registry = item.target.registry
+        if item.tag:
+            run.warm(("image listing", registry.host, item.repository), partial(_read_held, run, item))
+        run.warm(("image tags", item.image.endpoint, item.image.path), partial(_read_tags, run, item))
+
+
+def _read_held(run: Run, planned: PlannedImage) -> None:
+    registry = planned.target.registry
+    assert planned.tag is not None
+    with contextlib.suppress(EcrMirrorError):
+        if repositories.described_ahead(run, registry, planned.repository):
+            run.inventory.manifests(registry, planned.repository, planned.tag)
+
+
+def _read_tags(run: Run, planned: PlannedImage) -> None:
+    with contextlib.suppress(EcrMirrorError):
+        _tags(run, planned)
 
 
 def check(run: Run, planned: PlannedImage) -> Result:
