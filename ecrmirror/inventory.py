@@ -50,6 +50,7 @@ class Inventory:
         self._ecr = ecr
         self._shared = shared
         self._expected_tags: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._manifests_wanted: set[tuple[str, str]] = set()  # repositories `images` reads manifests of
         self._expected_repositories: dict[str, set[str]] = defaultdict(set)
         self._images: dict[tuple[str, str], Images | None] = {}
         self._manifests: dict[tuple[str, str], dict[str, tuple[str, str]] | None] = {}
@@ -62,8 +63,16 @@ class Inventory:
         # Jobs (threads) asking the same question at once: the first asks, the others wait for it.
         self._locks = KeyedLocks()
 
-    def expect_tags(self, registry: Registry, repository: str, tags: Iterable[str]) -> None:
-        self._expected_tags[(registry.host, repository)].update(tags)
+    def expect_tags(
+        self, registry: Registry, repository: str, tags: Iterable[str], *, manifests: bool = True
+    ) -> None:
+        """`tags` will be asked about; with `manifests`, what their manifests list too (a Helm
+        repository's version is compared by its chart layer). Without, by digest alone (an OCI
+        source's copy is its manifest): then `images` reads no manifest, nothing is pulled."""
+        key = (registry.host, repository)
+        self._expected_tags[key].update(tags)
+        if manifests:
+            self._manifests_wanted.add(key)
 
     def expected_tags(self, registry: Registry, repository: str) -> set[str]:
         """The tags this run's items will ask `repository` about: the versions it declares there."""
@@ -92,11 +101,23 @@ class Inventory:
         key = (registry.host, repository)
         tags = self._expected_tags[key] | {tag}
 
-        def fetch() -> list[dict[str, Any]] | None:
-            found = self._ecr(registry).images(repository, tags)
-            return None if found is None else [asdict(image) for image in found.values()]
+        manifests = key in self._manifests_wanted or not self._expected_tags[key]
 
-        question = f"images {registry.host}/{repository} {' '.join(sorted(tags))}"
+        def fetch() -> list[dict[str, Any]] | None:
+            if manifests:
+                found = self._ecr(registry).images(repository, tags)
+                return None if found is None else [asdict(image) for image in found.values()]
+            held = self._ecr(registry).tagged(repository)
+            if held is None:
+                return None
+            return [
+                asdict(RemoteImage(tag=t, manifest_digest=d, chart_digest=None, status=status))
+                for t, (d, status) in held.items()
+                if t in tags
+            ]
+
+        kind = "images" if manifests else "image digests"
+        question = f"{kind} {registry.host}/{repository} {' '.join(sorted(tags))}"
         answer = fetch() if fresh else once_per_run(self._shared, question, fetch)
         self._images[key] = (
             None if answer is None else {image["tag"]: RemoteImage(**image) for image in answer}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from ecrmirror.chart import MAX_CHART_SIZE
-from ecrmirror.jobs import carrying_job, inline, side_threads
+from ecrmirror.jobs import IN_FLIGHT_PER_JOB, carrying_job, inline, side_threads
 from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.once import KeyedLocks, once
 from ecrmirror.sources.index import IndexCache
@@ -191,7 +191,7 @@ class Run:
                 return
             if self._warm_threads is None:
                 self._warm_threads = ThreadPoolExecutor(
-                    max_workers=self.options.jobs, thread_name_prefix="ecrmirror-warm"
+                    max_workers=IN_FLIGHT_PER_JOB * self.options.jobs, thread_name_prefix="ecrmirror-warm"
                 )
             self._warming[key] = self._warm_threads.submit(work)
 

@@ -82,13 +82,25 @@ def announce(run: Run, planned: Iterable[PlannedVersion]) -> None:
     """The run's versions, so that ECR is asked about each repository's tags once, in batches."""
     for item in planned:
         target = item.target
-        run.inventory.expect_tags(target.registry, item.repository, [item.tag])
+        run.inventory.expect_tags(
+            target.registry, item.repository, [item.tag], manifests=_compared_by_manifest(item)
+        )
         run.inventory.expect_repositories(target.registry, [item.repository])
         for destination in target.replication.destinations if target.replication else ():
             replica = replica_registry(target.registry, destination)
             run.inventory.expect_tags(replica, item.repository, [item.tag])
             if writable(target, destination):
                 run.inventory.expect_repositories(replica, [item.repository])
+
+
+def _compared_by_manifest(planned: PlannedVersion) -> bool:
+    """Whether checking the version reads ECR's manifest of it: a Helm repository's version is
+    compared by its chart layer, and verifying or signing reads the layers. A plain copy of an OCI
+    source's version is its manifest: its digest, from ECR's listing, says all (nothing pulled)."""
+    chart = planned.chart
+    if not chart.source_location(planned.spec_path).startswith("oci://"):
+        return True
+    return chart.verify is not None or chart.provenance == "required" or planned.target.sign is not None
 
 
 def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
@@ -103,7 +115,11 @@ def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
             run.warm(("tags", location, item.chart.access, item.chart.name), partial(_read_tags, run, item))
         # What ECR holds of the version's repository, once the batched description says it exists.
         registry = item.target.registry
-        run.warm(("ecr images", registry.host, item.repository), partial(_read_images, run, item))
+        held = ("ecr images", registry.host, item.repository)
+        run.warm(held, partial(_read_images, run, item))
+        if location.startswith("oci://"):  # a version ECR holds is compared: its digest, a HEAD
+            release = ("release", location, item.chart.name, item.version.version)
+            run.warm(release, partial(_read_release, run, item, held))
 
 
 def _read_index(run: Run, planned: PlannedVersion) -> None:
@@ -126,6 +142,18 @@ def _read_images(run: Run, planned: PlannedVersion) -> None:
     with contextlib.suppress(EcrMirrorError):
         if repositories.described_ahead(run, registry, planned.repository):
             run.inventory.images(registry, planned.repository, planned.tag)
+
+
+def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str]) -> None:
+    """An OCI version's digest (a HEAD), read ahead when ECR holds its tag: the item compares the
+    two. One that ECR lacks is pulled by its copy instead, with no HEAD."""
+    registry = planned.target.registry
+    if not run.warmed_well(held):
+        return
+    with contextlib.suppress(EcrMirrorError):
+        images = run.inventory.images(registry, planned.repository, planned.tag)
+        if images and planned.tag in images:
+            _release(run, planned)
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:

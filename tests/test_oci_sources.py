@@ -79,8 +79,13 @@ def test_a_spec_mixing_http_local_and_oci_sources_mirrors_oci_digests_unchanged(
             f"{tmp_path.name.lower()}/charts/db", tag
         )
 
-    # and an audit finds everything PRESENT, and a second sync writes nothing
+    # and an audit finds everything PRESENT, pulling nothing from the OCI-sourced repository (its
+    # copies are compared by manifest digest, which ECR's listing gives), and a second sync writes
+    # nothing
+    emulator.app.requests.clear()
     run("--check-only", "mirror.yaml").assert_outcomes(passed=7)
+    pulls = [r for r in emulator.requests if r.action == "BatchGetImage"]
+    assert len(pulls) == 2  # mirror/web's and mirror/tool's manifests (their chart layers compared)
     emulator.app.requests.clear()
     run("--sync", "mirror.yaml").assert_outcomes(passed=7)
     assert emulator.writes() == []
