@@ -155,8 +155,8 @@ def inline(work: Callable[..., Any], *args: Any) -> Future[Any]:
 
 
 # Requests one job has in flight at most: its own, and those it sends alongside (a copy's blobs,
-# say); as oras-go copies 3 layers at a time.
-IN_FLIGHT_PER_JOB = 3
+# say); as skopeo copies 6 layers of an image at a time.
+IN_FLIGHT_PER_JOB = 6
 
 
 def side_threads(jobs: int) -> ThreadPoolExecutor:

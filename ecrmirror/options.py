@@ -25,9 +25,9 @@ READ_DEADLINE = 300.0
 # 8 jobs sync 200 versions through 20 ms of latency within 1.25x of the CPU floor, so more would
 # only wait for CPU; against AWS, more concurrent uploads meet ECR's per-action rate quotas.
 DEFAULT_JOBS = 8
-# Requests in flight to one upstream host: a polite few (skopeo copies 6 layers at a time, oras-go
-# 3), or with jobs, as many as the jobs send at once (jobs.IN_FLIGHT_PER_JOB each), as that many
-# parallel copies would.
+# Requests in flight to one upstream host: a polite few (skopeo copies 6 layers at a time), or with
+# jobs, as many as the jobs send at once (jobs.IN_FLIGHT_PER_JOB each), as that many skopeo copies
+# side by side would.
 DEFAULT_UPSTREAM_CONNECTIONS = 6
 DEFAULT_PULL_RESERVE = 10
 
@@ -139,7 +139,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="At most N requests in flight to one upstream host, however many jobs (default: ini "
-        f"ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS} or 3 per job, the more)",
+        f"ecrmirror_upstream_connections, else {DEFAULT_UPSTREAM_CONNECTIONS} or 6 per job, the more)",
     )
     group.addoption(
         "--ecrmirror-upstream-read-deadline",
@@ -176,7 +176,7 @@ def add_options(parser: pytest.Parser) -> None:
         "ecrmirror_upstream_connections",
         default="",
         help=f"Requests in flight to one upstream host at most (default {DEFAULT_UPSTREAM_CONNECTIONS} "
-        "or 3 per job, the more)",
+        "or 6 per job, the more)",
     )
     parser.addini(
         "ecrmirror_upstream_pull_reserve",

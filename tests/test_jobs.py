@@ -124,7 +124,7 @@ def test_by_default_the_upstream_s_share_grows_with_the_jobs(
     # when they are synced with 8 jobs and no limit given
     run("--sync", "--ecrmirror-jobs=8", "mirror.yaml").assert_outcomes(passed=1 + len(VERSIONS))
 
-    # then more downloads overlap than the fixed 6 of a run without jobs: the default share is 3
+    # then more downloads overlap than the fixed 6 of a run without jobs: the default share is 6
     # requests a job
     assert slow_repository.most_in_flight > 6
 

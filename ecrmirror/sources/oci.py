@@ -767,8 +767,7 @@ def attached(
     alongside: Callable[..., futures.Future[Any]] | None = None,
 ) -> list[Referrer]:
     """What refers to manifest `digest` of `repository` (see `attached_references`), pulled: one
-    manifest GET each; with `alongside` (run.alongside), two of them go on other threads while
-    this one does a third."""
+    manifest GET each; with `alongside` (run.alongside), side by side (`side_by_side`)."""
     wanted = attached_references(client, repository, digest, tags)
     return pull_referrers(client, repository, wanted, alongside)
 
