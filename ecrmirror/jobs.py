@@ -60,8 +60,10 @@ class Jobs:
         job = _Job(key, work, {k for k in after if k in self._jobs})
         with self._lock:
             self._jobs[key] = job
-            pending = {k for k in job.waiting_for if not self._jobs[k].future.done()}
-            job.waiting_for = pending
+            job.waiting_for = {k for k in job.waiting_for if not self._jobs[k].future.done()}
+            # A copy: the callbacks below take from waiting_for as the jobs waited for end, some
+            # of them while this loop runs; the one that empties it starts the job.
+            pending = tuple(job.waiting_for)
         for waited in pending:
             self._jobs[waited].future.add_done_callback(functools.partial(self._ended, job, waited))
         if not pending:

@@ -288,3 +288,44 @@ def test_under_xdist_each_worker_runs_its_items_on_its_own_jobs_once_each(
     assert sorted(r.path.rsplit("/", 1)[1] for r in manifests) == sorted(VERSIONS[:12])
     assert sorted(slow_repository.archive_gets) == sorted(f"/app-{v}.tgz" for v in VERSIONS[:12])
     assert slow_repository.most_in_flight > 1
+
+
+def test_a_job_waiting_for_hundreds_that_end_while_it_is_submitted_runs_once() -> None:
+    # given jobs that wait for 200 quick ones (a spec's versions for its repositories), submitted
+    # while those end, twenty times over
+    from collections import Counter
+    from functools import partial
+
+    from ecrmirror.jobs import Jobs
+
+    ran: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def note(name: str) -> str:
+        with lock:
+            ran[name] += 1
+        return name
+
+    for attempt in range(20):
+        jobs = Jobs(8)
+        first = [f"repository {attempt}.{n}" for n in range(200)]
+        for key in first:
+            jobs.submit(key, partial(note, key))
+        later = [f"version {attempt}.{n}" for n in range(50)]
+        for key in later:
+            jobs.submit(key, partial(note, key), after=first)
+
+        # when their results are taken
+        results: list[str] = []
+        taker = threading.Thread(target=_take, args=(jobs, later, results), daemon=True)
+        taker.start()
+        taker.join(timeout=30)
+        jobs.close()
+
+        # then each ran, after the others, and none twice
+        assert results == later
+    assert set(ran.values()) == {1}
+
+
+def _take(jobs: Any, keys: list[str], into: list[str]) -> None:
+    into.extend(jobs.result(key) for key in keys)
