@@ -284,6 +284,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if config.option.collectonly:
         return
+    if not hasattr(config, "workerinput"):  # a worker froze what it holds at its start
+        _freeze_until_unconfigure(config)
     if "emulator_url" in config.stash[_STATE]:
         _declare_kms_keys(config.stash[_STATE]["emulator_url"], session.items)
     run = config.stash[RUN_KEY].run
@@ -308,6 +310,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         versions.warm_up(run, (item.planned for item in planned))
         if image_items:
             images.warm_up(run, (item.planned for item in image_items))
+
+
+class _Unfreeze:
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        import gc
+
+        gc.unfreeze()
+
+
+def _freeze_until_unconfigure(config: pytest.Config) -> None:
+    """What is alive once the run's items are collected (the modules, the specs, botocore's
+    models) lives until the run ends: out of the collector's way, pytest's gc.collect() calls at
+    the end (five, to find unraisable exceptions) walk only what the run made since. Unfrozen
+    last, after them, so that a process running pytest again frees what this run held."""
+    import gc
+
+    gc.freeze()
+    config.pluginmanager.register(_Unfreeze(), "ecrmirror-unfreeze")
 
 
 def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:
