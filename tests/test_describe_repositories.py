@@ -125,10 +125,8 @@ def test_no_names_make_no_call(emulator: Emulator) -> None:
     assert describe_calls(emulator) == (0, 0)
 
 
-def test_a_refusal_is_an_access_denied_error_and_nothing_more_is_asked(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    holding(emulator, NAMES[:2])
+def become_describer_of_chart_0s(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user who may describe mirror/chart-0* only."""
     allowed = "arn:aws:ecr:eu-west-1:123456789012:repository/mirror/chart-0*"
     become_user(
         emulator,
@@ -138,6 +136,13 @@ def test_a_refusal_is_an_access_denied_error_and_nothing_more_is_asked(
         },
         monkeypatch,
     )
+
+
+def test_a_refusal_is_an_access_denied_error_and_nothing_more_is_asked(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holding(emulator, NAMES[:2])
+    become_describer_of_chart_0s(emulator, monkeypatch)
     emulator.app.requests.clear()
 
     with enforcing_iam(emulator), pytest.raises(AwsError) as refused:
@@ -156,15 +161,7 @@ def test_within_the_policy_the_same_user_is_answered(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     holding(emulator, NAMES[:2])
-    allowed = "arn:aws:ecr:eu-west-1:123456789012:repository/mirror/chart-0*"
-    become_user(
-        emulator,
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["ecr:DescribeRepositories"], "Resource": allowed}],
-        },
-        monkeypatch,
-    )
+    become_describer_of_chart_0s(emulator, monkeypatch)
 
     with enforcing_iam(emulator):
         found = ecr_for(emulator).repositories(NAMES[:10])

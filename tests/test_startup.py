@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 
 import pytest
@@ -71,17 +70,7 @@ def test_an_up_to_date_sync_loads_neither_oras_nor_cryptography_nor_moto(
     two_charts: ChartServer, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
 ) -> None:
     # given versions already in ECR
-    write_spec(
-        f"""
-        target:
-          registry: {REGISTRY}
-          create_repositories: true
-        charts:
-          - name: gitlab
-            repo: {two_charts.url}
-            versions: ["7.1.1", "7.1.2"]
-        """
-    )
+    write_spec(_spec(two_charts, with_ingress=False))
     run("--sync", "mirror.yaml").assert_outcomes(passed=3)
     pytester.makeconftest(_RECORD_MODULES)
 
@@ -106,20 +95,11 @@ def test_the_help_texts_and_the_ecr_user_agent_say_what_transport_does() -> None
 
 # With jobs, ECR's description of the repositories and the upstream's index are asked for as soon
 # as collection ends (Run.warm). What is asked, how often, and what the items say stay the same.
-def _spec(server: ChartServer) -> str:
-    return textwrap.dedent(
-        f"""
-        target:
-          registry: {REGISTRY}
-          create_repositories: true
-        charts:
-          - name: gitlab
-            repo: {server.url}
-            versions: ["7.1.1", "7.1.2"]
-          - name: ingress
-            repo: {server.url}
-            versions: ["1.0.0"]
-        """
+def _spec(server: ChartServer, *, with_ingress: bool = True) -> str:
+    ingress = f"  - name: ingress\n    repo: {server.url}\n    versions: ['1.0.0']\n" if with_ingress else ""
+    return (
+        f"target:\n  registry: {REGISTRY}\n  create_repositories: true\n"
+        f"charts:\n  - name: gitlab\n    repo: {server.url}\n    versions: ['7.1.1', '7.1.2']\n{ingress}"
     )
 
 
