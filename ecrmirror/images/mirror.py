@@ -1,9 +1,11 @@
 """Image items: check that an image is in ECR as its upstream has it, or copy it there.
 
-ECR is asked first, in batches (the inventory's BatchGetImage per 100 tags); the upstream's tag is
-resolved with a HEAD (free on Docker Hub); an image ECR holds is never pulled again. A tag that
-holds anything else is never overwritten: DIFFERS when the upstream never had what ECR holds,
-DRIFTED when the upstream's tag has moved on from it since it was mirrored.
+ECR is asked first: one listing per image repository and run (DescribeImages; the tags' manifests
+from the manifest store, else BatchGetImage per 100), none for a repository the run created. An
+image ECR holds is compared by a HEAD of the upstream's tag (free on Docker Hub) and never pulled
+again; one ECR lacks is pulled by its tag at once, for the copy. A tag that holds anything else is
+never overwritten: DIFFERS when the upstream never had what ECR holds, DRIFTED when the upstream's
+tag has moved on from it since it was mirrored.
 """
 
 from __future__ import annotations
@@ -182,11 +184,11 @@ def _mirror(run: Run, planned: PlannedImage, sync: bool) -> Result:
     # it is there): it is listed while ECR is asked. An audit of a missing image needs none.
     if not sync:
         return _mirrored(run, planned, sync)
-    listing = run.alongside(_tags, run, planned)
+    tag_list = run.alongside(_tags, run, planned)
     try:
         return _mirrored(run, planned, sync)
     finally:
-        futures.wait([listing])
+        futures.wait([tag_list])
 
 
 def _mirrored(run: Run, planned: PlannedImage, sync: bool) -> Result:
