@@ -38,6 +38,9 @@ class Figure:
 class _Recorder(SimpleHTTPRequestHandler):
     seen: list[str]
     arrivals: list[float]
+    # the head and the body of an answer are two writes: with Nagle's algorithm the body would
+    # wait up to 40 ms for the client's delayed acknowledgement of the head
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.arrivals.append(time.time())

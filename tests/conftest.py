@@ -62,6 +62,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 class _RecordingHandler(SimpleHTTPRequestHandler):
     server: _ChartHTTPServer
+    # the head and the body of an answer are two writes: with Nagle's algorithm the body would
+    # wait up to 40 ms for the client's delayed acknowledgement of the head
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
