@@ -415,26 +415,54 @@ def _complete(
                 Path(tmp),
                 moved,
             )
-            copied = []
-            for referrer in missing:
+
+            def put(referrer: Referrer) -> str | None:
+                """A referrer whose blobs are in: its manifest PUT; what someone else pushed, if so."""
                 reference = referrer.tag or referrer.manifest.digest
+                mutable = referrer.tag is not None and may_move(referrer.tag)
                 try:
-                    carried = copy_image(
-                        run,
-                        registry,
-                        upstream,
-                        planned.image.path,
-                        referrer.manifest,
+                    client.put_manifest(
                         planned.repository,
                         reference,
-                        Path(tmp),
-                        mutable=referrer.tag is not None and may_move(referrer.tag),
+                        referrer.manifest.body,
+                        referrer.manifest.media_type,
+                        mutable=mutable,
                     )
                 except TagConflict:
-                    differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
+                    return f"{referrer.tag} was pushed by someone else meanwhile"
+                tag = None if reference == referrer.manifest.digest else reference
+                run.inventory.pushed(registry, planned.repository, referrer.manifest.digest, tag)
+                return None
+
+            # Referrers that are one manifest go up side by side: their blobs are in, and each is a
+            # tag (or digest) of its own. An index after them, one at a time: its children may be
+            # among them, and the referrers tag schema's index comes last.
+            plain = [referrer for referrer in missing if not referrer.manifest.is_index]
+            conflicts = iter(side_by_side(put, plain, run.alongside))
+            copied = []
+            for referrer in missing:
+                if referrer.manifest.is_index:
+                    reference = referrer.tag or referrer.manifest.digest
+                    try:
+                        carried = copy_image(
+                            run,
+                            registry,
+                            upstream,
+                            planned.image.path,
+                            referrer.manifest,
+                            planned.repository,
+                            reference,
+                            Path(tmp),
+                            mutable=referrer.tag is not None and may_move(referrer.tag),
+                        )
+                    except TagConflict:
+                        differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
+                        continue
+                    moved.uploaded += carried.uploaded
+                    moved.mounted += carried.mounted
+                elif (conflict := next(conflicts)) is not None:
+                    differing.append(conflict)
                     continue
-                moved.uploaded += carried.uploaded
-                moved.mounted += carried.mounted
                 copied.append(_describe(referrer))
             if copied:
                 message += f"; copied what refers to it: {', '.join(copied)}"
