@@ -401,7 +401,7 @@ def _complete(
                 moved.uploaded += copy_children.uploaded
                 moved.mounted += copy_children.mounted
                 message += f"; copied its {len(absent_children)} missing child manifest(s)"
-            # The blobs of every referrer first, side by side: then each manifest goes up alone.
+            # The blobs of every referrer first, side by side: then the manifests.
             blobs = [blob for r in missing if not r.manifest.is_index for blob in r.manifest.blobs()]
             client = run.registry_client(registry)
             copy_blobs(
@@ -416,33 +416,41 @@ def _complete(
                 moved,
             )
 
-            def put(referrer: Referrer) -> str | None:
-                """A referrer whose blobs are in: its manifest PUT; what someone else pushed, if so."""
-                reference = referrer.tag or referrer.manifest.digest
-                mutable = referrer.tag is not None and may_move(referrer.tag)
+            def reference_of(referrer: Referrer) -> str:
+                return referrer.tag or referrer.manifest.digest
+
+            def mutable(referrer: Referrer) -> bool:
+                return referrer.tag is not None and may_move(referrer.tag)
+
+            def put(referrer: Referrer) -> bool:
+                """A one-manifest referrer, its blobs in: its manifest PUT. False when someone else
+                pushed its tag meanwhile."""
+                reference = reference_of(referrer)
+                manifest = referrer.manifest
                 try:
                     client.put_manifest(
                         planned.repository,
                         reference,
-                        referrer.manifest.body,
-                        referrer.manifest.media_type,
-                        mutable=mutable,
+                        manifest.body,
+                        manifest.media_type,
+                        mutable=mutable(referrer),
                     )
                 except TagConflict:
-                    return f"{referrer.tag} was pushed by someone else meanwhile"
-                tag = None if reference == referrer.manifest.digest else reference
-                run.inventory.pushed(registry, planned.repository, referrer.manifest.digest, tag)
-                return None
+                    return False
+                tag = None if reference == manifest.digest else reference
+                run.inventory.pushed(registry, planned.repository, manifest.digest, tag)
+                return True
 
-            # Referrers that are one manifest go up side by side: their blobs are in, and each is a
-            # tag (or digest) of its own. An index after them, one at a time: its children may be
-            # among them, and the referrers tag schema's index comes last.
+            # One-manifest referrers go up side by side: each is a tag (or digest) of its own. An
+            # index after them, one at a time: its children may be among them, and the referrers
+            # tag schema's index comes last.
             plain = [referrer for referrer in missing if not referrer.manifest.is_index]
-            conflicts = iter(side_by_side(put, plain, run.alongside))
+            put_plain = iter(side_by_side(put, plain, run.alongside))
             copied = []
             for referrer in missing:
-                if referrer.manifest.is_index:
-                    reference = referrer.tag or referrer.manifest.digest
+                if not referrer.manifest.is_index:
+                    pushed = next(put_plain)
+                else:
                     try:
                         carried = copy_image(
                             run,
@@ -451,17 +459,18 @@ def _complete(
                             planned.image.path,
                             referrer.manifest,
                             planned.repository,
-                            reference,
+                            reference_of(referrer),
                             Path(tmp),
-                            mutable=referrer.tag is not None and may_move(referrer.tag),
+                            mutable=mutable(referrer),
                         )
                     except TagConflict:
-                        differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
-                        continue
-                    moved.uploaded += carried.uploaded
-                    moved.mounted += carried.mounted
-                elif (conflict := next(conflicts)) is not None:
-                    differing.append(conflict)
+                        pushed = False
+                    else:
+                        pushed = True
+                        moved.uploaded += carried.uploaded
+                        moved.mounted += carried.mounted
+                if not pushed:
+                    differing.append(f"{referrer.tag} was pushed by someone else meanwhile")
                     continue
                 copied.append(_describe(referrer))
             if copied:
