@@ -1,4 +1,4 @@
-"""The ECR control plane through boto3: tokens, repositories, and what a repository holds, in batches."""
+"""The ECR control plane through botocore: tokens, repositories, and what a repository holds, in batches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.exceptions
 
@@ -23,7 +23,7 @@ from ecrmirror.manifest_store import ManifestStore
 from ecrmirror.spec import DEFAULT_TAG_MUTABILITY, Registry, RepositorySettings
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
     from mypy_boto3_ecr import ECRClient
 
 # transport.USER_AGENT, without importing requests for it before the first ECR call
@@ -103,7 +103,7 @@ class RegistryToken:
     expires_at: float  # epoch seconds
 
 
-def require_credentials(session: boto3.session.Session) -> None:
+def require_credentials(session: botocore.session.Session) -> None:
     """Fail once, plainly, before any item runs, when boto3's chain gives no usable credentials.
 
     Credentials that come from a web identity token or a role are exchanged with STS now, so
@@ -157,7 +157,7 @@ class Ecr:
     def __init__(
         self,
         registry: Registry,
-        session: boto3.session.Session,
+        session: botocore.session.Session,
         endpoint_url: str | None = None,
         max_attempts: int = 5,
         connections: int = 10,
@@ -174,8 +174,9 @@ class Ecr:
             user_agent_extra=USER_AGENT,
             max_pool_connections=connections,
         )
-        # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL itself.
-        self.client: ECRClient = session.client("ecr", endpoint_url=endpoint_url, config=config)
+        # endpoint_url=None lets botocore apply AWS_ENDPOINT_URL_ECR / AWS_ENDPOINT_URL itself.
+        client = session.create_client("ecr", endpoint_url=endpoint_url, config=config)
+        self.client = cast("ECRClient", client)
 
     def _invoke(self, operation: str, **kwargs: Any) -> Any:
         """Call `operation`; an answer without the field it must have is asked for again.

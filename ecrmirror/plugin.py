@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# Only what every pytest process needs: options and fixtures. The rest (spec reading, items, boto3,
+# Only what every pytest process needs: options and fixtures. The rest (spec reading, items, botocore,
 # requests) is imported by the hooks that use it, so that a project's own `pytest` without spec
 # files pays almost nothing for the plugin being installed.
 from ecrmirror import options
@@ -382,7 +382,7 @@ def _require_credentials(config: pytest.Config) -> None:
     from ecrmirror.items import RUN_KEY
 
     try:
-        require_credentials(config.stash[RUN_KEY].run.boto_session)
+        require_credentials(config.stash[RUN_KEY].run.aws_session)
     except CredentialsError as exc:
         raise pytest.UsageError(str(exc)) from None
 

@@ -3,7 +3,7 @@
 Nothing here checks or pushes anything: versions.py, repositories.py and replication.py do, each
 through the one Run of its process. It is made on first use, so a pytest run without spec files
 pays nothing for it. Its clients are made, and their libraries imported, when first asked for:
-boto3 at the first ECR call, oras-py's registry client at the first push.
+botocore at the first ECR call, oras-py's registry client at the first push.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ecrmirror.once import KeyedLocks, once
 from ecrmirror.sources.index import IndexCache
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
 
     from ecrmirror.ecr import Ecr
     from ecrmirror.inventory import Inventory
@@ -40,15 +40,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where to reach ECR; None means AWS's own endpoints (boto3 honours AWS_ENDPOINT_URL_ECR)."""
+    """Where to reach ECR; None means AWS's own endpoints (botocore honours AWS_ENDPOINT_URL_ECR)."""
 
     ecr_api: str | None = None
     registry: str | None = None
-    kms: str | None = None  # signing keys (`sign:`); None: boto3 honours AWS_ENDPOINT_URL_KMS
+    kms: str | None = None  # signing keys (`sign:`); None: botocore honours AWS_ENDPOINT_URL_KMS
     # Set by --offline only: the emulator's keys. `{account}` in the key is each registry's own
     # account: without --offline-account, every registry is reached as an administrator of it.
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+
+
+def aws_session(access_key_id: str | None, secret_access_key: str | None) -> botocore.session.Session:
+    """botocore's session (boto3's core, without boto3's import): the standard credential chain,
+    or the keys given (the emulator's)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    if access_key_id and secret_access_key:
+        session.set_credentials(access_key_id, secret_access_key)
+    return session
 
 
 def _default_retry() -> RetryPolicy:
@@ -105,13 +116,13 @@ class Run:
         self._registries: dict[tuple[str, ...], RegistryClient] = {}
         self._readers: dict[tuple[str, ...], OciClient] = {}
         self._kms: dict[tuple[str, ...], Any] = {}
-        # The run's clients, made on first use (`_made`): http, sources, boto_session, inventory.
+        # The run's clients, made on first use (`_made`): http, sources, aws_session, inventory.
         self._clients: dict[str, Any] = {}
         # The run's first requests, started before the items that need their answers (`warm`).
         self._warming: dict[Hashable, Future[Any] | None] = {}
         self._warm_lock = threading.Lock()
         self._warm_threads: ThreadPoolExecutor | None = None
-        # boto3's sessions are not thread-safe: their clients are made one at a time (a warm-up
+        # botocore's sessions are not thread-safe: their clients are made one at a time (a warm-up
         # and a job may each make one).
         self._making_clients = threading.Lock()
         # What the kinds' modules work out once a process and reuse (a signer, a public key):
@@ -150,16 +161,12 @@ class Run:
         return self._made("sources", make)
 
     @property
-    def boto_session(self) -> boto3.session.Session:
-        def make() -> boto3.session.Session:
-            import boto3
+    def aws_session(self) -> botocore.session.Session:
+        def make() -> botocore.session.Session:
+            endpoints = self.options.endpoints
+            return aws_session(endpoints.aws_access_key_id, endpoints.aws_secret_access_key)
 
-            return boto3.session.Session(
-                aws_access_key_id=self.options.endpoints.aws_access_key_id,
-                aws_secret_access_key=self.options.endpoints.aws_secret_access_key,
-            )
-
-        return self._made("boto_session", make)
+        return self._made("aws_session", make)
 
     @property
     def inventory(self) -> Inventory:
@@ -235,16 +242,11 @@ class Run:
 
         return once(self._ecr, self.locks, ("ecr", registry.host), make)
 
-    def _session(self, registry: Registry) -> boto3.session.Session:
+    def _session(self, registry: Registry) -> botocore.session.Session:
         key = self.options.endpoints.aws_access_key_id
         if key is None or "{account}" not in key:
-            return self.boto_session
-        import boto3
-
-        return boto3.session.Session(
-            aws_access_key_id=key.format(account=registry.account),
-            aws_secret_access_key=self.options.endpoints.aws_secret_access_key,
-        )
+            return self.aws_session
+        return aws_session(key.format(account=registry.account), self.options.endpoints.aws_secret_access_key)
 
     def registry_client(self, registry: Registry) -> RegistryClient:
         endpoint = self.options.endpoints.registry or f"https://{registry.host}"
@@ -277,7 +279,7 @@ class Run:
         def make() -> Any:
             with self._making_clients:
                 session = self._session(registry)
-                return session.client("kms", endpoint_url=self.options.endpoints.kms, config=config)
+                return session.create_client("kms", endpoint_url=self.options.endpoints.kms, config=config)
 
         return once(self._kms, self.locks, ("kms", registry.account, region), make)
 

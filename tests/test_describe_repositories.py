@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
 import pytest
 from ecrclient import admin, become_user, enforcing_iam
 
 from ecrmirror.ecr import Ecr
 from ecrmirror.emulator import Emulator
 from ecrmirror.errors import AwsError
+from ecrmirror.run import aws_session
 from ecrmirror.spec import Registry
 
 REGISTRY = Registry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012", "eu-west-1")
@@ -20,7 +20,7 @@ NAMES = [f"mirror/chart-{i:02d}" for i in range(40)]
 
 
 def ecr_for(emulator: Emulator) -> Ecr:
-    return Ecr(REGISTRY, boto3.session.Session(), endpoint_url=emulator.url)
+    return Ecr(REGISTRY, aws_session(None, None), endpoint_url=emulator.url)
 
 
 def holding(emulator: Emulator, names: list[str]) -> None:

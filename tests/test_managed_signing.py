@@ -8,7 +8,7 @@ import contextlib
 import json
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -21,6 +21,7 @@ from ecrmirror.emulator import managed_signing as emulated
 from ecrmirror.errors import AwsError
 from ecrmirror.managed_signing import SigningStatus
 from ecrmirror.policy import managed_signing_statements
+from ecrmirror.run import aws_session
 from ecrmirror.spec import Registry as SpecRegistry
 from ecrmirror.spec import SigningRule
 
@@ -86,7 +87,7 @@ def registry(emulator: Emulator) -> Registry:
 def mirror_ecr(emulator: Emulator) -> Ecr:
     """The mirror's own client, as a run builds it (the fixture's environment: admin keys)."""
     spec_registry = SpecRegistry(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com", ACCOUNT, REGION)
-    return Ecr(spec_registry, boto3.session.Session(), endpoint_url=emulator.url)
+    return Ecr(spec_registry, aws_session(None, None), endpoint_url=emulator.url)
 
 
 # -- the configuration -------------------------------------------------------------------------------
@@ -362,8 +363,8 @@ def user(emulator: Emulator, name: str, statements: list[dict[str, Any]]) -> dic
     return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
 
-def session(keys: dict[str, str]) -> boto3.session.Session:
-    return boto3.session.Session(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+def session(keys: dict[str, str]) -> botocore.session.Session:
+    return aws_session(keys["aws_access_key_id"], keys["aws_secret_access_key"])
 
 
 def test_a_pusher_without_sign_payload_pushes_and_signing_fails(emulator: Emulator, ecr: Any) -> None:

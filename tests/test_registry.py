@@ -6,7 +6,6 @@ import hashlib
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 from chartfactory import package_chart
 
@@ -15,6 +14,7 @@ from ecrmirror.ecr import Ecr, RegistryToken
 from ecrmirror.emulator import Emulator
 from ecrmirror.errors import RepositoryMissing, TagConflict
 from ecrmirror.registry import RegistryClient
+from ecrmirror.run import aws_session
 from ecrmirror.spec import Registry, RepositorySettings
 
 REGISTRY = Registry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012", "eu-west-1")
@@ -22,7 +22,7 @@ REGISTRY = Registry("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "12345678901
 
 @pytest.fixture
 def ecr(emulator: Emulator) -> Ecr:
-    return Ecr(REGISTRY, boto3.session.Session(), endpoint_url=emulator.url)
+    return Ecr(REGISTRY, aws_session(None, None), endpoint_url=emulator.url)
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """Start-up: what the plugin imports, and when; the run's first requests side by side with jobs.
 
 Every pytest process imports the plugin, so its import must not load what only a mirror run uses
-(boto3, requests, oras-py, moto); a run loads each library when it first needs it. Figures (how
+(botocore, requests, oras-py, moto); a run loads each library when it first needs it. Figures (how
 long) belong to benchmarks/; these tests hold what is or is not imported, and that starting the
 first requests early changes neither what is asked nor what is said.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -22,8 +23,9 @@ from ecrmirror.emulator import Emulator
 
 # What a mirror run needs, and a project's own `pytest` never should.
 HEAVY = ("boto3", "botocore", "requests", "urllib3", "oras", "jsonschema", "moto", "werkzeug", "cryptography")
-# What only pushes (oras-py's registry client), signing (KMS, cryptography) or --offline (moto) need.
-NOT_FOR_AN_UP_TO_DATE_AUDIT = ("oras", "jsonschema", "cryptography", "moto", "werkzeug")
+# What only pushes (oras-py's registry client), signing (KMS, cryptography) or --offline (moto, and
+# boto3 with it) need: ECR is reached through botocore alone.
+NOT_FOR_AN_UP_TO_DATE_AUDIT = ("oras", "jsonschema", "cryptography", "moto", "werkzeug", "boto3")
 
 # Written into the pytester directory: the modules the child process had loaded when it ended.
 _RECORD_MODULES = """
@@ -84,7 +86,34 @@ def test_an_up_to_date_sync_loads_neither_oras_nor_cryptography_nor_moto(
     result.stdout.fnmatch_lines(["mirror.yaml::gitlab::7.1.1 PRESENT*"])
     modules = json.loads((pytester.path / "modules.json").read_text())
     assert loaded(modules, NOT_FOR_AN_UP_TO_DATE_AUDIT) == []
-    assert loaded(modules, ("boto3", "requests")) == ["boto3", "requests"]  # ECR and the index, used
+    assert loaded(modules, ("botocore", "requests")) == ["botocore", "requests"]  # ECR and the index, used
+
+
+_RECORD_FROZEN = """
+import gc, json
+
+def pytest_runtest_call(item):
+    with open("frozen.json", "a") as f:
+        f.write(json.dumps(gc.get_freeze_count()) + "\\n")
+"""
+
+
+def test_a_run_in_a_process_that_goes_on_leaves_nothing_frozen(
+    two_charts: ChartServer, emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    # given a spec, and a process that will go on after the run (this one)
+    write_spec(_spec(two_charts, with_ingress=False))
+    pytester.makeconftest(_RECORD_FROZEN)
+
+    # when a sync runs in it
+    result = run("--sync", "mirror.yaml")
+
+    # then what the run held was out of the collector's way while its items ran, and is back in
+    # its reach afterwards: garbage the run leaves can be freed
+    result.assert_outcomes(passed=3)
+    during = [json.loads(line) for line in (pytester.path / "frozen.json").read_text().splitlines()]
+    assert len(during) == 3 and min(during) > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_help_texts_and_the_ecr_user_agent_say_what_transport_does() -> None:
