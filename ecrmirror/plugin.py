@@ -52,7 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
     if not (config.stash[_COLLECT_SPECS] or config.getoption("offline")):
         return
-    import gc
     import tempfile
 
     from ecrmirror import redact, reporting
@@ -67,12 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if xmlpath and worker is None:  # as junitxml: the main process (or xdist controller) writes it
         path = Path(os.path.abspath(os.path.expandvars(os.path.expanduser(xmlpath))))
         config.pluginmanager.register(reporting.JunitNames(path), "ecrmirror-junit")
-    if worker is not None:
-        # An xdist worker lives for this one run, and what it has loaded by now (pytest, the
-        # plugin's modules) lives as long as it does: out of the collector's way, pytest's
-        # gc.collect() calls at exit cost each worker less CPU. (Not in a process that may run
-        # pytest again, where frozen garbage would never be freed.)
-        gc.freeze()
+    _freeze_until_cleanup(config)
     state["log_factory"] = redact.install()
     jobs = options.jobs(config)
     endpoints = _offline_endpoints(config, state) if config.getoption("offline") else _endpoints()
@@ -185,6 +179,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state["lock_dir"], ignore_errors=True)
     if "log_factory" in state:
         redact.uninstall(state["log_factory"])
+    _freeze_more()  # before pytest's own pytest_unconfigure: this hook runs first
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -238,6 +233,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # The xdist controller collects nothing, and a worker cannot end the run with a usage
         # error: check before the workers start, so the run says it once.
         _require_credentials(config)
+        _freeze_more()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -284,8 +280,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if config.option.collectonly:
         return
-    if not hasattr(config, "workerinput"):  # a worker froze what it holds at its start
-        _freeze_until_unconfigure(config)
     if "emulator_url" in config.stash[_STATE]:
         _declare_kms_keys(config.stash[_STATE]["emulator_url"], session.items)
     run = config.stash[RUN_KEY].run
@@ -312,23 +306,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             images.warm_up(run, (item.planned for item in image_items))
 
 
-class _Unfreeze:
-    @pytest.hookimpl(trylast=True)
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        import gc
-
-        gc.unfreeze()
-
-
-def _freeze_until_unconfigure(config: pytest.Config) -> None:
-    """What is alive once the run's items are collected (the modules, the specs, botocore's
-    models) lives until the run ends: out of the collector's way, pytest's gc.collect() calls at
-    the end (five, to find unraisable exceptions) walk only what the run made since. Unfrozen
-    last, after them, so that a process running pytest again frees what this run held."""
+def _freeze_until_cleanup(config: pytest.Config) -> None:
+    """What is alive now (pytest, the plugin's modules) lives until the run ends: out of the
+    collector's way, the collections that imports and requests set off, and pytest's gc.collect()
+    calls at the end (to find unraisable exceptions), walk only what the run makes. Unfrozen by a
+    cleanup registered before pytest's own (this hook runs first; cleanups run last in, first out),
+    so it runs after their collections, and a process running pytest again frees what this run held."""
     import gc
 
     gc.freeze()
-    config.pluginmanager.register(_Unfreeze(), "ecrmirror-unfreeze")
+    config.add_cleanup(gc.unfreeze)
+
+
+def _freeze_more() -> None:
+    """Into the frozen generation with the rest: once credentials are checked (botocore's modules
+    and session), and once the run is closed (its clients and botocore's models, which the
+    collections at the end would otherwise walk, and found alive)."""
+    import gc
+
+    gc.freeze()
 
 
 def _declare_kms_keys(emulator_url: str, items: list[pytest.Item]) -> None:
