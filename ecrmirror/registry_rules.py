@@ -10,8 +10,6 @@ it does not keep every version "recently pulled".
 
 from __future__ import annotations
 
-from filelock import FileLock
-
 from ecrmirror import managed_signing
 from ecrmirror.ecr import Ecr
 from ecrmirror.outcome import Outcome, Result
@@ -36,6 +34,8 @@ def check_signing(run: Run, target: Target) -> Result:
 
 def sync_signing(run: Run, target: Target) -> Result:
     assert target.managed_signing is not None
+    from filelock import FileLock  # here: most runs declare no signing rules
+
     declared = target.managed_signing.rules
     # One registry-wide document, read-modified-written: this run's processes take turns.
     with FileLock(run.lock_dir / f"signing-{target.registry.host}.lock"):

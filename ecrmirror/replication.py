@@ -15,8 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from filelock import FileLock
-
 from ecrmirror import ecr_rules, templates
 from ecrmirror.ecr import ARCHIVED as ARCHIVED_STATUS
 from ecrmirror.ecr import Ecr, RemoteImage
@@ -99,6 +97,8 @@ def ensure_rule(run: Run, target: Target, repositories: tuple[str, ...]) -> bool
     key = ("replication", target.registry.host, tuple(sorted(repositories)), destinations)
     if key in run.settled:
         return False
+    from filelock import FileLock  # here: most runs declare no replication
+
     filters = replication_filters(target, repositories)
     # Read-modify-write of one registry-wide document: workers of this run take turns (a
     # writer that read before another's write would drop its rule), and every writer reads

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 
 def once_per_run(directory: Path | None, key: str, fetch: Callable[[], Any]) -> Any:
     """`fetch()`'s JSON-able answer, fetched by whichever process of the run asked first.
@@ -26,6 +24,8 @@ def once_per_run(directory: Path | None, key: str, fetch: Callable[[], Any]) -> 
     """
     if directory is None:
         return fetch()
+    from filelock import FileLock  # here: a run without xdist never takes the lock
+
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
     directory.mkdir(parents=True, exist_ok=True)
     copy = directory / f"{name}.json"

@@ -87,6 +87,7 @@ def test_an_up_to_date_sync_loads_neither_oras_nor_cryptography_nor_moto(
     modules = json.loads((pytester.path / "modules.json").read_text())
     assert loaded(modules, NOT_FOR_AN_UP_TO_DATE_AUDIT) == []
     assert loaded(modules, ("botocore", "requests")) == ["botocore", "requests"]  # ECR and the index, used
+    assert loaded(modules, ("filelock",)) == []  # one process, no signing rule or replication: no lock
 
 
 _RECORD_FROZEN = """

@@ -14,11 +14,6 @@ from ecrmirror.errors import UpstreamError
 from ecrmirror.helmyaml import YamlRefused, load_helm_yaml
 from ecrmirror.sources.release import ChartRelease, lookup, versions_of
 
-try:  # a Rust YAML parser, much faster on big indexes; optional
-    import yaml_rs as _fast_yaml
-except ImportError:  # pragma: no cover - depends on the platform's wheels
-    _fast_yaml = None  # type: ignore[assignment]
-
 
 class Index:
     """A parsed index.yaml: chart name -> version -> entry."""
@@ -90,11 +85,12 @@ def load_index_document(location: str, text: str | bytes, fast: bool = True) -> 
     1.5 s, where PyYAML's C loader needs about 28 s, because PyYAML builds its objects in Python.
     PyYAML stays as the fallback (and for spec files, where line numbers matter); tests check
     that both read indexes alike."""
-    if fast and _fast_yaml is not None:
+    fast_yaml = _fast_yaml() if fast else None
+    if fast_yaml is not None:
         try:
             raw = text.decode("utf-8") if isinstance(text, bytes) else text
-            document = _fast_yaml.loads(
-                raw, parse_datetime=False, duplicate_key_policy=_fast_yaml.DuplicateKeyPolicy.LastWins
+            document = fast_yaml.loads(
+                raw, parse_datetime=False, duplicate_key_policy=fast_yaml.DuplicateKeyPolicy.LastWins
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
@@ -105,6 +101,16 @@ def load_index_document(location: str, text: str | bytes, fast: bool = True) -> 
         raise UpstreamError(f"{location}: the index {exc}") from None
     except yaml.YAMLError as exc:
         raise UpstreamError(f"{location}: the index is not valid YAML or JSON: {exc}") from None
+
+
+def _fast_yaml() -> Any:
+    """yaml-rs, a Rust YAML parser much faster on big indexes (optional), or None. Imported with the
+    first index: a run whose charts all come from OCI registries reads none, and skips its load."""
+    try:
+        import yaml_rs
+    except ImportError:  # pragma: no cover - depends on the platform's wheels
+        return None
+    return yaml_rs
 
 
 def _archive(entry: dict[str, Any]) -> Any:
