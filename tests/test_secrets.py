@@ -220,3 +220,29 @@ def test_a_query_value_that_is_no_credential_is_not_hidden(tmp_path: Path) -> No
 
     # then the token is hidden wherever it is written, and the ref, an everyday word, is not
     assert redact("ref=stable-main token tok3n-CANARY") == "ref=stable-main token ***"
+
+
+# One text per kind of credential redact.py knows without being told (its _QUOTED and _PATTERNS),
+# as botocore, urllib3 or an upstream's error would write it; the secret is what must go.
+SIGNATURE = "ca11ab1e" * 8
+UNTOLD_CREDENTIALS = [
+    ("{'Authorization': 'AWS4-HMAC-SHA256 Credential=AKIA/CANARY'}", "CANARY"),
+    ('b\'{"authorizationToken": "QVdTOkNBTkFSWQ==CANARY"}\'', "CANARY"),
+    ("X-Amz-Security-Token=IQoJb3JpZ2luCANARY&X-Amz-Date=20261207", "CANARY"),
+    ("<Credentials><SecretAccessKey>wJalrCANARY</SecretAccessKey>", "CANARY"),
+    ("Authorization: Basic dXNlcjpDQU5BUlk=CANARY", "CANARY"),
+    ("www-authenticate: Bearer eyJhbGciOiJSUzI1NiJ9.CANARY", "CANARY"),
+    (f"Credential=AKIA/20261207/us-east-1/ecr/aws4_request, Signature={SIGNATURE}", SIGNATURE),
+    ("GET https://robot:CANARY@charts.example/index.yaml", "CANARY"),
+    ("GET https://charts.example/index.yaml?sig=CANARY&se=2026", "CANARY"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), UNTOLD_CREDENTIALS)
+def test_every_kind_of_credential_is_hidden_without_being_told(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_text_without_a_credential_comes_back_as_it_was() -> None:
+    text = "oci/app:4.0.1 PRESENT sha256:" + "a" * 64 + " 1,130,255 bytes; Basic auth, a bearer token"
+    assert redact(text) == text
