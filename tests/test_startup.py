@@ -113,7 +113,8 @@ def test_a_run_in_a_process_that_goes_on_leaves_nothing_frozen(
     # its reach afterwards: garbage the run leaves can be freed
     result.assert_outcomes(passed=3)
     during = [json.loads(line) for line in (pytester.path / "frozen.json").read_text().splitlines()]
-    assert len(during) == 3 and min(during) > 0
+    assert len(during) == 3
+    assert min(during) > 0
     assert gc.get_freeze_count() == 0
 
 
