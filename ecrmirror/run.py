@@ -62,6 +62,18 @@ def aws_session(access_key_id: str | None, secret_access_key: str | None) -> bot
     return session
 
 
+def _settle(future: Future[Any], work: Callable[[], object]) -> None:
+    """Run `work()` into `future`, which others may already wait on."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = work()
+    except BaseException as exc:  # kept for whoever waits, as an executor keeps it
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 def _default_retry() -> RetryPolicy:
     """transport.DEFAULT_POLICY, imported when an Options is made without a policy."""
     from ecrmirror.transport import DEFAULT_POLICY
@@ -193,14 +205,19 @@ class Run:
         `work` fills a cache that the item then reads. What it raises is kept for `warmed`."""
         if self.options.jobs <= 1:
             return
+        future: Future[Any] = Future()
         with self._warm_lock:
             if key in self._warming:
                 return
+            self._warming[key] = future
             if self._warm_threads is None:
                 self._warm_threads = ThreadPoolExecutor(
                     max_workers=IN_FLIGHT_PER_JOB * self.options.jobs, thread_name_prefix="ecrmirror-warm"
                 )
-            self._warming[key] = self._warm_threads.submit(work)
+            threads = self._warm_threads
+        # Outside the lock: submitting may start a thread, and waits until it runs, which with
+        # the GIL can take a while; the warm-ups already running take the lock to look up others.
+        threads.submit(_settle, future, work)
 
     def warmed(self, key: Hashable) -> None:
         """Wait for the warm-up of `key`, if one is under way. Its error is raised here, once, to
