@@ -218,6 +218,10 @@ class Inventory:
                 self._digests[key] = {**(self._digests[key] or {}), image.tag: image}
 
     # -- repositories ---------------------------------------------------------------------------------
+    def described(self, registry: Registry, name: str) -> bool:
+        """Whether `repository` would answer for `name` without asking ECR."""
+        return (registry.host, name) in self._repositories
+
     def repository(self, registry: Registry, name: str) -> RepositoryState | None:
         """`name`'s settings, described with every expected repository not yet known; None if missing."""
         key = (registry.host, name)

@@ -301,7 +301,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # The description first: the warm-ups of what ECR holds wait for it.
         for item in repository_items:
             repositories.warm_up(run, item.repository_target, item.repository)
-        versions.warm_up(run, (item.planned for item in planned))
+        versions.warm_up(run, (item.planned for item in planned), sync=config.stash[RUN_KEY].sync)
         if image_items:
             images.warm_up(run, (item.planned for item in image_items))
 

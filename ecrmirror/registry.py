@@ -164,6 +164,10 @@ class RegistryClient:
             assert self._token is not None
             return self._token
 
+    def authenticate(self) -> None:
+        """Fetch the registry token now (a warm-up, before the first upload needs it)."""
+        self._current_token(refresh=False)
+
     def _container(self, repository: str, tag: str) -> Any:
         return self._oras.get_container(f"{self._oras.hostname}/{repository}:{tag}")
 

@@ -103,10 +103,11 @@ def _compared_by_manifest(planned: PlannedVersion) -> bool:
     return chart.verify is not None or chart.provenance == "required" or planned.target.sign is not None
 
 
-def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
+def warm_up(run: Run, planned: Iterable[PlannedVersion], *, sync: bool) -> None:
     """Once the run's versions are known: download each Helm repository's index now, beside
     ECR's first answers, before the first version item reads it (with more than one job; see
-    Run.warm). The repository keeps a failed download, which each version that needs it says."""
+    Run.warm). The repository keeps a failed download, which each version that needs it says.
+    An OCI version's first upstream request follows ECR's answer for it (_read_release)."""
     for item in planned:
         location = item.chart.source_location(item.spec_path)
         if location.startswith(("http://", "https://")):  # a Helm repository (sources.Sources)
@@ -119,7 +120,7 @@ def warm_up(run: Run, planned: Iterable[PlannedVersion]) -> None:
         run.warm(held, partial(_read_images, run, item))
         if location.startswith("oci://"):  # a version ECR holds is compared: its digest, a HEAD
             release = ("release", location, item.chart.name, item.version.version)
-            run.warm(release, partial(_read_release, run, item, held))
+            run.warm(release, partial(_read_release, run, item, held, sync))
 
 
 def _read_index(run: Run, planned: PlannedVersion) -> None:
@@ -144,16 +145,28 @@ def _read_images(run: Run, planned: PlannedVersion) -> None:
             run.inventory.images(registry, planned.repository, planned.tag)
 
 
-def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str]) -> None:
-    """An OCI version's digest (a HEAD), read ahead when ECR holds its tag: the item compares the
-    two. One that ECR lacks is pulled by its copy instead, with no HEAD."""
+def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str], sync: bool) -> None:
+    """An OCI version's first upstream request, read ahead once ECR's answer says which the item
+    makes: the digest (a HEAD) of a version ECR holds, which the item compares; the manifest of
+    one a sync copies (its digest then needs no HEAD), and with it the registry's push token;
+    the digest of one an audit finds missing, which its report names."""
     registry = planned.target.registry
     if not run.warmed_well(held):
         return
+    if not run.inventory.described(registry, planned.repository):
+        return  # ECR's description is not in (it failed, or its item took it): the item asks
     with contextlib.suppress(EcrMirrorError):
-        images = run.inventory.images(registry, planned.repository, planned.tag)
-        if images and planned.tag in images:
+        # A repository the description says is missing holds nothing: no DescribeImages to say so.
+        exists = run.inventory.repository(registry, planned.repository) is not None
+        images = run.inventory.images(registry, planned.repository, planned.tag) if exists else None
+        if (images and planned.tag in images) or not sync:
             _release(run, planned)
+            return
+        token = ("registry token", registry.host)
+        run.warm(token, lambda: run.registry_client(registry).authenticate())
+        source = run.source(planned.spec_path, planned.chart)
+        if is_registry(source):
+            source.pull(planned.chart.name, planned.version.version)
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:

@@ -98,6 +98,7 @@ class TokenRegistry:
     # (HEADs are not counted); None: no limit, no header
     pulls_left: int | None = None
     methods: list[tuple[str, str]] = field(default_factory=list)  # (method, path) at the registry
+    granted: list[tuple[str, str]] = field(default_factory=list)  # of those, sent with the token
     answers: dict[str, Answer] = field(default_factory=dict)
     realm: str | None = None  # where the challenge sends clients for a token; None: the registry's /token
     tls: ssl.SSLContext | None = None
@@ -152,6 +153,7 @@ class TokenRegistry:
                     realm = registry.realm or f"{registry.scheme}://{registry.host}/token"
                     challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
                     return self._send(401, b"{}", {"WWW-Authenticate": challenge})
+                registry.granted.append((self.command, self.path))
                 if path in registry.answers:
                     return registry.answers[path](self)
                 name, kind, reference = _split(path)

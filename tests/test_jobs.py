@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -329,3 +330,43 @@ def test_a_job_waiting_for_hundreds_that_end_while_it_is_submitted_runs_once() -
 
 def _take(jobs: Any, keys: list[str], into: list[str]) -> None:
     into.extend(jobs.result(key) for key in keys)
+
+
+def _asked_of(hub: TokenRegistry, emulator: Emulator) -> Counter[str]:
+    """What a run asked: each upstream request sent with the token (with jobs, some go out before
+    the first token, are answered 401 and sent again), and each ECR call or request. The one
+    probe for the referrers API is counted whichever version's digest it asks with."""
+    probe = re.compile(r"/referrers/sha256:[0-9a-f]{64}$")
+    asked = Counter(f"upstream {method} {probe.sub('/referrers/*', path)}" for method, path in hub.granted)
+    asked.update(f"ecr {r.method} {r.action or r.path.split('/')[-2]}" for r in emulator.requests)
+    return asked
+
+
+@pytest.mark.parametrize("args", [("--sync",), ("--check-only",)], ids=["sync", "audit"])
+def test_from_an_oci_source_jobs_ask_what_one_job_asks_as_often(
+    hub: TokenRegistry, emulator: Emulator, write_spec, run, args: tuple[str, ...]
+) -> None:
+    # given five versions in an OCI registry with Docker Hub's token flow
+    write_spec(oci_spec(hub))
+    asked: dict[int, list[Counter[str]]] = {}
+    said: dict[int, list[list[str]]] = {}
+    for jobs in (1, 4):
+        emulator.reset()
+        asked[jobs], said[jobs] = [], []
+        # when the spec runs into an empty ECR, and again with everything in place (for --sync)
+        for _ in range(2):
+            emulator.app.requests.clear()
+            hub.granted.clear()
+            result = run(*args, "-v", f"--ecrmirror-jobs={jobs}", "mirror.yaml")
+            asked[jobs].append(_asked_of(hub, emulator))
+            said[jobs].append(
+                [line.split(" [")[0] for line in result.stdout.lines if "mirror.yaml::" in line]
+            )
+
+    # then four jobs, which read ahead of the items, ask what one job asks, and say the same; but
+    # for the tag list, which they read first to get the registry's token before the versions' HEADs
+    tags = Counter({"upstream GET /v2/library/cache/tags/list?n=1000": 1})
+    for one, four in zip(asked[1], asked[4], strict=True):
+        assert four - one == (tags if args == ("--check-only",) else Counter())
+        assert one - four == Counter()
+    assert said[4] == said[1]
