@@ -303,7 +303,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             repositories.warm_up(run, item.repository_target, item.repository)
         versions.warm_up(run, (item.planned for item in planned), sync=config.stash[RUN_KEY].sync)
         if image_items:
-            images.warm_up(run, (item.planned for item in image_items))
+            images.warm_up(run, (item.planned for item in image_items), sync=config.stash[RUN_KEY].sync)
 
 
 def _freeze_until_cleanup(config: pytest.Config) -> None:

@@ -772,6 +772,10 @@ def test_with_jobs_ecr_is_asked_about_each_image_repository_once_and_a_new_one_n
     assert sum(r.action == "DescribeImages" for r in emulator.app.requests) == 0
     assert sum("/referrers/" in path for _, path in upstream.log) == 1
     assert [path for method, path in upstream.log if method == "HEAD"] == []
+    # and each image's manifest was pulled by its tag once, read ahead or not
+    by_tag = [path for method, path in upstream.log if method == "GET" and "/manifests/sha256" not in path]
+    pulled = sorted(path for path in by_tag if "/manifests/" in path)
+    assert len(pulled) == len(set(pulled)) == len(images)
     held = {world.mirrored(reference) for reference in images}
     assert all(raw_tags(name) for name in held)
 

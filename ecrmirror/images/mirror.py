@@ -91,23 +91,33 @@ def announce(run: Run, planned: Iterable[PlannedImage]) -> None:
         run.inventory.expect_repositories(item.target.registry, [item.repository])
 
 
-def warm_up(run: Run, planned: Iterable[PlannedImage]) -> None:
+def warm_up(run: Run, planned: Iterable[PlannedImage], *, sync: bool) -> None:
     """Once the run's images are known: ECR's listing of each image repository that exists, and
     each upstream repository's tag list, read now, side by side, before the items that need them
     (with more than one job; see Run.warm). A failure is left for the item to meet again."""
     for item in planned:
         registry = item.target.registry
         if item.tag:
-            run.warm(("image listing", registry.host, item.repository), partial(_read_held, run, item))
+            run.warm(("image listing", registry.host, item.repository), partial(_read_held, run, item, sync))
         run.warm(("image tags", item.image.endpoint, item.image.path), partial(_read_tags, run, item))
 
 
-def _read_held(run: Run, planned: PlannedImage) -> None:
+def _read_held(run: Run, planned: PlannedImage, sync: bool) -> None:
+    """ECR's listing of the image's repository, read ahead; then, for a sync, the image's top
+    manifest if ECR lacks it: the copy's first request, which the item would send next (the
+    same pull, once per run: `_pull`)."""
     registry = planned.target.registry
     assert planned.tag is not None
     with contextlib.suppress(EcrMirrorError):
-        if repositories.described_ahead(run, registry, planned.repository):
-            run.inventory.manifests(registry, planned.repository, planned.tag)
+        repositories.described_ahead(run, registry, planned.repository)  # waits for the description
+        if not run.inventory.described(registry, planned.repository):
+            return  # ECR's description is not in (it failed, or its item took it): the item asks
+        if run.inventory.repository(registry, planned.repository) is not None:
+            held = run.inventory.manifests(registry, planned.repository, planned.tag)
+            if held is None or planned.tag in held:
+                return
+        if sync:
+            _pull(run, planned, planned.image.digest or planned.image.reference)
 
 
 def _read_tags(run: Run, planned: PlannedImage) -> None:
