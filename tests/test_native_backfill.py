@@ -160,11 +160,13 @@ def test_workers_of_one_run_start_one_backfill_per_destination(
 
 
 def test_a_backfill_already_running_to_the_destination_is_joined(
-    upstream: ChartServer, emulator: Emulator, write_spec, run
+    upstream: ChartServer, emulator: Emulator, knobs: Backfills, write_spec, run
 ) -> None:
     write_spec(spec(upstream, ["eu-central-1"]))
     run("--sync", "mirror.yaml").assert_outcomes(passed=8)
-    # someone added us-east-1 by hand and started a backfill there
+    # someone added us-east-1 by hand and started a backfill there, one still preparing when the
+    # run looks, however slow the machine (with the default 0.5 s it may have ended by then)
+    knobs.preparing = 3.0
     ecr = admin("ecr", emulator)
     configuration = ecr.describe_registry()["replicationConfiguration"]
     configuration["rules"][0]["destinations"].append({"region": "us-east-1", "registryId": ACCOUNT})
