@@ -44,6 +44,16 @@ def described_ahead(run: Run, registry: Registry, name: str) -> bool:
     return run.warmed_well(_described_key(registry)) and run.inventory.repository(registry, name) is not None
 
 
+def exists_as_described(run: Run, registry: Registry, name: str) -> bool | None:
+    """For another warm-up: whether `name` exists, as the run's batched description says, without
+    asking ECR (waiting for the description if it is under way); None when its answer is not in
+    (it failed, or a repository item took it and is still waiting): the item then asks."""
+    run.warmed_well(_described_key(registry))
+    if not run.inventory.described(registry, name):
+        return None
+    return run.inventory.repository(registry, name) is not None
+
+
 def _described(run: Run, registry: Registry, name: str) -> RepositoryState | None:
     """`name`'s settings (None if missing), from the run's batched description (`warm_up`)."""
     run.warmed(_described_key(registry))

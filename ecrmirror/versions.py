@@ -153,11 +153,11 @@ def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str],
     registry = planned.target.registry
     if not run.warmed_well(held):
         return
-    if not run.inventory.described(registry, planned.repository):
-        return  # ECR's description is not in (it failed, or its item took it): the item asks
+    exists = repositories.exists_as_described(run, registry, planned.repository)
+    if exists is None:
+        return
     with contextlib.suppress(EcrMirrorError):
         # A repository the description says is missing holds nothing: no DescribeImages to say so.
-        exists = run.inventory.repository(registry, planned.repository) is not None
         images = run.inventory.images(registry, planned.repository, planned.tag) if exists else None
         if (images and planned.tag in images) or not sync:
             _release(run, planned)

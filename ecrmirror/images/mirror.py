@@ -109,10 +109,10 @@ def _read_held(run: Run, planned: PlannedImage, sync: bool) -> None:
     registry = planned.target.registry
     assert planned.tag is not None
     with contextlib.suppress(EcrMirrorError):
-        repositories.described_ahead(run, registry, planned.repository)  # waits for the description
-        if not run.inventory.described(registry, planned.repository):
-            return  # ECR's description is not in (it failed, or its item took it): the item asks
-        if run.inventory.repository(registry, planned.repository) is not None:
+        exists = repositories.exists_as_described(run, registry, planned.repository)
+        if exists is None:
+            return
+        if exists:
             held = run.inventory.manifests(registry, planned.repository, planned.tag)
             if held is None or planned.tag in held:
                 return
