@@ -328,6 +328,65 @@ def test_a_job_waiting_for_hundreds_that_end_while_it_is_submitted_runs_once() -
     assert set(ran.values()) == {1}
 
 
+def test_side_by_side_a_slow_call_holds_up_no_other() -> None:
+    # given a job's calls where the first ends only once the last has started: more calls than
+    # a job has in flight, so the last starts only when a place is free
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecrmirror.jobs import IN_FLIGHT_PER_JOB
+    from ecrmirror.sources.oci import side_by_side
+
+    last = IN_FLIGHT_PER_JOB
+    last_started = threading.Event()
+
+    def work(n: int) -> int:
+        if n == 0:
+            assert last_started.wait(timeout=10), "the last call waited for the first to end"
+        if n == last:
+            last_started.set()
+        return n * 10
+
+    # when they run side by side on the job's share of side threads
+    with ThreadPoolExecutor(IN_FLIGHT_PER_JOB - 1) as side:
+        results = side_by_side(work, list(range(last + 1)), side.submit)
+
+    # then the last took the place of a quick one, and the results keep the calls' order
+    assert results == [n * 10 for n in range(last + 1)]
+
+
+def test_side_by_side_raises_the_first_failure_once_the_calls_running_have_ended() -> None:
+    # given calls of which two fail, the later one first
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecrmirror.jobs import IN_FLIGHT_PER_JOB
+    from ecrmirror.sources.oci import side_by_side
+
+    first_failed = threading.Event()
+    started: list[int] = []
+    ended: list[int] = []
+
+    def work(n: int) -> int:
+        started.append(n)
+        if n == 1:
+            assert first_failed.wait(timeout=10)
+            raise ValueError("one")
+        if n == 2:
+            first_failed.set()
+            raise ValueError("two")
+        ended.append(n)
+        return n
+
+    # when they run side by side
+    calls = list(range(4 * IN_FLIGHT_PER_JOB))
+    with ThreadPoolExecutor(IN_FLIGHT_PER_JOB - 1) as side, pytest.raises(ValueError, match=r"^one$"):
+        side_by_side(work, calls, side.submit)
+
+    # then the failure of the earlier call is raised, every call started has ended, and no call
+    # started after the failures but those already taken
+    assert sorted([*ended, 1, 2]) == sorted(started)
+    assert len(started) < len(calls)
+
+
 def _take(jobs: Any, keys: list[str], into: list[str]) -> None:
     into.extend(jobs.result(key) for key in keys)
 

@@ -861,20 +861,38 @@ def _shown(url: str) -> str:
 def side_by_side(
     work: Callable[[A], T], calls: list[A], alongside: Callable[..., futures.Future[Any]] | None
 ) -> list[T]:
-    """`work(call)` for each of `calls`, in order. With `alongside` (run.alongside), a job's
-    IN_FLIGHT_PER_JOB at a time: the others on other threads (the job's share of the run's side
-    threads) while this one does one; the first failure is raised once those running have ended,
-    so nothing is left running. `work` must not itself go alongside: a side thread waiting for a
-    side thread could wait forever."""
-    if alongside is None:
+    """`work(call)` for each of `calls`; the results in order. With `alongside` (run.alongside), a
+    job's IN_FLIGHT_PER_JOB at a time: this thread and the job's share of the run's side threads
+    each take the next call as soon as their last one is done, so one slow call holds up no
+    other. After a failure no call starts; the first failure (in the order of `calls`) is raised
+    once those running have ended, so nothing is left running. `work` must not itself go
+    alongside: a side thread waiting for a side thread could wait forever."""
+    if alongside is None or len(calls) <= 1:
         return [work(call) for call in calls]
-    results: list[T] = []
-    for start in range(0, len(calls), IN_FLIGHT_PER_JOB):
-        batch = calls[start : start + IN_FLIGHT_PER_JOB]
-        others = [alongside(work, call) for call in batch[:-1]]
-        try:
-            last = work(batch[-1])
-        finally:
-            futures.wait(others)
-        results += [future.result() for future in others] + [last]
+    results: list[Any] = [None] * len(calls)
+    failures: dict[int, BaseException] = {}
+    next_call = iter(enumerate(calls))
+    taking = threading.Lock()
+
+    def take_turns() -> None:
+        while True:
+            with taking:
+                taken = None if failures else next(next_call, None)
+            if taken is None:
+                return
+            index, call = taken
+            try:
+                results[index] = work(call)
+            except BaseException as exc:  # an interrupt too: the others stop taking calls
+                with taking:
+                    failures[index] = exc
+                return
+
+    others = [alongside(take_turns) for _ in range(min(IN_FLIGHT_PER_JOB, len(calls)) - 1)]
+    try:
+        take_turns()
+    finally:
+        futures.wait(others)
+    if failures:
+        raise failures[min(failures)]
     return results
