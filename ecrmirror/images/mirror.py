@@ -328,6 +328,11 @@ def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool)
         )
     if not repository_exists:
         repositories.ensure_exists(run, planned.spec_path, planned.target, planned.repository)
+    text = top.body.decode()
+    # What refers to the image is found first, so that its blobs go up side by side with the
+    # image's own; its manifests go up once the image is in (_complete).
+    referrers = _referrers(run, planned, _subjects(planned, top.digest, text))
+    referrer_blobs = [blob for r in referrers[0] if not r.manifest.is_index for blob in r.manifest.blobs()]
     reference = planned.tag or top.digest
     mutable = bool(planned.tag) and repositories.tag_may_move(run, planned.target, planned.repository)(
         reference
@@ -344,6 +349,7 @@ def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool)
                 reference,
                 Path(tmp),
                 mutable=mutable,
+                referrer_blobs=referrer_blobs,
             )
         except TagConflict:
             fresh = run.ecr(registry).image_manifests(planned.repository, [reference]) or {}
@@ -354,11 +360,12 @@ def _copy(run: Run, planned: PlannedImage, wanted: str, repository_exists: bool)
                 source = _source_digest(fresh[reference][1]) if planned.platforms else held
                 return _moved_or_differs(run, planned, wanted, held, source)
             moved = Moved()  # someone copied the same image meanwhile
+    with_referrers = ", with the blobs of what refers to it" if referrer_blobs else ""
     message = (
         f"copied {planned.image} to {planned.reference} ({top.digest}, {moved.manifests} manifest(s), "
-        f"{moved.uploaded} bytes uploaded, {moved.mounted} blob(s) mounted){changed}"
+        f"{moved.uploaded} bytes uploaded, {moved.mounted} blob(s) mounted{with_referrers}){changed}"
     )
-    return _complete(run, planned, top.digest, top.body.decode(), True, Outcome.PUSHED, message, moved)
+    return _complete(run, planned, top.digest, text, True, Outcome.PUSHED, message, moved, referrers)
 
 
 def _complete(
@@ -370,9 +377,11 @@ def _complete(
     outcome: Outcome,
     message: str,
     moved: Moved,
+    referrers: tuple[list[Referrer], list[str]] | None = None,
 ) -> Result:
     """The image ECR holds has every child its index lists, and what the upstream attaches to the
-    index and to each child (cosign's tags, OCI referrers): copied under sync, else INCOMPLETE."""
+    index and to each child (cosign's tags, OCI referrers): copied under sync, else INCOMPLETE.
+    `referrers`: what `_referrers` found already, for a copy that has just put the image."""
     registry = planned.target.registry
     ecr = run.ecr(registry)
     children = _children(text)
@@ -380,8 +389,8 @@ def _complete(
     asked = children and outcome is not Outcome.PUSHED
     listing = run.inventory.listing(registry, planned.repository) if asked else None
     absent_children = sorted(set(children) - listing.holds(children)) if listing else []
-    subjects = [digest, *children] if not planned.platforms else [*children]
-    missing, differing = _referrers(run, planned, subjects)
+    found = referrers if referrers is not None else _referrers(run, planned, _subjects(planned, digest, text))
+    missing, differing = found
     if not sync and (absent_children or missing):
         lacks = [f"child manifest {d}" for d in absent_children] + [_describe(r) for r in missing]
         return _result(
@@ -509,6 +518,13 @@ def _details(digest: str, text: str | None) -> tuple[tuple[str, str], ...]:
         if isinstance(child, dict) and "digest" in child
     ]
     return ((DIGEST_PROPERTY, digest), *platforms)
+
+
+def _subjects(planned: PlannedImage, digest: str, text: str | None) -> list[str]:
+    """The manifests whose referrers are copied with the image: the index (unless the spec's
+    platforms made a new one, which nothing upstream refers to) and each child."""
+    children = _children(text)
+    return [digest, *children] if not planned.platforms else children
 
 
 def _children(text: str | None) -> list[str]:

@@ -50,10 +50,12 @@ def copy_image(
     *,
     mutable: bool,
     children: list[Manifest] | None = None,
+    referrer_blobs: list[dict[str, Any]] | None = None,
 ) -> Moved:
     """Copy `top` (an index or one manifest) from `upstream_repository` into `repository` as
     `reference`: the children ECR lacks first (`children`: pulled already), each with its blobs,
-    then `top` itself."""
+    then `top` itself. `referrer_blobs` (of what refers to `top`, whose manifests go up after
+    it) are copied side by side with its own, counted in what it moved."""
     client = run.registry_client(registry)
     moved = Moved()
     if top.is_index:
@@ -76,7 +78,7 @@ def copy_image(
                     f"{upstream.host}/{upstream_repository}@{top.digest} lists another index ({digest}) "
                     "as a child; ecrmirror copies an index of image manifests"
                 )
-        blobs = [blob for digest in lacking for blob in pulled[digest].blobs()]
+        blobs = [blob for digest in lacking for blob in pulled[digest].blobs()] + (referrer_blobs or [])
         copy_blobs(run, registry, client, upstream, upstream_repository, blobs, repository, tmp, moved)
 
         def put_child(digest: str) -> None:
@@ -86,7 +88,8 @@ def copy_image(
         side_by_side(put_child, lacking, run.alongside)
         moved.manifests += len(lacking)
     else:
-        copy_blobs(run, registry, client, upstream, upstream_repository, top.blobs(), repository, tmp, moved)
+        blobs = top.blobs() + (referrer_blobs or [])
+        copy_blobs(run, registry, client, upstream, upstream_repository, blobs, repository, tmp, moved)
     client.put_manifest(repository, reference, top.body, top.media_type, mutable=mutable)
     run.inventory.pushed(registry, repository, top.digest, None if reference == top.digest else reference)
     moved.manifests += 1
@@ -124,7 +127,10 @@ def copy_blobs(
         """(0, 0) when `repository` holds the blob, (0, 1) when it was mounted from the run's
         repository that holds it, None when it must be uploaded."""
         here = (registry.host, repository, descriptor.digest)
-        if here in placed or (not created_here and client.has_blob(repository, descriptor.digest)):
+        if here in placed:
+            return 0, 0
+        if not created_here and client.has_blob(repository, descriptor.digest):
+            placed.add(here)  # not asked again: by a copy of what refers to it, say
             return 0, 0
         holder = uploaded.get((registry.host, descriptor.digest))
         mountable = holder is not None and holder != repository and _mounts(run, registry)
