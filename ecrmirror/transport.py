@@ -150,6 +150,10 @@ class _Session(requests.Session):
         # add its credentials to any request without its own, a plain-http hop an upstream
         # redirected to included. Credentials come from the spec alone, as helm's do.
         self.auth = _NoNetrc()
+        # No session-wide query parameters, as None rather than {}: requests then has nothing to
+        # merge into each request's own. Merging two dicts costs it about 10 us on Python 3.11
+        # (an isinstance check against a runtime-checkable Protocol), several times a request.
+        self.params = None  # type: ignore[assignment]
         self._from_environment: dict[tuple[str, str], dict[str, str]] = {}
         self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
@@ -168,7 +172,7 @@ class _Session(requests.Session):
                 verify = self._ca_bundle or verify
         merge: Callable[[Any, Any], Any] = merge_setting  # untyped in requests' stubs
         return {
-            "proxies": merge(proxies, self.proxies),
+            "proxies": merge(proxies, self.proxies) if self.proxies else proxies,
             "stream": merge(stream, self.stream),
             "verify": merge(verify, self.verify),
             "cert": merge(cert, self.cert),
