@@ -298,10 +298,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # With jobs, the run's first requests start now, side by side: each Helm repository's
         # index, and ECR's description of the repositories (whose client takes longer to make).
         # A worker runs only what it is sent: it starts nothing ahead.
-        # The description first: the warm-ups of what ECR holds wait for it.
+        # The upstreams first: they wait for nothing. Then the description, before the warm-ups
+        # of what ECR holds, which wait for it.
+        planned_versions = [item.planned for item in planned]
+        versions.read_upstreams_ahead(run, planned_versions)
         for item in repository_items:
             repositories.warm_up(run, item.repository_target, item.repository)
-        versions.warm_up(run, (item.planned for item in planned), sync=config.stash[RUN_KEY].sync)
+        versions.warm_up(run, planned_versions, sync=config.stash[RUN_KEY].sync)
         if image_items:
             images.warm_up(run, (item.planned for item in image_items), sync=config.stash[RUN_KEY].sync)
 

@@ -103,17 +103,27 @@ def _compared_by_manifest(planned: PlannedVersion) -> bool:
     return chart.verify is not None or chart.provenance == "required" or planned.target.sign is not None
 
 
-def warm_up(run: Run, planned: Iterable[PlannedVersion], *, sync: bool) -> None:
-    """Once the run's versions are known: download each Helm repository's index now, beside
-    ECR's first answers, before the first version item reads it (with more than one job; see
-    Run.warm). The repository keeps a failed download, which each version that needs it says.
-    An OCI version's first upstream request follows ECR's answer for it (_read_release)."""
+def read_upstreams_ahead(run: Run, planned: Iterable[PlannedVersion]) -> None:
+    """Once the run's versions are known, before anything of ECR's: download each Helm
+    repository's index now, and read each OCI source's tag list (with it, the registry's
+    challenge), before the first version item reads them (with more than one job; see Run.warm).
+    They wait for nothing, so they go first: ECR's first answer waits for its client, whose
+    making takes longer. The repository keeps a failed download, which each version that needs
+    it says."""
     for item in planned:
         location = item.chart.source_location(item.spec_path)
         if location.startswith(("http://", "https://")):  # a Helm repository (sources.Sources)
             run.warm(("index", location, item.chart.access), partial(_read_index, run, item))
-        elif location.startswith("oci://"):  # its tag list, and with it the registry's challenge
+        elif location.startswith("oci://"):
             run.warm(("tags", location, item.chart.access, item.chart.name), partial(_read_tags, run, item))
+
+
+def warm_up(run: Run, planned: Iterable[PlannedVersion], *, sync: bool) -> None:
+    """Once ECR's batched description has started (repositories.warm_up): what ECR holds of each
+    version's repository, read ahead. An OCI version's first upstream request for the version
+    itself follows ECR's answer for it (_read_release)."""
+    for item in planned:
+        location = item.chart.source_location(item.spec_path)
         # What ECR holds of the version's repository, once the batched description says it exists.
         registry = item.target.registry
         held = ("ecr images", registry.host, item.repository)
