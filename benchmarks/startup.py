@@ -38,7 +38,7 @@ def import_seconds(repeats: int = 5) -> tuple[float, float]:
     return statistics.median(plugin), statistics.median(pytest)
 
 
-def first_request(work: Path, repeats: int = 3) -> tuple[list[float], list[str], list[float]]:
+def first_request(work: Path, repeats: int = 5) -> tuple[list[float], list[str], list[float]]:
     """A sync of one version from a chart server, then its re-run, `repeats` times (each into an
     emptied emulator): the seconds from the sync's start to its first request at ECR or the
     upstream, what that request was, and the re-run's CPU seconds."""
