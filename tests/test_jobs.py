@@ -361,30 +361,30 @@ def test_side_by_side_raises_the_first_failure_once_the_calls_running_have_ended
     from ecrmirror.jobs import IN_FLIGHT_PER_JOB
     from ecrmirror.sources.oci import side_by_side
 
-    first_failed = threading.Event()
+    later_failed = threading.Event()
     started: list[int] = []
     ended: list[int] = []
 
     def work(n: int) -> int:
         started.append(n)
-        if n == 1:
-            assert first_failed.wait(timeout=10)
-            raise ValueError("one")
         if n == 2:
-            first_failed.set()
+            later_failed.set()
             raise ValueError("two")
+        assert later_failed.wait(timeout=10)  # the others, call 1 among them, wait for it
+        if n == 1:
+            raise ValueError("one")
         ended.append(n)
         return n
 
     # when they run side by side
-    calls = list(range(4 * IN_FLIGHT_PER_JOB))
+    calls = list(range(1000))
     with ThreadPoolExecutor(IN_FLIGHT_PER_JOB - 1) as side, pytest.raises(ValueError, match=r"^one$"):
         side_by_side(work, calls, side.submit)
 
-    # then the failure of the earlier call is raised, every call started has ended, and no call
-    # started after the failures but those already taken
+    # then the failure of the earlier call is raised, every call started has ended, and the calls
+    # stopped starting once one had failed (each place may have taken one more meanwhile)
     assert sorted([*ended, 1, 2]) == sorted(started)
-    assert len(started) < len(calls)
+    assert len(started) < 4 * IN_FLIGHT_PER_JOB
 
 
 def _take(jobs: Any, keys: list[str], into: list[str]) -> None:
