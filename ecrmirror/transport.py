@@ -151,8 +151,8 @@ class _Session(requests.Session):
         # redirected to included. Credentials come from the spec alone, as helm's do.
         self.auth = _NoNetrc()
         # No session-wide query parameters, as None rather than {}: requests then has nothing to
-        # merge into each request's own. Merging two dicts costs it about 10 us on Python 3.11
-        # (an isinstance check against a runtime-checkable Protocol), several times a request.
+        # merge into each request's own. Merging two dicts costs it 6 to 17 us on Python 3.11
+        # (isinstance checks against a runtime-checkable Protocol), several times a request.
         self.params = None  # type: ignore[assignment]
         self._from_environment: dict[tuple[str, str], dict[str, str]] = {}
         self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")

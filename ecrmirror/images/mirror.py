@@ -389,8 +389,9 @@ def _complete(
     asked = children and outcome is not Outcome.PUSHED
     listing = run.inventory.listing(registry, planned.repository) if asked else None
     absent_children = sorted(set(children) - listing.holds(children)) if listing else []
-    found = referrers if referrers is not None else _referrers(run, planned, _subjects(planned, digest, text))
-    missing, differing = found
+    if referrers is None:
+        referrers = _referrers(run, planned, _subjects(planned, digest, text))
+    missing, differing = referrers
     if not sync and (absent_children or missing):
         lacks = [f"child manifest {d}" for d in absent_children] + [_describe(r) for r in missing]
         return _result(
