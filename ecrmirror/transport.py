@@ -14,6 +14,7 @@ import requests
 import requests.auth
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import DecodeError, MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as Urllib3SSLError
@@ -156,6 +157,64 @@ class _Session(requests.Session):
         self.params = None  # type: ignore[assignment]
         self._from_environment: dict[tuple[str, str], dict[str, str]] = {}
         self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        files: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = True,
+        proxies: Any = None,
+        hooks: Any = None,
+        stream: bool | None = None,
+        verify: Any = None,
+        cert: Any = None,
+        json: Any = None,
+    ) -> requests.Response:
+        """requests.Session.request; a request without redirects to follow, cookies, auth or the
+        like (every registry and upstream request ecrmirror makes) goes straight to the adapter.
+
+        requests' full path merges cookies, hooks and session settings and looks for the next
+        redirect, about 0.15 ms of CPU a request here (a quarter of one); at 50 requests an image
+        that is what a mirror of 200 images spends on requests alone. The adapter still connects,
+        retries (urllib3's Retry), picks the proxy and checks TLS, raises requests' errors and
+        builds requests' Response. No cookie is sent or kept, as helm's HTTP client keeps none."""
+        extra = (params, cookies, files, auth, proxies, hooks, cert)
+        if allow_redirects or json is not None or any(each is not None for each in extra):
+            return super().request(
+                method,
+                url,
+                params,
+                data,
+                headers,
+                cookies,
+                files,
+                auth,
+                timeout,
+                allow_redirects,
+                proxies,
+                hooks,
+                stream,
+                verify,
+                cert,
+                json,
+            )
+        merged = CaseInsensitiveDict(self.headers)
+        merged.update(headers or {})
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=method.upper(), url=url, headers=merged, data=data)
+        # What requests' own path would pass the adapter (verify is never None once merged).
+        settings: dict[str, Any] = dict(self.merge_environment_settings(url, None, stream, verify, None))
+        response = self.get_adapter(url).send(prepared, timeout=timeout, **settings)
+        if not settings["stream"]:
+            response.content  # noqa: B018 - read now, as requests does for a request not streamed
+        return response
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any

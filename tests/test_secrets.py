@@ -100,20 +100,20 @@ URL_SPELLINGS = {
 # A library failing inside a request (not one of ours): pytest shows the traceback, with every
 # frame's locals under -l, and the request's URL and headers are among them.
 LIBRARY_FAULT = """
-import requests
+from requests.adapters import HTTPAdapter
 
-send = requests.Session.send
+send = HTTPAdapter.send
 
-def failing(self, request, **kwargs):
+def failing(self, request, *args, **kwargs):
     if "/crash" in request.url:
         raise RuntimeError("a bug in a library")
-    return send(self, request, **kwargs)
+    return send(self, request, *args, **kwargs)
 
 def pytest_configure(config):
-    requests.Session.send = failing
+    HTTPAdapter.send = failing
 
 def pytest_unconfigure(config):
-    requests.Session.send = send
+    HTTPAdapter.send = send
 """
 
 
