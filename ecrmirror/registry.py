@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import tempfile
@@ -13,20 +12,16 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-import oras.provider
-import oras.utils
 import requests
-from botocore.retries import bucket, throttling
-from botocore.retries.adaptive import ClientRateLimiter, RateClocker
 
 from ecrmirror.chart import MANIFEST_MEDIA_TYPE, Descriptor, HelmArtifact, sha256_digest
 from ecrmirror.ecr import RegistryToken
 from ecrmirror.errors import EcrMirrorError, Interrupted, RegistryError, RepositoryMissing, TagConflict
 from ecrmirror.jobs import inline
 from ecrmirror.manifest_store import ManifestStore
-from ecrmirror.transport import DEFAULT_POLICY, TIMEOUT, RetryPolicy, new_session, retrying
+from ecrmirror.transport import DEFAULT_POLICY, RetryPolicy, retrying
 
 # Renew the token this long before ECR's 12 h expiry, so no request races the deadline.
 TOKEN_RENEWAL_MARGIN = 15 * 60
@@ -45,88 +40,6 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 class PushReport:
     bytes_uploaded: int = 0
     blobs_uploaded: int = 0
-
-
-class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
-    """oras-py's Registry with the three things ECR needs that it lacks (see the facts file).
-
-    - credentials go with every request: oras' "ecr" backend waits for a 401 each time;
-    - the ECR token is renewed before it expires, and once on ECR's expired-token 403;
-    - no oras retry decorator: it sleeps 2 + 3^n seconds on any exception and retries
-      non-idempotent uploads. Idempotent retries live in the session (transport.new_session).
-    """
-
-    def __init__(
-        self,
-        endpoint: str,
-        token: Callable[[bool], RegistryToken],
-        policy: RetryPolicy = DEFAULT_POLICY,
-        connections: int = 10,
-    ) -> None:
-        parts = urlsplit(endpoint)
-        super().__init__(hostname=parts.netloc, insecure=parts.scheme == "http")
-        self.session = new_session(policy, connections)
-        self._token = token
-        self._limiter = _adaptive_limiter()
-
-    def _authorization(self, refresh: bool = False) -> str:
-        token = self._token(refresh)
-        basic = base64.b64encode(f"{token.username}:{token.password}".encode()).decode()
-        return f"Basic {basic}"
-
-    def do_request(
-        self,
-        url: str,
-        method: str = "GET",
-        data: Any = None,
-        headers: dict[str, str] | None = None,
-        json: dict[str, Any] | None = None,
-        stream: bool = False,
-    ) -> requests.Response:
-        request_headers = dict(headers or {})
-        for attempt in (0, 1):
-            request_headers["Authorization"] = self._authorization(refresh=attempt == 1)
-            if hasattr(data, "seek"):
-                data.seek(0)
-            self._limiter.on_sending_request(None)
-            response = self.session.request(
-                method,
-                url,
-                data=data,
-                json=json,
-                headers=request_headers,
-                stream=stream,
-                timeout=TIMEOUT,
-                allow_redirects=False,
-            )
-            self._limiter.on_receiving_response(status=response.status_code)
-            # ECR answers an expired token with 403 and no WWW-Authenticate (and HEAD has no body
-            # to say so): renew once and retry.
-            if response.status_code == 403 and attempt == 0 and "WWW-Authenticate" not in response.headers:
-                continue
-            return response
-        return response  # pragma: no cover - the loop always returns
-
-
-class _Throttled:
-    """The throttling detector botocore's rate limiter asks: ECR's registry says 429."""
-
-    def is_throttling_error(self, status: int | None = None, **_: Any) -> bool:
-        return status == 429
-
-
-def _adaptive_limiter() -> ClientRateLimiter:
-    """botocore's adaptive retry mode, for the registry's HTTP as boto3 has it for the API: no limit
-    until ECR throttles (its upload and PutImage quotas are a few per second, and jobs push
-    faster), then a client-side token bucket whose rate follows CUBIC, shared by the jobs."""
-    clock = bucket.Clock()
-    return ClientRateLimiter(
-        rate_adjustor=throttling.CubicCalculator(starting_max_rate=0, start_time=clock.current_time()),
-        rate_clocker=RateClocker(clock),
-        token_bucket=bucket.TokenBucket(max_rate=1, clock=clock),
-        throttling_detector=_Throttled(),
-        clock=clock,
-    )
 
 
 class RegistryClient:
@@ -152,7 +65,11 @@ class RegistryClient:
         self._fetch_token = fetch_token
         self._token: RegistryToken | None = None
         self._token_lock = threading.Lock()  # jobs (threads) share the token: one fetch renews it
-        self._oras = _OrasRegistry(self.endpoint, self._current_token, policy, connections)
+        # oras-py, and jsonschema with it (about 50 ms to import), only once a run writes: a run
+        # that finds everything in place never makes a client.
+        from ecrmirror.oras_registry import OrasRegistry
+
+        self._oras = OrasRegistry(self.endpoint, self._current_token, policy, connections)
 
     def _current_token(self, refresh: bool) -> RegistryToken:
         held = self._token
@@ -257,6 +174,7 @@ class RegistryClient:
         container = self._container(repository, "latest")
         what = f"upload of {descriptor.digest} to {self.endpoint}/{repository}"
         self._unless_interrupted(repository, descriptor.digest)
+        import oras.utils  # loaded with the client (ecrmirror.oras_registry)
 
         def attempt() -> requests.Response:
             start = self._oras.do_request(
@@ -297,6 +215,8 @@ class RegistryClient:
         setting ENABLED): the upload session it opened instead is left to expire, and the
         caller uploads."""
         self._unless_interrupted(repository, digest)
+        import oras.utils  # loaded with the client (ecrmirror.oras_registry)
+
         container = self._container(repository, "latest")
         url = oras.utils.append_url_params(
             f"{self._oras.prefix}://{container.upload_blob_url()}", {"mount": digest, "from": source}

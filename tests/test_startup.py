@@ -15,7 +15,9 @@ import sys
 from collections import Counter
 
 import pytest
+from chartfactory import package_chart
 from ecrclient import become_user, enforcing_iam
+from ociregistry import TokenRegistry
 
 from conftest import REGISTRY, ChartServer
 from ecrmirror import ecr, options, transport
@@ -97,6 +99,37 @@ def pytest_runtest_call(item):
     with open("frozen.json", "a") as f:
         f.write(json.dumps(gc.get_freeze_count()) + "\\n")
 """
+
+
+def test_an_up_to_date_sync_from_an_oci_source_does_not_load_oras(
+    emulator: Emulator, write_spec, run, pytester: pytest.Pytester
+) -> None:
+    # given versions from an OCI registry already in ECR (their referrers looked for: none)
+    upstream = TokenRegistry().start()
+    try:
+        for version in ("1.0.0", "1.1.0"):
+            chart = package_chart(pytester.path / "charts", "db", version)
+            upstream.add_chart("library/db", chart.path, "db", version)
+        write_spec(
+            f"target:\n  registry: {REGISTRY}\n  create_repositories: true\ncharts:\n"
+            f"  - name: db\n    repo: oci://{upstream.host}/library\n    plain_http: true\n"
+            "    versions: ['1.0.0', '1.1.0']\n"
+        )
+        run("--sync", "mirror.yaml").assert_outcomes(passed=3)  # the repository, then its versions
+        pytester.makeconftest(_RECORD_MODULES)
+
+        # when the spec is synced again, in a process of its own
+        result = pytester.runpytest_subprocess(
+            "-p", "ecrmirror.plugin", "-p", "no:cacheprovider", "--sync", "-v", "mirror.yaml"
+        )
+    finally:
+        upstream.stop()
+
+    # then both are PRESENT, compared digest to digest, and oras-py (which writes) was not loaded
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["mirror.yaml::db::1.1.0 PRESENT*"])
+    modules = json.loads((pytester.path / "modules.json").read_text())
+    assert loaded(modules, NOT_FOR_AN_UP_TO_DATE_AUDIT) == []
 
 
 def test_a_run_in_a_process_that_goes_on_leaves_nothing_frozen(
