@@ -159,7 +159,8 @@ def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str],
     """An OCI version's first upstream request, read ahead once ECR's answer says which the item
     makes: the digest (a HEAD) of a version ECR holds, which the item compares; the manifest of
     one a sync copies (its digest then needs no HEAD), and with it the registry's push token;
-    the digest of one an audit finds missing, which its report names."""
+    the digest of one an audit finds missing, which its report names. With the first digest,
+    whether the registry has the referrers API, which every version's referrers wait for."""
     registry = planned.target.registry
     if not run.warmed_well(held):
         return
@@ -169,14 +170,22 @@ def _read_release(run: Run, planned: PlannedVersion, held: tuple[str, str, str],
     with contextlib.suppress(EcrMirrorError):
         # A repository the description says is missing holds nothing: no DescribeImages to say so.
         images = run.inventory.images(registry, planned.repository, planned.tag) if exists else None
-        if (images and planned.tag in images) or not sync:
-            _release(run, planned)
-            return
-        token = ("registry token", registry.host)
-        run.warm(token, lambda: run.registry_client(registry).authenticate())
         source = run.source(planned.spec_path, planned.chart)
-        if is_registry(source):
+        image = images.get(planned.tag) if images else None
+        if image is not None or not sync:
+            release = _release(run, planned)
+            # The item looks for referrers beside a version ECR holds as the upstream has it.
+            same = image is not None and image.pullable and image.manifest_digest == release.digest
+        else:
+            token = ("registry token", registry.host)
+            run.warm(token, lambda: run.registry_client(registry).authenticate())
+            if not is_registry(source):
+                return
             source.pull(planned.chart.name, planned.version.version)
+            release = _release(run, planned)  # the pulled manifest's digest: no request
+            same = True  # copied, and its referrers after it
+        if same and is_registry(source) and planned.chart.copy_referrers:
+            source.probe_referrers(release)
 
 
 def check(run: Run, planned: PlannedVersion) -> Result:

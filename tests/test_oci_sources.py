@@ -463,12 +463,14 @@ def test_copy_referrers_false_leaves_them_upstream(
     assert tags == {"2.0.0"}
 
 
+@pytest.mark.parametrize("jobs", [1, 4])
 def test_from_a_registry_with_the_referrers_api_an_sbom_is_found_through_it(
     chart_server: ChartServer,
     emulator: Emulator,
     write_spec,
     run,
     monkeypatch: pytest.MonkeyPatch,
+    jobs: int,
 ) -> None:
     # given a chart in a registry that has the referrers API (the emulator's `upstream/db`, as
     # another team's ECR would be), with an SBOM whose subject is the chart and no tag schema
@@ -519,12 +521,13 @@ def test_from_a_registry_with_the_referrers_api_an_sbom_is_found_through_it(
     )
     emulator.app.requests.clear()
 
-    # when it is mirrored
-    run("--sync", "mirror.yaml").assert_outcomes(passed=2)
+    # when it is mirrored (with jobs, the registry is asked ahead whether it has the API)
+    run("--sync", f"--ecrmirror-jobs={jobs}", "mirror.yaml").assert_outcomes(passed=2)
 
-    # then the SBOM was found through the referrers API, and arrived as the mirrored chart's referrer
+    # then the SBOM was found through the referrers API, asked once (the answer to the probe
+    # ahead is the version's own), and arrived as the mirrored chart's referrer
     asked = [r.path for r in emulator.app.requests if r.kind == "registry" and r.method == "GET"]
-    assert f"/v2/upstream/db/referrers/{chart}" in asked
+    assert asked.count(f"/v2/upstream/db/referrers/{chart}") == 1
     assert f"/v2/upstream/db/manifests/sha256-{chart.partition(':')[2]}" not in asked  # no tag schema
     referrers = requests.get(f"{emulator.url}/v2/mirror/db/referrers/{chart}", auth=auth, timeout=10).json()
     assert [(r["digest"], r.get("artifactType")) for r in referrers["manifests"]] == [

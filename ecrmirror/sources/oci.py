@@ -153,6 +153,9 @@ class OciClient:
         self._unchallenged: set[str] = set()  # scopes the registry answered without a challenge
         self._referrers_api: bool | None = None  # unknown until the first referrers request
         self._probe_lock = threading.Lock()  # jobs asking at once: one of them probes for the API
+        # The probe's own answer ((repository, digest), listed digests), asked ahead of the item
+        # that wants it (probe_referrers): that item is not sent to ask again.
+        self._probed: tuple[tuple[str, str], list[str] | None] | None = None
         # Docker Hub's RateLimit-Remaining, as last seen: pulls left in its window (None: no limit said)
         self.pulls_left: int | None = None
         self._pull_lock = threading.Lock()
@@ -183,11 +186,28 @@ class OciClient:
     def referrers(self, repository: str, digest: str) -> list[str] | None:
         """The digests of the manifests whose subject is `digest`, from the referrers API; None
         when the registry does not have it (then the referrers tag schema is the way)."""
+        probed = self._probed
+        if probed is not None and probed[0] == (repository, digest):
+            return probed[1]
         if self._referrers_api is None:
             with self._probe_lock:  # the others wait for its answer: one probe per registry
                 if self._referrers_api is None:
                     return self._listed_referrers(repository, digest)
         return self._listed_referrers(repository, digest)
+
+    def probe_referrers(self, repository: str, digest: str) -> None:
+        """Whether the registry has the referrers API, asked now with `digest`'s referrers, ahead
+        of the items: otherwise the first item to want referrers asks while every other waits
+        for its answer. Nothing when the answer is known or being asked; an error is left for
+        the item to meet again."""
+        if self._referrers_api is not None or not self._probe_lock.acquire(blocking=False):
+            return
+        try:
+            if self._referrers_api is None:
+                found = self._listed_referrers(repository, digest)
+                self._probed = ((repository, digest), found)
+        finally:
+            self._probe_lock.release()
 
     def _listed_referrers(self, repository: str, digest: str) -> list[str] | None:
         if self._referrers_api is False:
@@ -754,6 +774,10 @@ class OciRepository:
         found = attached(self._client, self.repository(release.name), release.digest, tags, alongside)
         _bounded_referrers(len(found), f"{release.url} ({self._client.host}/{self.repository(release.name)})")
         return found
+
+    def probe_referrers(self, release: ChartRelease) -> None:
+        """Ask ahead whether the registry has the referrers API (OciClient.probe_referrers)."""
+        self._client.probe_referrers(self.repository(release.name), release.digest)
 
     def _tag_list(self, name: str) -> list[str]:
         return once(self._tags, self._tag_locks, name, lambda: self._client.tags(self.repository(name)))
