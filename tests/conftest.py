@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -29,6 +30,12 @@ from ecrmirror.emulator import Emulator
 for _module in pkgutil.walk_packages(ecrmirror.__path__, "ecrmirror."):
     if _module.name != "ecrmirror.__main__":
         importlib.import_module(_module.name)
+# So too yaml-rs, which ecrmirror imports with the first index. A Rust extension, it crashes the
+# interpreter (SIGSEGV) when imported afresh and then used from a thread, as each in-process run
+# would: test_archive_identity.py alone died in 7 of 18 runs. A process importing it once (a
+# user's) did not crash in 100 runs that imported it from threads.
+with contextlib.suppress(ImportError):  # optional: PyYAML reads indexes without it
+    importlib.import_module("yaml_rs")
 
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 # The same retries as a user gets, with short waits: failure tests need not sleep for seconds.
