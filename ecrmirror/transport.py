@@ -181,10 +181,10 @@ class _Session(requests.Session):
         like (every registry and upstream request ecrmirror makes) goes straight to the adapter.
 
         requests' full path merges cookies, hooks and session settings and looks for the next
-        redirect, about 0.15 ms of CPU a request here (a quarter of one); at 50 requests an image
-        that is what a mirror of 200 images spends on requests alone. The adapter still connects,
-        retries (urllib3's Retry), picks the proxy and checks TLS, raises requests' errors and
-        builds requests' Response. No cookie is sent or kept, as helm's HTTP client keeps none."""
+        redirect: about 55 us of a plain GET's 420 us of client CPU here, at some 46 requests an
+        image. The adapter still connects, retries (urllib3's Retry), picks the proxy, checks TLS,
+        raises requests' errors and builds requests' Response. No cookie is sent or kept, as
+        helm's HTTP client keeps none."""
         extra = (params, cookies, files, auth, proxies, hooks, cert)
         if allow_redirects or json is not None or any(each is not None for each in extra):
             return super().request(
