@@ -186,13 +186,13 @@ class OciClient:
     def referrers(self, repository: str, digest: str) -> list[str] | None:
         """The digests of the manifests whose subject is `digest`, from the referrers API; None
         when the registry does not have it (then the referrers tag schema is the way)."""
-        probed = self._probed
-        if probed is not None and probed[0] == (repository, digest):
-            return probed[1]
-        if self._referrers_api is None:
+        if self._referrers_api is None or self._probe_lock.locked():
             with self._probe_lock:  # the others wait for its answer: one probe per registry
                 if self._referrers_api is None:
                     return self._listed_referrers(repository, digest)
+        probed = self._probed  # kept by probe_referrers before it let go of the lock
+        if probed is not None and probed[0] == (repository, digest):
+            return probed[1]
         return self._listed_referrers(repository, digest)
 
     def probe_referrers(self, repository: str, digest: str) -> None:
