@@ -32,8 +32,8 @@ for _module in pkgutil.walk_packages(ecrmirror.__path__, "ecrmirror."):
         importlib.import_module(_module.name)
 # So too yaml-rs, which ecrmirror imports with the first index. A Rust extension, it crashes the
 # interpreter (SIGSEGV) when imported afresh and then used from a thread, as each in-process run
-# would: test_archive_identity.py alone died in 7 of 18 runs. A process importing it once (a
-# user's) did not crash in 100 runs that imported it from threads.
+# would: test_archive_identity.py alone, without xdist, died in 12 of 27 runs. A process importing
+# it once (a user's) did not crash in 100 runs that imported it from threads.
 with contextlib.suppress(ImportError):  # optional: PyYAML reads indexes without it
     importlib.import_module("yaml_rs")
 
